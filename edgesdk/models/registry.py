@@ -1,0 +1,166 @@
+"""The model registry: family name -> how to build, load and export it.
+
+Each family module (``edgesdk/models/<family>.py``) ends with one ``FAMILY = Family(...)``.
+The registry imports family modules lazily, so ``edgesdk models`` lists what is installed
+and a family that fails to import is reported, not hidden.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+
+from edgesdk.errors import CheckpointError, UsageError
+
+log = logging.getLogger(__name__)
+
+# family name -> module path. A family lands by adding its line here and its file.
+FAMILY_MODULES: dict[str, str] = {
+    "lmuformer": "edgesdk.models.lmuformer",
+    "ecoformer": "edgesdk.models.ecoformer",
+    "slab": "edgesdk.models.slab",
+    "lighthubert": "edgesdk.models.lighthubert",
+}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named configuration.
+
+    ``config`` is the family's frozen config dataclass. ``small`` marks presets cheap enough
+    for the default test run (every generic test is parametrized over small presets).
+    """
+
+    name: str
+    config: Any
+    description: str = ""
+    small: bool = False
+
+
+@dataclass(frozen=True)
+class Family:
+    """What a model family supplies to the rest of edgesdk.
+
+    Attributes:
+        name: registry name ("lmuformer").
+        build: config -> nn.Module (randomly initialised, eval mode not required).
+        presets: preset name -> Preset.
+        remap_checkpoint: the authors' state_dict -> edgesdk's keys. Pure; must report
+            keys it cannot place rather than drop them (raise CheckpointError).
+        recipe: (model, mode, **options) -> ExportSpec. ``mode`` is "full" or "stream";
+            options are family-specific (chunk_frames, fold, subnet, layers, window_seconds);
+            an option the family does not know must raise UsageError naming it.
+        config_from_checkpoint: optional (checkpoint container, preset config) -> config, for
+            checkpoints that carry their architecture (fairseq cfg, yacs config).
+        modes: the export modes this family supports.
+        describe: optional (model) -> dict of extra facts for ``edgesdk models``.
+    """
+
+    name: str
+    build: Callable[[Any], torch.nn.Module]
+    presets: Mapping[str, Preset]
+    remap_checkpoint: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+    recipe: Callable[..., Any]
+    config_from_checkpoint: Callable[[Mapping[str, Any], Any], Any] | None = None
+    modes: tuple[str, ...] = ("full",)
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class FamilyUnavailable(Exception):
+    pass
+
+
+def _import_family(name: str) -> Family:
+    module_path = FAMILY_MODULES[name]
+    try:
+        module = importlib.import_module(module_path)
+    except ModuleNotFoundError as error:
+        if error.name == module_path:
+            raise FamilyUnavailable(f"family {name!r} is not implemented yet") from None
+        raise
+    return module.FAMILY
+
+
+def available_families() -> dict[str, Family]:
+    """Families that import, by name (unimplemented ones are left out)."""
+    families = {}
+    for name in FAMILY_MODULES:
+        try:
+            families[name] = _import_family(name)
+        except FamilyUnavailable:
+            log.debug("family %s not implemented", name)
+    return families
+
+
+def get_family(name: str) -> Family:
+    if name not in FAMILY_MODULES:
+        raise UsageError(f"unknown model family {name!r}; known: {', '.join(FAMILY_MODULES)}")
+    try:
+        return _import_family(name)
+    except FamilyUnavailable as error:
+        raise UsageError(str(error)) from None
+
+
+def get_preset(family: Family, preset: str | None) -> Preset:
+    if preset is None:
+        raise UsageError(f"{family.name} needs --preset; one of: {', '.join(family.presets)}")
+    if preset not in family.presets:
+        raise UsageError(
+            f"unknown preset {preset!r} for {family.name}; one of: {', '.join(family.presets)}"
+        )
+    return family.presets[preset]
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def create_model(
+    name: str,
+    preset: str | None = None,
+    checkpoint: str | Path | None = None,
+    seed: int | None = 0,
+) -> torch.nn.Module:
+    """Build a registered model in eval mode, loading ``checkpoint`` strictly when given.
+
+    Without a checkpoint the weights are seeded random (``seed``), so tests and demos are
+    reproducible. The returned module carries ``edgesdk_info`` (family, preset, checkpoint
+    sha256) for the manifest.
+    """
+    from edgesdk.exporters.checkpoints import load_checkpoint, load_state_dict_strict
+
+    family = get_family(name)
+    chosen = get_preset(family, preset)
+    config = chosen.config
+    container: dict[str, Any] | None = None
+    if checkpoint is not None:
+        container = load_checkpoint(checkpoint)
+        if family.config_from_checkpoint is not None:
+            config = family.config_from_checkpoint(container, config)
+    if seed is not None:
+        torch.manual_seed(seed)
+    model = family.build(config)
+    checkpoint_sha256 = None
+    if container is not None:
+        state_dict = container["state_dict"]
+        try:
+            remapped = family.remap_checkpoint(state_dict)
+        except CheckpointError as error:
+            raise CheckpointError(f"{checkpoint}: {error}") from None
+        load_state_dict_strict(model, remapped, source=str(checkpoint))
+        checkpoint_sha256 = container["sha256"]
+    model.eval()
+    model.edgesdk_info = {
+        "family": family.name,
+        "preset": chosen.name,
+        "config": config,
+        "parameters": count_parameters(model),
+        "checkpoint": str(checkpoint) if checkpoint is not None else None,
+        "checkpoint_sha256": checkpoint_sha256,
+    }
+    return model
