@@ -1,0 +1,79 @@
+"""Which runtimes, onnxruntime execution providers and LiteRT delegates are usable here.
+
+Answers come from the installed packages themselves (``onnxruntime.get_available_providers()``;
+for LiteRT, whether an interpreter module imports and whether each delegate's shared library
+loads), never from the device profile: the profile says what to prefer, this says what exists.
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib
+import logging
+
+logger = logging.getLogger(__name__)
+
+# Interpreter modules in the order the runtime tries them (DESIGN.md).
+LITERT_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite")
+# Delegate name -> shared libraries that provide it. XNNPACK is built into the interpreter.
+DELEGATE_LIBRARIES = {
+    "gpu": ("libtensorflowlite_gpu_delegate.so", "libLiteRtGpuAccelerator.so"),
+    "nnapi": ("libnnapi_delegate.so", "libneuralnetworks.so"),
+    "edgetpu": ("libedgetpu.so.1",),
+    "hexagon": ("libhexagon_delegate.so",),
+}
+
+
+def onnxruntime_info() -> dict:
+    """``{"installed", "version", "providers"}`` for onnxruntime."""
+    try:
+        ort = importlib.import_module("onnxruntime")
+    except ImportError as error:
+        return {"installed": False, "version": None, "providers": [], "reason": str(error)}
+    return {
+        "installed": True,
+        "version": getattr(ort, "__version__", "unknown"),
+        "providers": list(ort.get_available_providers()),
+    }
+
+
+def _loadable(library: str) -> bool:
+    try:
+        ctypes.CDLL(library)
+    except OSError:
+        return False
+    return True
+
+
+def litert_info() -> dict:
+    """``{"installed", "module", "version", "delegates"}`` for LiteRT (or tflite-runtime)."""
+    for name in LITERT_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        package = importlib.import_module(name.split(".")[0])
+        # XNNPACK is the interpreter's built-in CPU delegate in every LiteRT/TF Lite >= 2.x build.
+        delegates = ["xnnpack"]
+        delegates += [
+            delegate
+            for delegate, libraries in DELEGATE_LIBRARIES.items()
+            if any(_loadable(library) for library in libraries)
+        ]
+        del module
+        return {
+            "installed": True,
+            "module": name,
+            "version": getattr(package, "__version__", "unknown"),
+            "delegates": delegates,
+        }
+    return {"installed": False, "module": None, "version": None, "delegates": [], "reason": "no LiteRT interpreter module imports"}
+
+
+def available_backends() -> list[str]:
+    """Backends that can run here: ``"onnxruntime"`` and/or ``"litert"``."""
+    found = []
+    if onnxruntime_info()["installed"]:
+        found.append("onnxruntime")
+    if litert_info()["installed"]:
+        found.append("litert")
+    return found
