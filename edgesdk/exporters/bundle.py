@@ -1,0 +1,369 @@
+"""export(): module -> ExportSpec -> artifacts -> validation -> bundle folder, written atomically.
+
+Everything is written into a hidden temporary folder beside the destination and renamed into
+place at the end, so an interrupted or failed export (Ctrl-C included) leaves no partial
+bundle. A bundle whose validation fails is still written (files kept, manifest ``valid:
+false``) and then ValidationError is raised.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata as package_metadata
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from edgesdk import __version__
+from edgesdk.errors import UsageError, ValidationError
+from edgesdk.exporters.capture import ConverterLog
+from edgesdk.exporters.onnx import DEFAULT_OPSET, export_onnx
+from edgesdk.exporters.spec import ExportSpec, StateSpec, as_numpy, call_module, tensor_spec
+from edgesdk.exporters.tflite import export_tflite
+from edgesdk.exporters.validate import validate
+from edgesdk.runtime.introspect import op_histogram
+from edgesdk.runtime.manifest import MANIFEST_NAME, SCHEMA_VERSION, VALIDATION_NAME, sha256_file
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("onnx", "tflite")
+ARTIFACT_FILES = {"onnx": "model.onnx", "tflite": "model.tflite"}
+
+
+@dataclass
+class ExportResult:
+    """What export() wrote: the bundle folder, its manifest and its validation report."""
+
+    path: Path
+    manifest: dict[str, Any]
+    validation: dict[str, Any]
+
+    @property
+    def valid(self) -> bool:
+        return bool(self.manifest["valid"])
+
+
+def _tensor(value: Any, name: str) -> torch.Tensor:
+    """An example input from a tensor, an array, or a shape (seeded N(0, 1) float32)."""
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    if isinstance(value, (tuple, list)) and all(isinstance(d, int) and d > 0 for d in value):
+        generator = torch.Generator().manual_seed(0)
+        return torch.randn(*value, generator=generator)
+    raise UsageError(f"example input {name!r} must be a tensor, an array or a shape of positive ints, not {value!r}")
+
+
+def _states(states: Any) -> list[StateSpec]:
+    if not states:
+        return []
+    if isinstance(states, Mapping):
+        return [s if isinstance(s, StateSpec) else StateSpec(name, tuple(_tensor(s, name).shape)) for name, s in states.items()]
+    if all(isinstance(s, StateSpec) for s in states):
+        return list(states)
+    raise UsageError("states must be a mapping name -> shape (or tensor), or a list of StateSpec")
+
+
+def spec_for_module(
+    module: torch.nn.Module,
+    example_inputs: Mapping[str, Any] | None,
+    states: Any = None,
+    output_names: Sequence[str] | None = None,
+    dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
+    atol: float = 1e-4,
+    rtol: float = 1e-4,
+) -> ExportSpec:
+    """An ExportSpec for a user's own module (the bring-your-own path)."""
+    if not example_inputs:
+        raise UsageError("exporting your own module needs example_inputs, e.g. {'x': (1, 128, 16)}")
+    inputs = {name: _tensor(value, name) for name, value in example_inputs.items()}
+    state_specs = _states(states)
+    module.eval()
+    if output_names is None:
+        arguments = list(inputs.values()) + [torch.from_numpy(s.initial(s.shape[s.batch_axis])) for s in state_specs]
+        with torch.no_grad():
+            result = module(*arguments)
+        count = 1 if isinstance(result, torch.Tensor) else len(result)
+        count -= len(state_specs)
+        if count < 1:
+            raise UsageError(
+                f"the module returned {count + len(state_specs)} tensors for {len(state_specs)} states; "
+                "a streaming module returns (outputs..., new_states...)"
+            )
+        output_names = ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
+    return ExportSpec(
+        module=module,
+        example_inputs=inputs,
+        output_names=list(output_names),
+        states=state_specs,
+        mode="stream" if state_specs else "full",
+        dynamic_axes={k: dict(v) for k, v in (dynamic_axes or {}).items()},
+        atol=atol,
+        rtol=rtol,
+    )
+
+
+def _versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"edgesdk": __version__, "python": sys.version.split()[0]}
+    for package in ("torch", "onnx", "onnxscript", "onnxruntime", "litert-torch", "ai-edge-litert", "numpy"):
+        try:
+            versions[package] = package_metadata.version(package)
+        except package_metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def _model_section(module: torch.nn.Module, spec: ExportSpec, factory: str | None) -> dict[str, Any]:
+    info = dict(getattr(module, "edgesdk_info", {}) or {})
+    info.pop("config", None)
+    section = {
+        "family": info.get("family", "custom"),
+        "preset": info.get("preset"),
+        "parameters": info.get("parameters", sum(p.numel() for p in module.parameters())),
+        "checkpoint": info.get("checkpoint"),
+        "checkpoint_sha256": info.get("checkpoint_sha256"),
+        "class": f"{type(module).__module__}.{type(module).__qualname__}",
+    }
+    if factory:
+        section["factory"] = factory
+    section.update(spec.metadata.get("model", {}))
+    return section
+
+
+def _load_sample_inputs(path: str | Path, spec: ExportSpec) -> dict[str, np.ndarray]:
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"sample inputs file {path} does not exist")
+    try:
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (ValueError, OSError) as error:
+        raise UsageError(f"{path} is not a readable .npz file: {error}") from None
+    wanted = list(spec.example_inputs)
+    if sorted(arrays) != sorted(wanted):
+        raise UsageError(f"{path} holds {', '.join(sorted(arrays)) or 'nothing'}; the model's inputs are {', '.join(wanted)}")
+    for name, array in arrays.items():
+        example = spec.example_inputs[name]
+        rank = example.dim() + (1 if spec.mode == "stream" else 0)
+        if array.ndim != rank:
+            what = "[steps, *step shape]" if spec.mode == "stream" else "the input's shape"
+            raise UsageError(f"{path}: {name!r} has shape {array.shape}; expected rank {rank} ({what})")
+        arrays[name] = array.astype(as_numpy(example).dtype, copy=False)
+    return arrays
+
+
+def export(
+    model: torch.nn.Module,
+    output: str | Path,
+    formats: Sequence[str] = FORMATS,
+    mode: str = "full",
+    *,
+    example_inputs: Mapping[str, Any] | None = None,
+    states: Any = None,
+    output_names: Sequence[str] | None = None,
+    dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    force: bool = False,
+    opset: int = DEFAULT_OPSET,
+    sample_inputs: str | Path | None = None,
+    verbose: bool = False,
+    progress: Callable[[str], None] | None = None,
+    factory: str | None = None,
+    command_line: str | None = None,
+    **recipe_options: Any,
+) -> ExportResult:
+    """Export ``model`` to a validated bundle folder ``output``.
+
+    A registered model (from ``create_model``) is prepared by its family's recipe for
+    ``mode`` ("full" or "stream"); ``recipe_options`` go to that recipe. Any other module
+    needs ``example_inputs`` (name -> tensor, array or shape) and, when it streams, ``states``
+    (name -> shape); it then takes ``(inputs..., states...)`` and returns
+    ``(outputs..., new_states...)``.
+
+    Raises UsageError (bad arguments, existing output without ``force``), ConversionError
+    (a converter failed), ValidationError (an artifact disagrees; the bundle is kept and
+    marked invalid).
+    """
+    formats = _check_formats(formats)
+    output = Path(output)
+    if output.exists() and not force:
+        raise UsageError(f"{output} already exists; choose another output or pass force=True (--force)")
+    if output.exists() and not (output / MANIFEST_NAME).is_file() and any(output.iterdir()):
+        raise UsageError(f"{output} exists and is not an edgesdk bundle; refusing to replace it")
+    say = progress or (lambda message: log.info(message))
+
+    info = getattr(model, "edgesdk_info", None)
+    if info is not None and example_inputs is None:
+        from edgesdk.models.registry import get_family
+
+        family = get_family(info["family"])
+        if mode not in family.modes:
+            raise UsageError(f"{family.name} exports in mode(s) {', '.join(family.modes)}, not {mode!r}")
+        say(f"preparing {family.name} ({info['preset']}) for {mode} export")
+        spec = family.recipe(model, mode, **recipe_options)
+    else:
+        if recipe_options:
+            raise UsageError(f"unknown export option(s) for a custom module: {', '.join(recipe_options)}")
+        if mode == "stream" and not states:
+            raise UsageError("a streaming export of a custom module needs states (name -> shape)")
+        spec = spec_for_module(model, example_inputs, states, output_names, dynamic_axes)
+    if atol is not None:
+        spec.atol = atol
+    if rtol is not None:
+        spec.rtol = rtol
+    if sample_inputs is not None:
+        spec.sample_inputs = list(spec.sample_inputs) + [_load_sample_inputs(sample_inputs, spec)]
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; a bundle is an ordinary folder
+    converter_log = ConverterLog(echo=verbose)
+    try:
+        manifest, report = _write_bundle(spec, model, staging, formats, opset, converter_log, say, factory, command_line)
+        _replace(staging, output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    result = ExportResult(output, manifest, report)
+    if not result.valid:
+        failed = [fmt for fmt, facts in report["formats"].items() if not facts["passed"]]
+        raise ValidationError(
+            f"validation failed for {', '.join(failed)}; files kept in {output}, manifest marked invalid "
+            f"(details in {output / VALIDATION_NAME})",
+            report,
+        )
+    return result
+
+
+def _check_formats(formats: Sequence[str]) -> list[str]:
+    if isinstance(formats, str):
+        formats = [f.strip() for f in formats.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise UsageError(f"formats must be among {', '.join(FORMATS)}; got {', '.join(formats) or 'none'}")
+    return list(dict.fromkeys(formats))
+
+
+def _replace(staging: Path, output: Path) -> None:
+    """Move the finished bundle into place; an old bundle (force) is removed only after."""
+    if output.exists():
+        trash = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".old", dir=output.parent))
+        os.replace(output, trash / "old")
+        os.replace(staging, output)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(staging, output)
+
+
+def _write_bundle(spec, model, folder: Path, formats, opset, converter_log, say, factory, command_line):
+    reference = call_module(spec, {n: as_numpy(v) for n, v in zip(spec.input_names, spec.example_args())})
+    inputs = [tensor_spec(n, t, spec.dynamic_axes.get(n)) for n, t in spec.example_inputs.items()]
+    outputs = [tensor_spec(n, reference[n], spec.dynamic_axes.get(n)) for n in spec.output_names]
+    state = [
+        {
+            "name": s.name,
+            "input": s.input_name,
+            "output": s.output_name,
+            "shape": list(s.shape),
+            "dtype": s.dtype,
+            "batch_axis": s.batch_axis,
+            "init": s.init,
+        }
+        for s in spec.states
+    ]
+    model_section = _model_section(model, spec, factory)
+    described = {
+        "schema_version": SCHEMA_VERSION,
+        "model": model_section,
+        "mode": spec.mode,
+        "inputs": inputs,
+        "outputs": outputs,
+        "state": state,
+    }
+    for section in ("streaming", "frontend", "ops", "extra"):
+        if section in spec.metadata:
+            described[section] = spec.metadata[section]
+
+    artifact_facts: dict[str, dict[str, Any]] = {}
+    for fmt in formats:
+        path = folder / ARTIFACT_FILES[fmt]
+        if fmt == "onnx":
+            say("exporting ONNX (torch.onnx dynamo)")
+            artifact_facts[fmt] = export_onnx(spec, path, described, converter_log, opset=opset)
+        else:
+            say("converting to TFLite (litert-torch)")
+            artifact_facts[fmt] = export_tflite(spec, path, converter_log)
+
+    say("validating " + " and ".join(formats) + (f" over {spec.validation_steps} steps" if spec.mode == "stream" else ""))
+    with converter_log.capture("validation (backend logs)"):
+        report, sample_inputs, sample_outputs = validate(
+            spec, {fmt: (folder / ARTIFACT_FILES[fmt], facts) for fmt, facts in artifact_facts.items()}
+        )
+    for line in report["lines"]:
+        log.info(line)
+
+    samples = folder / "samples"
+    samples.mkdir()
+    np.savez(samples / "inputs.npz", **sample_inputs)
+    np.savez(samples / "expected.npz", **sample_outputs)
+
+    artifacts = []
+    for fmt, facts in artifact_facts.items():
+        path = folder / ARTIFACT_FILES[fmt]
+        artifacts.append(
+            {
+                "file": path.name,
+                "sha256": sha256_file(path),
+                "size_bytes": path.stat().st_size,
+                **facts,
+                "op_histogram": op_histogram(path),
+                "valid": report["formats"][fmt]["passed"],
+            }
+        )
+    manifest = {
+        **described,
+        "valid": report["passed"],
+        "artifacts": artifacts,
+        "validation": {
+            "passed": report["passed"],
+            "atol": spec.atol,
+            "rtol": spec.rtol,
+            "output_tolerances": {k: list(v) for k, v in spec.output_tolerances.items()},
+            "family_checked_outputs": sorted(spec.output_checks),
+            "steps": spec.validation_steps if spec.mode == "stream" else None,
+            "report": VALIDATION_NAME,
+        },
+        "provenance": {
+            **_versions(),
+            "command_line": command_line or " ".join(sys.argv),
+            "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        },
+    }
+    (folder / VALIDATION_NAME).write_text(json.dumps(_jsonable(report), indent=2) + "\n")
+    (folder / MANIFEST_NAME).write_text(json.dumps(_jsonable(manifest), indent=2) + "\n")
+    (folder / "export.log").write_text(converter_log.text())
+    return manifest, report
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)
+    return value

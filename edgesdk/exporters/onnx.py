@@ -1,0 +1,102 @@
+"""ExportSpec -> model.onnx through the dynamo exporter (``torch.onnx.export(..., dynamo=True)``).
+
+Symbolic axes stay dynamic; the key manifest facts go into ``metadata_props`` under
+``edgesdk.*`` so a lone model.onnx still describes itself.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgesdk.errors import ConversionError
+from edgesdk.exporters.capture import ConverterLog
+from edgesdk.exporters.spec import ExportSpec
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 18
+
+
+def _dynamic_shapes(spec: ExportSpec) -> tuple[dict[int, Any] | None, ...] | None:
+    """torch.export Dims per positional argument; one Dim per symbolic name, shared."""
+    if not spec.dynamic_axes:
+        return None
+    dims: dict[str, Any] = {}
+    per_argument = []
+    for name in spec.input_names:
+        axes = spec.dynamic_axes.get(name)
+        if not axes:
+            per_argument.append(None)
+            continue
+        per_argument.append({axis: dims.setdefault(symbol, torch.export.Dim(symbol)) for axis, symbol in axes.items()})
+    return tuple(per_argument)
+
+
+def conversion_error(fmt: str, error: BaseException) -> ConversionError:
+    """A one-paragraph error naming the op or module the converter choked on."""
+    text = str(error)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    culprit = next((line for line in lines if "aten." in line or "aten::" in line), None)
+    headline = lines[0] if lines else type(error).__name__
+    message = f"{fmt} conversion failed: {type(error).__name__}: {headline}"
+    if culprit and culprit != headline:
+        message += f" (at {culprit[:200]})"
+    return ConversionError(message)
+
+
+def export_onnx(
+    spec: ExportSpec,
+    path: Path,
+    metadata: dict[str, Any],
+    converter_log: ConverterLog,
+    opset: int = DEFAULT_OPSET,
+) -> dict[str, Any]:
+    """Write ``path`` and return the manifest facts of this artifact."""
+    import onnx
+
+    arguments = spec.example_args()
+    try:
+        with converter_log.capture("torch.onnx.export (dynamo)"), torch.no_grad():
+            program = torch.onnx.export(
+                spec.module,
+                arguments,
+                input_names=spec.input_names,
+                output_names=spec.all_output_names,
+                dynamic_shapes=_dynamic_shapes(spec),
+                opset_version=opset,
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
+            program.save(str(path), external_data=False)
+    except Exception as error:  # the exporter raises many unrelated types
+        raise conversion_error("ONNX", error) from error
+
+    model = onnx.load(str(path))
+    graph_inputs = [value.name for value in model.graph.input]
+    graph_outputs = [value.name for value in model.graph.output]
+    if graph_inputs != spec.input_names or graph_outputs != spec.all_output_names:
+        # The exporter drops inputs the graph never reads (e.g. an unused state).
+        raise ConversionError(
+            "ONNX export changed the graph interface: expected inputs "
+            f"{spec.input_names} and outputs {spec.all_output_names}, got {graph_inputs} and "
+            f"{graph_outputs}. An input the module never reads is dropped by the exporter."
+        )
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key = f"edgesdk.{key}"
+        entry.value = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    onnx.save(model, str(path))
+    opset_version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), opset)
+    return {
+        "format": "onnx",
+        "opset": opset_version,
+        "converter": f"torch.onnx (dynamo) {torch.__version__}",
+        "inputs": {name: name for name in spec.input_names},
+        "outputs": {name: name for name in spec.all_output_names},
+    }
+

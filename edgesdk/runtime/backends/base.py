@@ -1,0 +1,76 @@
+"""The backend interface and the choice between backends."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from edgesdk.errors import UsageError
+
+BACKENDS = ("onnxruntime", "litert")
+FORMAT_OF_BACKEND = {"onnxruntime": "onnx", "litert": "tflite"}
+BACKEND_OF_FORMAT = {fmt: backend for backend, fmt in FORMAT_OF_BACKEND.items()}
+
+
+class Backend:
+    """One loaded artifact. Names here are the artifact's own tensor names.
+
+    Attributes:
+        name: "onnxruntime" or "litert".
+        providers: what actually executes (onnxruntime providers, or the LiteRT delegate).
+        input_shapes: backend input name -> shape (ints, or str for symbolic dims).
+    """
+
+    name = "backend"
+    providers: list[str]
+    input_shapes: dict[str, list[int | str]]
+    input_dtypes: dict[str, str]
+
+    def run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def litert_module() -> str | None:
+    """The first LiteRT interpreter package that is installed, in order of preference."""
+    for module in ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite"):
+        if _importable(module.split(".")[0]) and _importable(module):
+            return module
+    return None
+
+
+def available_backends() -> list[str]:
+    """Backends whose Python package is installed here."""
+    found = []
+    if _importable("onnxruntime"):
+        found.append("onnxruntime")
+    if litert_module() is not None:
+        found.append("litert")
+    return found
+
+
+def open_backend(
+    backend: str,
+    path: str | Path,
+    providers: Sequence[str] | None = None,
+    strict_providers: bool = False,
+    num_threads: int | None = None,
+) -> Backend:
+    """Open ``path`` with the named backend."""
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}; one of: {', '.join(BACKENDS)}")
+    if backend == "onnxruntime":
+        from edgesdk.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(path, providers=providers, strict_providers=strict_providers, num_threads=num_threads)
+    from edgesdk.runtime.backends.litert import LiteRTBackend
+
+    return LiteRTBackend(path, num_threads=num_threads, strict_providers=strict_providers, providers=providers)

@@ -1,0 +1,87 @@
+"""onnxruntime backend. Provider fallback is reported, never silent."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from edgesdk.errors import BackendUnavailable
+from edgesdk.runtime.backends.base import Backend
+
+log = logging.getLogger(__name__)
+
+# Preference when the caller names no providers: accelerators first, CPU last.
+DEFAULT_PROVIDER_ORDER = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "CoreMLExecutionProvider",
+    "CPUExecutionProvider",
+)
+
+_ONNX_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(double)": "float64",
+    "tensor(float16)": "float16",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(bool)": "bool",
+}
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        path: str | Path,
+        providers: Sequence[str] | None = None,
+        strict_providers: bool = False,
+        num_threads: int | None = None,
+    ):
+        try:
+            import onnxruntime
+        except ImportError:
+            raise BackendUnavailable("onnxruntime is not installed; pip install onnxruntime") from None
+        available = onnxruntime.get_available_providers()
+        if providers:
+            missing = [p for p in providers if p not in available]
+            if missing and strict_providers:
+                raise BackendUnavailable(
+                    f"onnxruntime providers not available here: {', '.join(missing)} "
+                    f"(available: {', '.join(available)})"
+                )
+            requested = [p for p in providers if p in available] or ["CPUExecutionProvider"]
+        else:
+            requested = [p for p in DEFAULT_PROVIDER_ORDER if p in available] or available
+        options = onnxruntime.SessionOptions()
+        if num_threads:
+            options.intra_op_num_threads = num_threads
+            options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only: keep the user's terminal clean
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=requested)
+        except Exception as error:  # onnxruntime raises its own unrelated types
+            raise BackendUnavailable(f"onnxruntime could not load {path}: {error}") from None
+        self.providers = list(self.session.get_providers())
+        self.requested_providers = list(providers or requested)
+        dropped = [p for p in self.requested_providers if p not in self.providers]
+        self.fallback = dropped
+        if dropped:
+            if strict_providers:
+                raise BackendUnavailable(
+                    f"onnxruntime fell back from {', '.join(dropped)} to {', '.join(self.providers)}"
+                )
+            log.warning("onnxruntime: %s unavailable, running on %s", ", ".join(dropped), ", ".join(self.providers))
+        self.input_shapes = {
+            i.name: [d if isinstance(d, int) else str(d) for d in i.shape] for i in self.session.get_inputs()
+        }
+        self.input_dtypes = {i.name: _ONNX_TYPES.get(i.type, i.type) for i in self.session.get_inputs()}
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str]) -> list[np.ndarray]:
+        return self.session.run(list(output_names), dict(feeds))

@@ -1,0 +1,440 @@
+"""The runtime's one entry point: ``load(path)`` -> Model; ``Model.run`` and ``Model.stream``.
+
+Numpy dicts in, numpy dicts out, logical names throughout (the manifest maps them to each
+backend's own tensor names). A Model can be shared between streams and threads: per-stream
+state lives in the Stream object.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from edgesdk.errors import BackendUnavailable, BundleError, UsageError
+from edgesdk.runtime.backends.base import (
+    BACKEND_OF_FORMAT,
+    BACKENDS,
+    FORMAT_OF_BACKEND,
+    Backend,
+    available_backends,
+    open_backend,
+)
+from edgesdk.runtime.manifest import MANIFEST_NAME, manifest_from_onnx_metadata, read_manifest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A logical input or output: symbolic dims are strings ("batch", "frames")."""
+
+    name: str
+    shape: tuple[int | str, ...]
+    dtype: str
+
+
+@dataclass(frozen=True)
+class StateInfo:
+    """A state pair: fed as ``input``, returned as ``output``, carried between steps."""
+
+    name: str
+    input: str
+    output: str
+    shape: tuple[int, ...]
+    dtype: str
+    batch_axis: int
+    init: float
+
+    def initial(self, batch: int = 1) -> np.ndarray:
+        shape = list(self.shape)
+        shape[self.batch_axis] = batch
+        return np.full(shape, self.init, dtype=self.dtype)
+
+
+def _tensor_infos(entries: Sequence[Mapping[str, Any]]) -> list[TensorInfo]:
+    return [TensorInfo(e["name"], tuple(e["shape"]), e["dtype"]) for e in entries]
+
+
+def _state_infos(entries: Sequence[Mapping[str, Any]]) -> list[StateInfo]:
+    return [
+        StateInfo(e["name"], e["input"], e["output"], tuple(e["shape"]), e["dtype"], int(e["batch_axis"]), float(e["init"]))
+        for e in entries
+    ]
+
+
+class Model:
+    """A loaded artifact with the manifest that describes it.
+
+    Attributes:
+        inputs, outputs: the non-state tensors (TensorInfo).
+        state_spec: the state pairs (StateInfo); empty for a stateless model.
+        backend: "onnxruntime" or "litert", the one that runs.
+        providers: what executes inside the backend (providers or delegate), as reported by it.
+        backend_choice: one sentence on why this backend was chosen.
+        manifest: the bundle manifest (dict).
+    """
+
+    def __init__(self, manifest: dict[str, Any], engine: Backend, artifact: Mapping[str, Any], path: Path, backend_choice: str):
+        self.manifest = manifest
+        self.path = path
+        self._engine = engine
+        self._input_map: dict[str, str] = dict(artifact["inputs"])
+        self._output_map: dict[str, str] = dict(artifact["outputs"])
+        self.artifact = dict(artifact)
+        self.inputs = _tensor_infos(manifest["inputs"])
+        self.outputs = _tensor_infos(manifest["outputs"])
+        self.state_spec = _state_infos(manifest["state"])
+        self.backend = engine.name
+        self.providers = list(engine.providers)
+        self.provider_fallback = list(getattr(engine, "fallback", []))
+        self.backend_choice = backend_choice
+        self._output_names = [t.name for t in self.outputs] + [s.output for s in self.state_spec]
+        self._backend_output_names = [self._output_map[n] for n in self._output_names]
+        self._expected = {t.name: t for t in self.inputs}
+        for state in self.state_spec:
+            self._expected[state.input] = TensorInfo(state.input, self._state_shape(state), state.dtype)
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def is_streaming(self) -> bool:
+        return bool(self.state_spec)
+
+    @property
+    def format(self) -> str:
+        return self.artifact["format"]
+
+    def _state_shape(self, state: StateInfo) -> tuple[int | str, ...]:
+        shape: list[int | str] = list(state.shape)
+        backend_shape = self._engine.input_shapes.get(self._input_map[state.input], [])
+        # The batch axis is free where the artifact leaves it symbolic.
+        if len(backend_shape) == len(shape) and isinstance(backend_shape[state.batch_axis], str):
+            shape[state.batch_axis] = "batch"
+        return tuple(shape)
+
+    def _static_shape(self, name: str) -> list[int | str]:
+        return self._engine.input_shapes.get(self._input_map[name], [])
+
+    def example_feeds(self, seed: int = 0, batch: int | None = None) -> dict[str, np.ndarray]:
+        """Seeded N(0, 1) feeds for the non-state inputs, at the artifact's shapes.
+
+        Symbolic dims take the size of the bundle's first sample when there is one, else the
+        ``batch`` (for "batch") or 1.
+        """
+        rng = np.random.default_rng(seed)
+        sample_sizes = self._sample_sizes()
+        feeds = {}
+        for info in self.inputs:
+            static = self._static_shape(info.name)
+            shape = []
+            for axis, dim in enumerate(info.shape):
+                backend_dim = static[axis] if axis < len(static) else dim
+                if isinstance(backend_dim, int) and backend_dim > 0:
+                    shape.append(backend_dim)
+                elif isinstance(dim, str) and dim == "batch" and batch is not None:
+                    shape.append(batch)
+                else:
+                    shape.append(sample_sizes.get((info.name, axis), 1))
+            feeds[info.name] = rng.standard_normal(shape).astype(info.dtype)
+        return feeds
+
+    def _sample_sizes(self) -> dict[tuple[str, int], int]:
+        path = self.path / "samples" / "inputs.npz"
+        if not self.path.is_dir() or not path.is_file():
+            return {}
+        sizes = {}
+        with np.load(path) as samples:
+            for info in self.inputs:
+                if info.name in samples:
+                    array = samples[info.name]
+                    if self.is_streaming:
+                        array = array[0]  # stream samples are stacked by step
+                    for axis, size in enumerate(array.shape):
+                        sizes[(info.name, axis)] = int(size)
+        return sizes
+
+    # ------------------------------------------------------------------ running
+    def _check(self, feeds: Mapping[str, np.ndarray], expected: Mapping[str, TensorInfo]) -> None:
+        unknown = [n for n in feeds if n not in expected]
+        missing = [n for n in expected if n not in feeds]
+        if unknown or missing:
+            parts = []
+            if unknown:
+                parts.append(f"unknown feed(s) {', '.join(map(repr, unknown))}")
+            if missing:
+                parts.append(f"missing feed(s) {', '.join(map(repr, missing))}")
+            raise UsageError("; ".join(parts) + f"; the model takes: {', '.join(expected)}")
+        symbols: dict[str, int] = {}
+        for name, info in expected.items():
+            value = feeds[name]
+            if not isinstance(value, np.ndarray):
+                raise UsageError(f"feed {name!r} must be a numpy array, not {type(value).__name__}")
+            if value.dtype != np.dtype(info.dtype):
+                raise UsageError(
+                    f"feed {name!r} is {value.dtype}, the model takes {info.dtype} "
+                    f"(convert with .astype(np.{info.dtype}))"
+                )
+            static = self._static_shape(name)
+            if value.ndim != len(info.shape):
+                raise UsageError(f"feed {name!r} has shape {value.shape}; the model takes {_shape_text(info.shape)}")
+            for axis, (size, dim) in enumerate(zip(value.shape, info.shape)):
+                backend_dim = static[axis] if axis < len(static) else dim
+                fixed = backend_dim if isinstance(backend_dim, int) and backend_dim > 0 else None
+                if isinstance(dim, int) and fixed is None:
+                    fixed = dim
+                if fixed is not None and size != fixed:
+                    expected_shape = [s if isinstance(s, int) and s > 0 else d for s, d in zip(static, info.shape)] if static else list(info.shape)
+                    note = " (this TFLite file has static shapes)" if self.format == "tflite" and isinstance(dim, str) else ""
+                    raise UsageError(
+                        f"feed {name!r} has shape {value.shape}; the model takes {_shape_text(expected_shape)}{note}"
+                    )
+                if fixed is None and isinstance(dim, str):
+                    if symbols.setdefault(dim, size) != size:
+                        raise UsageError(f"feed {name!r}: axis {axis} ({dim}) is {size} but another feed set {dim} = {symbols[dim]}")
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise UsageError(f"feed {name!r} holds NaN or infinite values")
+
+    def _run_backend(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        backend_feeds = {self._input_map[n]: np.ascontiguousarray(v) for n, v in feeds.items()}
+        try:
+            results = self._engine.run(backend_feeds, self._backend_output_names)
+        except Exception as error:  # backends raise their own unrelated types
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise UsageError(f"{self.backend} rejected the feeds: {first_line}") from None
+        return dict(zip(self._output_names, results))
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run once. For a streaming model, states may be omitted (they start at their init)
+        and the new states are returned under their output names."""
+        feeds = dict(feeds)
+        for state in self.state_spec:
+            if state.input not in feeds:
+                batch = _batch_of(feeds, self.inputs)
+                feeds[state.input] = state.initial(batch)
+        self._check(feeds, self._expected)
+        return self._run_backend(feeds)
+
+    def stream(self, batch: int = 1) -> "Stream":
+        """A new stream with zeroed state (the manifest's init), ``batch`` streams stacked."""
+        if not self.is_streaming:
+            raise UsageError(f"{self.path} is not a streaming bundle (it has no state); use run()")
+        if batch < 1:
+            raise UsageError("batch must be at least 1")
+        for state in self.state_spec:
+            size = self._static_shape(state.input)
+            if size and isinstance(size[state.batch_axis], int) and size[state.batch_axis] > 0 and size[state.batch_axis] != batch:
+                raise UsageError(
+                    f"this {self.format} file was exported for batch {size[state.batch_axis]}; "
+                    f"a stream of batch {batch} needs an artifact with a dynamic batch axis"
+                )
+        return Stream(self, batch)
+
+    def __repr__(self) -> str:
+        return f"Model({str(self.path)!r}, backend={self.backend!r}, providers={self.providers})"
+
+
+class Stream:
+    """One stream of steps through a streaming Model; the state lives here."""
+
+    def __init__(self, model: Model, batch: int):
+        self.model = model
+        self.batch = batch
+        self.steps = 0
+        self.state: dict[str, np.ndarray] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the initial state, as if no step had been pushed."""
+        self.state = {s.name: s.initial(self.batch) for s in self.model.state_spec}
+        self.steps = 0
+
+    def push(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one step on ``feeds`` (the non-state inputs); returns the non-state outputs."""
+        model = self.model
+        full = dict(feeds)
+        for state in model.state_spec:
+            if state.input in full:
+                raise UsageError(f"{state.input!r} is state carried by the stream; do not feed it")
+            full[state.input] = self.state[state.name]
+        model._check(full, model._expected)
+        results = model._run_backend(full)
+        for state in model.state_spec:
+            self.state[state.name] = results.pop(state.output)
+        self.steps += 1
+        return results
+
+
+def _batch_of(feeds: Mapping[str, np.ndarray], inputs: Sequence[TensorInfo]) -> int:
+    for info in inputs:
+        if info.name in feeds and info.shape and info.shape[0] == "batch":
+            return int(np.shape(feeds[info.name])[0])
+    return 1
+
+
+def _shape_text(shape: Sequence[int | str]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+# ---------------------------------------------------------------------- loading
+def _choose_backend(manifest: Mapping[str, Any], backend: str, source: Path) -> list[str]:
+    """Candidate backends, in order, for the artifacts the manifest lists."""
+    formats = [a["format"] for a in manifest["artifacts"]]
+    installed = available_backends()
+    if backend != "auto":
+        if backend not in BACKENDS:
+            raise UsageError(f"unknown backend {backend!r}; one of: auto, {', '.join(BACKENDS)}")
+        if FORMAT_OF_BACKEND[backend] not in formats:
+            raise BackendUnavailable(f"{source} has no {FORMAT_OF_BACKEND[backend]} artifact for {backend}")
+        if backend not in installed:
+            raise BackendUnavailable(f"{backend} is not installed here")
+        return [backend]
+    candidates = [BACKEND_OF_FORMAT[f] for f in formats if BACKEND_OF_FORMAT.get(f) in installed]
+    if not candidates:
+        raise BackendUnavailable(
+            f"no installed backend can run {source} (artifacts: {', '.join(formats)}; "
+            f"installed: {', '.join(installed) or 'none'})"
+        )
+    return candidates
+
+
+def _time_one_call(model: Model, repeats: int = 5) -> float:
+    feeds = model.example_feeds(seed=0)
+    runner = model.stream().push if model.is_streaming else model.run
+    runner(feeds)  # warm-up: first calls allocate
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        runner(feeds)
+        timings.append(time.perf_counter() - start)
+    return float(np.median(timings))
+
+
+def load(
+    path: str | Path,
+    backend: str = "auto",
+    providers: Sequence[str] | None = None,
+    strict_providers: bool = False,
+    num_threads: int | None = None,
+    verify_hashes: bool = True,
+) -> Model:
+    """Load a bundle folder, or a lone .onnx / .tflite file.
+
+    Args:
+        backend: "onnxruntime", "litert", or "auto". Auto measures each installed backend for
+            a few calls and keeps the fastest (the faster one differs by device); the reason is
+            in ``Model.backend_choice``.
+        providers: onnxruntime execution providers in order of preference (e.g. from the
+            device profile). Providers that are not available fall back with a warning, or
+            raise BackendUnavailable with ``strict_providers``.
+        num_threads: intra-op threads (None: the backend's default).
+        verify_hashes: check each artifact's sha256 against the manifest.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path} does not exist")
+    if path.is_dir():
+        manifest = read_manifest(path, verify_hashes=verify_hashes)
+        bundle_dir = path
+    elif path.suffix == ".onnx":
+        manifest = _lone_onnx_manifest(path)
+        bundle_dir = path.parent
+    elif path.suffix == ".tflite":
+        manifest = _lone_tflite_manifest(path)
+        bundle_dir = path.parent
+    else:
+        raise UsageError(f"{path} is neither a bundle folder (with {MANIFEST_NAME}) nor a .onnx or .tflite file")
+
+    candidates = _choose_backend(manifest, backend, path)
+    artifacts = {a["format"]: a for a in manifest["artifacts"]}
+    models = []
+    for name in candidates:
+        artifact = artifacts[FORMAT_OF_BACKEND[name]]
+        file = bundle_dir / artifact["file"] if path.is_dir() else path
+        engine = open_backend(name, file, providers=providers, strict_providers=strict_providers, num_threads=num_threads)
+        models.append(Model(manifest, engine, artifact, bundle_dir if path.is_dir() else path, ""))
+    if len(models) == 1:
+        chosen = models[0]
+        chosen.backend_choice = (
+            f"{chosen.backend}: asked for" if backend != "auto" else f"{chosen.backend}: the only backend installed for this bundle's artifacts"
+        )
+        return chosen
+    timings = {m.backend: _time_one_call(m) for m in models}
+    chosen = min(models, key=lambda m: timings[m.backend])
+    chosen.backend_choice = f"{chosen.backend}: fastest here (" + ", ".join(
+        f"{name} {seconds * 1e6:.0f} µs" for name, seconds in timings.items()
+    ) + " per call, median of 5)"
+    log.info("backend auto: %s", chosen.backend_choice)
+    return chosen
+
+
+def _lone_onnx_manifest(path: Path) -> dict[str, Any]:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise BackendUnavailable("onnxruntime is not installed; pip install onnxruntime") from None
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own unrelated types
+        raise BundleError(f"{path} is not a loadable ONNX file: {error}") from None
+    metadata = dict(session.get_modelmeta().custom_metadata_map)
+    if any(key.startswith("edgesdk.") for key in metadata):
+        return manifest_from_onnx_metadata(metadata, path)
+    # A foreign ONNX file: describe it from its own graph, stateless.
+    from edgesdk.runtime.backends.onnxruntime import _ONNX_TYPES
+    from edgesdk.runtime.manifest import SCHEMA_VERSION, sha256_file
+
+    def describe(values: Sequence[Any]) -> list[dict[str, Any]]:
+        return [
+            {"name": v.name, "shape": [d if isinstance(d, int) else str(d) for d in v.shape], "dtype": _ONNX_TYPES.get(v.type, v.type)}
+            for v in values
+        ]
+
+    inputs, outputs = describe(session.get_inputs()), describe(session.get_outputs())
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "model": {"family": "foreign", "source": path.name},
+        "inputs": inputs,
+        "outputs": outputs,
+        "state": [],
+        "artifacts": [
+            {
+                "file": path.name,
+                "format": "onnx",
+                "sha256": sha256_file(path),
+                "inputs": {t["name"]: t["name"] for t in inputs},
+                "outputs": {t["name"]: t["name"] for t in outputs},
+            }
+        ],
+    }
+
+
+def _lone_tflite_manifest(path: Path) -> dict[str, Any]:
+    from edgesdk.runtime.backends.litert import LiteRTBackend
+    from edgesdk.runtime.manifest import SCHEMA_VERSION, sha256_file
+
+    engine = LiteRTBackend(path)
+    inputs = [{"name": n, "shape": s, "dtype": engine.input_dtypes[n]} for n, s in engine.input_shapes.items()]
+    if engine.runner is not None:
+        details = engine.runner.get_output_details()
+        outputs = [{"name": n, "shape": [int(x) for x in details[n]["shape"]], "dtype": np.dtype(details[n]["dtype"]).name} for n in engine.output_names]
+    else:
+        outputs = [{"name": n, "shape": [], "dtype": "float32"} for n in engine.output_names]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "model": {"family": "foreign", "source": path.name},
+        "inputs": inputs,
+        "outputs": outputs,
+        "state": [],
+        "artifacts": [
+            {
+                "file": path.name,
+                "format": "tflite",
+                "sha256": sha256_file(path),
+                "inputs": {t["name"]: t["name"] for t in inputs},
+                "outputs": {t["name"]: t["name"] for t in outputs},
+            }
+        ],
+    }
