@@ -1,0 +1,40 @@
+"""Profiler: latency, memory and energy of a bundle on the device it runs on.
+
+Never imports torch (import-linter contract). ``profile_bundle`` runs a profile;
+``write_report`` writes profile.json, summary.md and the plots. Every figure carries its
+provenance: ``measured:...`` or ``estimated:ops``.
+"""
+from __future__ import annotations
+
+from edgesdk.profiler.energy import EnergyMeasurement, Sampler, Trace, estimate_energy, measure_energy
+from edgesdk.profiler.latency import peak_rss_mib, summarize_latency, time_calls
+from edgesdk.profiler.opcount import count_onnx_macs
+from edgesdk.profiler.report import markdown_summary, write_report
+from edgesdk.profiler.session import (
+    BACKEND_CHOICES,
+    ENERGY_CHOICES,
+    ProfileOutcome,
+    profile_bundle,
+    profile_model,
+    select_sensor,
+)
+
+__all__ = [
+    "BACKEND_CHOICES",
+    "ENERGY_CHOICES",
+    "EnergyMeasurement",
+    "ProfileOutcome",
+    "Sampler",
+    "Trace",
+    "count_onnx_macs",
+    "estimate_energy",
+    "markdown_summary",
+    "measure_energy",
+    "peak_rss_mib",
+    "profile_bundle",
+    "profile_model",
+    "select_sensor",
+    "summarize_latency",
+    "time_calls",
+    "write_report",
+]

@@ -1,0 +1,61 @@
+"""edgesdk devices: this device, its power sensors (usable or why not), runtimes and delegates."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from edgesdk.cli.common import emit_json, human
+
+
+@click.command("devices")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON on stdout.")
+@click.option(
+    "--root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=Path("/"),
+    show_default=True,
+    help="File-system root to read /proc and /sys from (to inspect a device image).",
+)
+def command(as_json: bool, root: Path) -> None:
+    """Show the detected device, its power sensors, and the runtimes available here."""
+    from edgesdk.devices import describe_system
+
+    facts = describe_system(root)
+    if as_json:
+        emit_json(facts)
+        return
+    device, profile = facts["device"], facts["profile"]
+    human.print(f"[bold]device[/bold]  {device['model'] or 'unknown'}  ({device['arch']}, {device['os']})")
+    human.print(f"[bold]profile[/bold] {profile['name']}: {profile['title']}")
+    for item in device["evidence"]:
+        human.print(f"  from {item['source']}: {item['fact']}")
+
+    sensors = Table(title="power sensors", show_edge=False)
+    for column in ("sensor", "label", "usable", "detail"):
+        sensors.add_column(column)
+    for sensor in facts["power_sensors"]:
+        sensors.add_row(sensor["name"], sensor["label"], "yes" if sensor["available"] else "no", sensor["reason"])
+    human.print(sensors)
+    if not any(sensor["available"] for sensor in facts["power_sensors"]):
+        human.print("no power sensor usable: `edgesdk profile` will report energy as estimated:ops")
+
+    runtimes = Table(title="runtimes", show_edge=False)
+    for column in ("runtime", "version", "available here", "preferred order on this profile"):
+        runtimes.add_column(column)
+    ort, litert = facts["onnxruntime"], facts["litert"]
+    runtimes.add_row(
+        "onnxruntime",
+        str(ort["version"] or "-"),
+        ", ".join(ort["providers"]) or ort.get("reason", "not installed"),
+        ", ".join(ort["preferred_order"]) or "-",
+    )
+    runtimes.add_row(
+        f"litert ({litert['module']})" if litert["installed"] else "litert",
+        str(litert["version"] or "-"),
+        ", ".join(litert["delegates"]) or litert.get("reason", "not installed"),
+        ", ".join(litert["preferred_order"]) or "-",
+    )
+    human.print(runtimes)
+    human.print(f"backends to prefer here: {', '.join(facts['preferred_backends']) or 'none installed'}")

@@ -1,0 +1,146 @@
+"""edgesdk profile: latency, memory and energy of a bundle on this device, with provenance."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from edgesdk.cli.common import emit_json, human
+from edgesdk.profiler.session import BACKEND_CHOICES, ENERGY_CHOICES
+
+_PHASES = {"warmup": "warm-up", "latency": "timed runs", "energy": "energy repeats"}
+
+
+def _format_joules(value: float | None) -> str:
+    if value is None:
+        return "-"
+    for unit, scale in (("J", 1.0), ("mJ", 1e-3), ("µJ", 1e-6), ("nJ", 1e-9)):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value / 1e-12:.3g} pJ"
+
+
+def _print_summary(result: dict, written: dict[str, str]) -> None:
+    backend, latency, energy = result["backend"], result["latency"], result["energy"]
+    human.print(
+        f"[bold]{result['bundle']['path']}[/bold] on {result['device']['model']} "
+        f"(profile {result['device']['profile']}), {backend['name']} "
+        f"[{', '.join(backend['providers_in_use'])}], mode {result['mode']}"
+    )
+    table = Table(show_edge=False)
+    for column in ("figure", "value", "provenance"):
+        table.add_column(column)
+    lp = "measured:perf_counter"
+    table.add_row("load time", f"{latency['load_time_s'] * 1e3:.1f} ms", lp)
+    table.add_row("first inference", f"{latency['first_inference_ms']:.3f} ms", lp)
+    table.add_row(
+        f"latency p50 / p90 / p99 ({latency['runs']} runs)",
+        f"{latency['p50_ms']:.3f} / {latency['p90_ms']:.3f} / {latency['p99_ms']:.3f} ms",
+        lp,
+    )
+    table.add_row("latency mean ± std", f"{latency['mean_ms']:.3f} ± {latency['std_ms']:.3f} ms", lp)
+    table.add_row("throughput", f"{latency['throughput_per_s']:.1f} /s", lp)
+    table.add_row("peak RSS", f"{result['memory']['peak_rss_mib']:.1f} MiB", "measured:getrusage")
+    streaming = result.get("streaming")
+    if streaming and streaming.get("real_time_factor") is not None:
+        table.add_row("real-time factor", f"{streaming['real_time_factor']:.4f}", lp)
+    per = "step" if result["mode"] == "stream" else "inference"
+    if energy.get("energy_per_inference_j") is not None:
+        value = _format_joules(energy["energy_per_inference_j"])
+        if energy.get("energy_per_inference_std_j") is not None:
+            value += f" ± {_format_joules(energy['energy_per_inference_std_j'])} ({energy['repeats']} repeats)"
+        table.add_row(f"energy per {per}", value, energy["provenance"])
+        if energy.get("energy_per_audio_second_j") is not None:
+            table.add_row("energy per second of audio", _format_joules(energy["energy_per_audio_second_j"]), energy["provenance"])
+        if energy.get("idle_power_w") is not None:
+            table.add_row("idle / active power", f"{energy['idle_power_w']:.3f} / {energy['active_power_w']:.3f} W", energy["provenance"])
+            table.add_row(
+                "sensor samples",
+                f"{energy['samples']} at {energy['sampling_rate_hz']:.0f} Hz, {energy['distinct_readings']} distinct",
+                energy["provenance"],
+            )
+    else:
+        table.add_row("energy", "not available", energy.get("reason", ""))
+    human.print(table)
+    if energy.get("provenance") == "estimated:ops":
+        human.print(f"[yellow]energy is an estimate, not a measurement[/yellow]: {energy['scope']}")
+    for name, reason in energy.get("sensors_tried", {}).items():
+        human.print(f"  sensor {name}: {reason}")
+    for warning in [*energy.get("warnings", []), *result.get("warnings", [])]:
+        human.print(f"[yellow]warning[/yellow]: {warning}")
+    for kind, path in written.items():
+        human.print(f"wrote {kind}: {path}")
+
+
+@click.command("profile")
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True,
+              help="Runtime backend; auto picks what is fastest here.")
+@click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True, help="Timed runs (steps with --stream).")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed runs before timing.")
+@click.option("--stream", is_flag=True, help="Profile a streaming bundle step by step.")
+@click.option("--energy", type=click.Choice(ENERGY_CHOICES), default="auto", show_default=True,
+              help="Power sensor to measure with; auto falls back to an ops estimate and says so.")
+@click.option("--strict-providers", is_flag=True, help="Fail (exit 5) if the runtime falls back from the preferred provider.")
+@click.option("--energy-repeats", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Idle+active measurement pairs (their spread is reported).")
+@click.option("--idle-seconds", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+              help="Length of each idle baseline window.")
+@click.option("--energy-seconds", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+              help="Minimum length of each measured active window.")
+@click.option("--json", "as_json", is_flag=True, help="Print profile.json on stdout.")
+@click.option("-o", "--output", "report_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write profile.json, summary.md and PNG plots to this folder.")
+def command(
+    bundle: Path,
+    backend: str,
+    runs: int,
+    warmup: int,
+    stream: bool,
+    energy: str,
+    strict_providers: bool,
+    energy_repeats: int,
+    idle_seconds: float,
+    energy_seconds: float,
+    as_json: bool,
+    report_dir: Path | None,
+) -> None:
+    """Measure load time, latency, memory and energy per inference of BUNDLE on this device."""
+    from edgesdk.profiler import profile_bundle, write_report
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=human,
+        transient=True,
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(_PHASES.get(phase, phase), total=total)
+            bar.update(tasks[phase], completed=done)
+
+        outcome = profile_bundle(
+            bundle,
+            backend=backend,
+            runs=runs,
+            warmup=warmup,
+            stream=stream,
+            energy=energy,
+            strict_providers=strict_providers,
+            energy_repeats=energy_repeats,
+            idle_s=idle_seconds,
+            min_active_s=energy_seconds,
+            progress=progress,
+        )
+    written: dict[str, str] = {}
+    if report_dir is not None:
+        written = write_report(outcome.result, report_dir, outcome.latency_times_s, outcome.measurement)
+    if as_json:
+        emit_json(outcome.result)
+    _print_summary(outcome.result, written)

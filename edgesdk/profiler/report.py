@@ -1,0 +1,234 @@
+"""Write a profile: ``profile.json``, ``summary.md``, PNG plots and the raw power trace.
+
+``profile.json`` keys carry their unit (``p50_ms``, ``energy_per_inference_j``) and every section
+that holds figures carries a ``provenance`` string saying how they were obtained
+(``measured:perf_counter``, ``measured:rapl``, ``estimated:ops``...). The Markdown summary repeats
+the provenance beside each figure, so an estimate never reads like a measurement.
+
+Plots use matplotlib's object-oriented API with the Agg canvas (no pyplot global state, no
+display needed); matplotlib is optional and imported lazily: without it the plots are skipped
+and the report says so.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edgesdk.profiler.energy import EnergyMeasurement
+
+logger = logging.getLogger(__name__)
+
+# Beyond this many inferences, shading each window would paint the whole active span anyway.
+_MAX_WINDOWS_DRAWN = 400
+
+
+def _format_joules(value: float) -> str:
+    for unit, scale in (("J", 1.0), ("mJ", 1e-3), ("µJ", 1e-6), ("nJ", 1e-9)):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value / 1e-12:.3g} pJ"
+
+
+def plot_latency_histogram(times_s: np.ndarray, path: Path, title: str) -> Path:
+    """Histogram of per-call latency in milliseconds, with p50/p90/p99 marked."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    ms = np.asarray(times_s) * 1e3
+    figure = Figure(figsize=(7, 4), dpi=110)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    # A few scheduler stalls would squash the distribution into one bar: show up to 1.5 x p99
+    # and say how many calls lie beyond.
+    upper = min(float(ms.max()), 1.5 * float(np.percentile(ms, 99)))
+    lower = float(ms.min())
+    upper = upper if upper > lower else lower + 1e-6
+    axes.hist(ms, bins=np.linspace(lower, upper, min(60, max(10, ms.size // 5)) + 1), color="#4c72b0", alpha=0.85)
+    beyond = int((ms > upper).sum())
+    if beyond:
+        axes.text(
+            0.98, 0.6, f"{beyond} call(s) beyond the axis\n(max {ms.max():.3f} ms)",
+            transform=axes.transAxes, ha="right", fontsize=8,
+        )
+    for q, style in ((50, "-"), (90, "--"), (99, ":")):
+        value = float(np.percentile(ms, q))
+        axes.axvline(value, color="black", linestyle=style, linewidth=1, label=f"p{q} {value:.4g} ms")
+    axes.set_xlabel("latency per call (ms)")
+    axes.set_ylabel("calls")
+    axes.set_title(title)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    return path
+
+
+def plot_power_trace(measurement: EnergyMeasurement, path: Path, title: str) -> Path:
+    """Power over time, idle baselines and inference windows shaded, idle level drawn."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    origin = measurement.origin_s
+    times, watts = measurement.trace.power_w()
+    figure = Figure(figsize=(9, 4), dpi=110)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for start, end in measurement.idle_windows:
+        axes.axvspan(start - origin, end - origin, color="#bbbbbb", alpha=0.35, linewidth=0)
+    windows = measurement.inference_windows
+    if len(windows) <= _MAX_WINDOWS_DRAWN:
+        for start, end in windows:
+            axes.axvspan(start - origin, end - origin, color="#dd8452", alpha=0.25, linewidth=0)
+        window_label = "inference windows"
+    else:
+        for start, end in measurement.active_windows:
+            axes.axvspan(start - origin, end - origin, color="#dd8452", alpha=0.25, linewidth=0)
+        window_label = f"active windows ({len(windows)} inferences)"
+    axes.plot(times - origin, watts, color="#1f3b73", linewidth=1, marker=".", markersize=2)
+    summary = measurement.summary
+    axes.axhline(summary["idle_power_w"], color="#555555", linestyle="--", linewidth=1)
+    axes.set_xlabel("time (s)")
+    axes.set_ylabel("power (W)")
+    axes.set_title(title)
+    axes.legend(
+        handles=[
+            Patch(color="#bbbbbb", alpha=0.6, label="idle baseline"),
+            Patch(color="#dd8452", alpha=0.5, label=window_label),
+            axes.lines[0],
+            axes.lines[1],
+        ],
+        labels=["idle baseline", window_label, f"power ({summary['provenance']})", "mean idle power"],
+        loc="upper right",
+        fontsize=8,
+    )
+    figure.tight_layout()
+    figure.savefig(path)
+    return path
+
+
+def write_trace_csv(measurement: EnergyMeasurement, path: Path) -> Path:
+    """Raw sensor readings: time since start (s) and value (J cumulative or W)."""
+    times, values = measurement.trace.arrays()
+    unit = "energy_j" if measurement.trace.quantity == "energy" else "power_w"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["time_s", unit])
+        for time_s, value in zip(times - measurement.origin_s, values):
+            writer.writerow([f"{time_s:.6f}", repr(float(value))])
+    return path
+
+
+def markdown_summary(result: dict) -> str:
+    """A short human summary of a profile result; every figure with its provenance."""
+    lines = [f"# Profile of `{result['bundle']['path']}`", ""]
+    device = result["device"]
+    backend = result["backend"]
+    lines += [
+        f"- device: {device['model']} (profile `{device['profile']}`)",
+        f"- backend: {backend['name']}, providers in use: {', '.join(backend['providers_in_use']) or '-'}",
+        f"- mode: {result['mode']}",
+        "",
+        "| figure | value | provenance |",
+        "|---|---|---|",
+    ]
+    latency = result["latency"]
+    lp = latency["provenance"]
+    lines.append(f"| load time | {latency['load_time_s'] * 1e3:.1f} ms | {lp} |")
+    lines.append(f"| first inference | {latency['first_inference_ms']:.3f} ms | {lp} |")
+    for key in ("p50_ms", "p90_ms", "p99_ms", "mean_ms"):
+        lines.append(f"| latency {key[:-3]} | {latency[key]:.3f} ms | {lp} ({latency['runs']} runs) |")
+    lines.append(f"| throughput | {latency['throughput_per_s']:.1f} /s | {lp} |")
+    memory = result["memory"]
+    lines.append(f"| peak RSS | {memory['peak_rss_mib']:.1f} MiB | {memory['provenance']} |")
+    streaming = result.get("streaming")
+    if streaming and streaming.get("real_time_factor") is not None:
+        lines.append(
+            f"| real-time factor | {streaming['real_time_factor']:.4f} | {lp} (step {streaming['step_duration_s'] * 1e3:.1f} ms of audio) |"
+        )
+    energy = result["energy"]
+    if energy.get("energy_per_inference_j") is not None:
+        per = "step" if result["mode"] == "stream" else "inference"
+        spread = ""
+        if energy.get("energy_per_inference_std_j") is not None:
+            spread = f" ± {_format_joules(energy['energy_per_inference_std_j'])}"
+        lines.append(
+            f"| energy per {per} | {_format_joules(energy['energy_per_inference_j'])}{spread} | {energy['provenance']} |"
+        )
+        if energy.get("energy_per_audio_second_j") is not None:
+            lines.append(
+                f"| energy per second of audio | {_format_joules(energy['energy_per_audio_second_j'])} | {energy['provenance']} |"
+            )
+        if energy.get("idle_power_w") is not None:
+            lines.append(f"| idle power | {energy['idle_power_w']:.3f} W | {energy['provenance']} |")
+            lines.append(f"| active power | {energy['active_power_w']:.3f} W | {energy['provenance']} |")
+    else:
+        lines.append(f"| energy | not available | {energy.get('reason', '')} |")
+    estimate = result.get("energy_estimate")
+    if estimate and energy.get("provenance") != estimate["provenance"] and estimate.get("energy_per_inference_j") is not None:
+        lines.append(
+            f"| energy estimate | {_format_joules(estimate['energy_per_inference_j'])} | {estimate['provenance']} (lower bound) |"
+        )
+    lines.append("")
+    if energy.get("provenance") == "estimated:ops":
+        lines.append(f"Energy is an estimate, not a measurement: {energy['scope']}.")
+    for reason_name, reason in (energy.get("sensors_tried") or {}).items():
+        lines.append(f"- sensor {reason_name}: {reason}")
+    for warning in energy.get("warnings", []):
+        lines.append(f"- warning: {warning}")
+    for warning in result.get("warnings", []):
+        lines.append(f"- warning: {warning}")
+    if result.get("plots"):
+        lines += ["", *[f"![{Path(p).stem}]({Path(p).name})" for p in result["plots"]]]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    result: dict,
+    out_dir: str | os.PathLike,
+    latency_times_s: np.ndarray | None = None,
+    measurement: EnergyMeasurement | None = None,
+) -> dict:
+    """Write profile.json, summary.md, the plots and power_trace.csv; return their paths.
+
+    ``result`` is updated with ``plots`` (and ``plots_skipped`` when matplotlib is missing).
+    """
+    directory = Path(out_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    written: dict[str, str] = {}
+    plots: list[str] = []
+    title = f"{result['bundle'].get('name') or Path(result['bundle']['path']).name} on {result['device']['profile']} ({result['backend']['name']})"
+    try:
+        import matplotlib  # noqa: F401 - probe only; plot functions import what they use
+
+        if latency_times_s is not None and np.asarray(latency_times_s).size:
+            plots.append(str(plot_latency_histogram(latency_times_s, directory / "latency_histogram.png", title)))
+        if measurement is not None:
+            plots.append(str(plot_power_trace(measurement, directory / "power_trace.png", title)))
+    except ImportError:
+        result["plots_skipped"] = "matplotlib is not installed"
+    if measurement is not None:
+        written["power_trace_csv"] = str(write_trace_csv(measurement, directory / "power_trace.csv"))
+    result["plots"] = plots
+    json_path = directory / "profile.json"
+    json_path.write_text(json.dumps(result, indent=2, default=_json_default) + "\n", encoding="utf-8")
+    markdown_path = directory / "summary.md"
+    markdown_path.write_text(markdown_summary(result), encoding="utf-8")
+    written.update({"profile_json": str(json_path), "summary_md": str(markdown_path)})
+    for plot in plots:
+        written[Path(plot).stem] = plot
+    return written
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to profile.json")
