@@ -164,3 +164,14 @@ def create_model(
         "checkpoint_sha256": checkpoint_sha256,
     }
     return model
+
+
+def preset_parameters(family: Family, preset: str) -> int:
+    """Parameter count of a preset, built on the meta device (no memory, no init time)."""
+    config = get_preset(family, preset).config
+    try:
+        with torch.device("meta"):
+            return count_parameters(family.build(config))
+    except (RuntimeError, NotImplementedError, TypeError):
+        # A build step that needs real values (e.g. numpy on a tensor): build on the CPU.
+        return count_parameters(family.build(config))

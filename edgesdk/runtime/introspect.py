@@ -38,3 +38,28 @@ def tflite_op_histogram(path: str | Path) -> dict[str, int]:
 def op_histogram(path: str | Path) -> dict[str, int]:
     path = Path(path)
     return onnx_op_histogram(path) if path.suffix == ".onnx" else tflite_op_histogram(path)
+
+
+def describe(path: str | Path) -> dict:
+    """Everything ``edgesdk inspect`` shows, for a bundle folder or a lone .onnx / .tflite.
+
+    For a bundle: the manifest, plus op histograms (read from the manifest, or counted).
+    For a lone file: the manifest its metadata gives (ONNX) or its signature (TFLite).
+    """
+    from edgesdk.errors import UsageError
+    from edgesdk.runtime.manifest import read_manifest
+    from edgesdk.runtime.model import _lone_onnx_manifest, _lone_tflite_manifest
+
+    path = Path(path)
+    if path.is_dir():
+        manifest = read_manifest(path, verify_hashes=True)
+        folder = path
+    elif path.suffix in (".onnx", ".tflite") and path.is_file():
+        manifest = _lone_onnx_manifest(path) if path.suffix == ".onnx" else _lone_tflite_manifest(path)
+        folder = path.parent
+    else:
+        raise UsageError(f"{path} is neither a bundle folder nor a .onnx/.tflite file")
+    for artifact in manifest["artifacts"]:
+        if "op_histogram" not in artifact:
+            artifact["op_histogram"] = op_histogram(folder / artifact["file"])
+    return manifest

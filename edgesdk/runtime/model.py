@@ -267,6 +267,15 @@ class Stream:
         return results
 
 
+def stream_batch(model: Model, sequence: Mapping[str, np.ndarray]) -> int:
+    """The batch of a step sequence (inputs stacked by step on axis 0)."""
+    for info in model.inputs:
+        if info.name in sequence and info.shape and info.shape[0] == "batch":
+            return int(np.shape(sequence[info.name])[1])
+    state = model.state_spec[0]
+    return int(state.shape[state.batch_axis])
+
+
 def _batch_of(feeds: Mapping[str, np.ndarray], inputs: Sequence[TensorInfo]) -> int:
     for info in inputs:
         if info.name in feeds and info.shape and info.shape[0] == "batch":

@@ -1,0 +1,85 @@
+"""The ``edgesdk`` command: a click group with one module per verb.
+
+Each verb module defines a click command named ``command``; verbs are imported only when
+used, so ``edgesdk devices`` on a device never imports torch. Library errors
+(``edgesdk.errors``) become one-line messages with the exit codes of DESIGN.md.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from typing import Any
+
+import click
+
+from edgesdk import __version__
+from edgesdk.errors import EdgeSDKError
+
+VERBS = ("export", "run", "validate", "inspect", "profile", "devices", "models", "demo")
+
+
+class EdgeSDKClickError(click.ClickException):
+    """A library error shown as ``Error: <sentence>`` with its own exit code."""
+
+    def __init__(self, error: EdgeSDKError):
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+
+
+class VerbGroup(click.Group):
+    """Imports ``edgesdk.cli.<verb>`` lazily and turns library errors into exit codes."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [verb for verb in VERBS if self._load(verb) is not None]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return self._load(name) if name in VERBS else None
+
+    @staticmethod
+    def _load(verb: str) -> click.Command | None:
+        module_name = f"edgesdk.cli.{verb}"
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name == module_name:
+                return None  # a verb whose issue has not landed yet
+            raise
+        return module.command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EdgeSDKError as error:
+            raise EdgeSDKClickError(error) from None
+        except KeyboardInterrupt:
+            click.echo("Interrupted; nothing half-written was left behind.", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=VerbGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgesdk")
+@click.option("-v", "--verbose", is_flag=True, help="Show converter output and debug logs.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
+    """Export efficient transformers to ONNX and TFLite, prove them, run them on edge devices."""
+    ctx.ensure_object(dict)
+    ctx.obj["verbose"] = verbose
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    if os.environ.get("EDGESDK_DEBUG"):
+        cli()  # tracebacks included
+        return
+    try:
+        cli(standalone_mode=True)
+    except Exception as error:  # the last line of defence: one sentence, exit 1
+        click.echo(f"Internal error: {type(error).__name__}: {error} (set EDGESDK_DEBUG=1 for a traceback)", err=True)
+        sys.exit(1)

@@ -1,0 +1,82 @@
+"""Small helpers shared by the verbs: output streams, JSON, shapes, progress."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+import numpy as np
+from rich.console import Console
+
+# Human summaries and progress go to stderr; data (--json) goes to stdout.
+human = Console(stderr=True, highlight=False)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=_default))
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """'1x128x16' -> (1, 128, 16)."""
+    try:
+        shape = tuple(int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a shape like 1x128x16") from None
+    if not shape or any(d <= 0 for d in shape):
+        raise click.BadParameter(f"{text!r}: every dimension must be a positive integer")
+    return shape
+
+
+def parse_named_shapes(values: tuple[str, ...], option: str) -> dict[str, tuple[int, ...]]:
+    """('x=1x128x16', ...) -> {'x': (1, 128, 16)}, in the order given."""
+    named = {}
+    for value in values:
+        name, sep, shape = value.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{value!r} must look like NAME=1x128x16", param_hint=option)
+        if name in named:
+            raise click.BadParameter(f"{name!r} given twice", param_hint=option)
+        named[name] = parse_shape(shape)
+    return named
+
+
+class StepProgress:
+    """One line per long step, with the time the previous one took."""
+
+    def __init__(self) -> None:
+        self.started: float | None = None
+        self.current: str | None = None
+
+    def __call__(self, message: str) -> None:
+        self.finish()
+        human.print(f"→ {message} …", style="bold")
+        self.current, self.started = message, time.perf_counter()
+
+    def finish(self) -> None:
+        if self.current is not None and self.started is not None:
+            human.print(f"  done in {time.perf_counter() - self.started:.1f} s")
+        self.current = None
+
+
+def summarize_array(array: np.ndarray) -> dict[str, Any]:
+    facts: dict[str, Any] = {"shape": list(array.shape), "dtype": str(array.dtype)}
+    if array.size and array.dtype.kind in "fiu":
+        facts.update(min=float(array.min()), max=float(array.max()), mean=float(array.mean()))
+    if array.size <= 64:
+        facts["values"] = array.tolist()
+    return facts
+
+
+def flush() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()

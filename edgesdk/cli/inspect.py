@@ -1,0 +1,94 @@
+"""edgesdk inspect: what a bundle or a lone model file holds."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from edgesdk.cli.common import emit_json, human
+
+
+def _shape(shape: Any) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _flatten(section: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(section, dict):
+        rows = []
+        for key, value in section.items():
+            rows += _flatten(value, f"{prefix}{key}.")
+        return rows
+    return [(prefix.rstrip("."), section)]
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int) or float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:.4g}"
+
+
+@click.command("inspect")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print everything as JSON on stdout.")
+def command(path: Path, as_json: bool) -> None:
+    """Show manifest, inputs/outputs/state, op histogram and parameters of PATH."""
+    from edgesdk.runtime.introspect import describe
+
+    facts = describe(path)
+    if as_json:
+        emit_json(facts)
+        return
+    model = facts.get("model", {})
+    title = f"{path}  —  {model.get('family', '?')}" + (f" / {model['preset']}" if model.get("preset") else "")
+    human.rule(title)
+    if model.get("parameters") is not None:
+        human.print(f"parameters: {model['parameters']:,}   mode: {facts.get('mode', '?')}   "
+                    f"valid: {facts.get('valid', 'not recorded')}")
+    if model.get("checkpoint_sha256"):
+        human.print(f"checkpoint: {model.get('checkpoint')}  sha256 {model['checkpoint_sha256'][:16]}…")
+
+    tensors = Table(title="tensors", show_edge=False)
+    for column in ("kind", "name", "shape", "dtype"):
+        tensors.add_column(column)
+    for entry in facts["inputs"]:
+        tensors.add_row("input", entry["name"], _shape(entry["shape"]), entry["dtype"])
+    for entry in facts["outputs"]:
+        tensors.add_row("output", entry["name"], _shape(entry["shape"]), entry["dtype"])
+    for entry in facts["state"]:
+        tensors.add_row("state", f"{entry['input']} → {entry['output']}", _shape(entry["shape"]),
+                        f"{entry['dtype']}, batch axis {entry['batch_axis']}, init {entry['init']}")
+    human.print(tensors)
+
+    artifacts = Table(title="artifacts", show_edge=False)
+    for column in ("file", "format", "size", "converter / opset", "sha256", "valid"):
+        artifacts.add_column(column)
+    for artifact in facts["artifacts"]:
+        version = artifact.get("converter", "")
+        if artifact.get("opset"):
+            version += f", opset {artifact['opset']}"
+        size = artifact.get("size_bytes")
+        artifacts.add_row(artifact["file"], artifact["format"], f"{size / 1e6:.2f} MB" if size else "?",
+                          version, artifact["sha256"][:12] + "…", str(artifact.get("valid", "?")))
+    human.print(artifacts)
+
+    for section in ("streaming", "frontend", "ops"):
+        if facts.get(section):
+            table = Table(title=section, show_edge=False, show_header=False)
+            table.add_column("key")
+            table.add_column("value", justify="right")
+            for key, value in _flatten(facts[section]):
+                table.add_row(key, _number(value))
+            human.print(table)
+
+    for artifact in facts["artifacts"]:
+        histogram = artifact.get("op_histogram", {})
+        table = Table(title=f"ops in {artifact['file']} ({sum(histogram.values())} nodes)", show_edge=False)
+        table.add_column("op")
+        table.add_column("count", justify="right")
+        for op, count in histogram.items():
+            table.add_row(op, str(count))
+        human.print(table)

@@ -1,0 +1,68 @@
+"""edgesdk models: the registered families, their presets and parameter counts."""
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.table import Table
+
+from edgesdk.cli.common import emit_json, human
+from edgesdk.errors import UsageError
+
+
+def _subnet_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=title, show_edge=False)
+    columns = [c for c in rows[0] if c != "subnet"] if rows else []
+    for column in columns:
+        table.add_column(column, justify="right" if isinstance(rows[0][column], (int, float)) else "left")
+    for row in rows:
+        table.add_row(*[f"{row[c]:,}" if isinstance(row[c], int) else
+                        f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in columns])
+    return table
+
+
+@click.command("models")
+@click.argument("family", required=False)
+@click.option("--preset", help="With --subnets/--sample: the supernet preset (default: the family's own).")
+@click.option("--subnets", is_flag=True, help="LightHuBERT: list the named subnets with parameters and MACs.")
+@click.option("--sample", type=int, help="LightHuBERT: sample N valid subnets.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for --sample.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON on stdout.")
+def command(family: str | None, preset: str | None, subnets: bool, sample: int | None, seed: int, as_json: bool) -> None:
+    """List model families and presets (with parameter counts), or one FAMILY's subnets."""
+    from edgesdk.models.registry import FAMILY_MODULES, available_families, get_family, preset_parameters
+
+    if subnets or sample is not None:
+        if family is None:
+            raise UsageError("--subnets and --sample need a FAMILY (e.g. lighthubert)")
+        chosen = get_family(family)
+        if "subnets" not in chosen.extra:
+            raise UsageError(f"{family} has no subnets; only supernet families (lighthubert) do")
+        source = preset or None
+        rows = chosen.extra["sample_subnets"](sample, seed, source) if sample is not None else chosen.extra["subnets"](source)
+        if as_json:
+            emit_json(rows)
+        else:
+            human.print(_subnet_table(f"{family} subnets" + (f" (sampled, seed {seed})" if sample else ""), rows))
+        return
+
+    families = {family: get_family(family)} if family else available_families()
+    listing = []
+    for name, entry in families.items():
+        for preset_name, spec in entry.presets.items():
+            listing.append({"family": name, "preset": preset_name, "parameters": preset_parameters(entry, preset_name),
+                            "small": spec.small, "modes": list(entry.modes), "description": spec.description})
+    if as_json:
+        emit_json(listing)
+        return
+    table = Table(title="edgesdk model presets", show_edge=False)
+    for column, justify in (("family", "left"), ("preset", "left"), ("parameters", "right"), ("modes", "left")):
+        table.add_column(column, justify=justify, no_wrap=True)
+    table.add_column("description", overflow="ellipsis", no_wrap=True)
+    for row in listing:
+        table.add_row(row["family"], row["preset"], f"{row['parameters']:,}", ", ".join(row["modes"]), row["description"])
+    human.print(table)
+    if not family:
+        missing = [name for name in FAMILY_MODULES if name not in families]
+        if missing:
+            human.print(f"not implemented yet: {', '.join(missing)}")

@@ -1,0 +1,37 @@
+"""edgesdk validate: the on-device self-test of a bundle's samples."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgesdk.cli.common import emit_json, human
+from edgesdk.errors import ValidationError
+
+
+@click.command("validate")
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--backend", "backends", multiple=True, type=click.Choice(["onnxruntime", "litert"]),
+              help="Only these backends (default: every installed one with an artifact).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+def command(bundle: Path, backends: tuple[str, ...], as_json: bool) -> None:
+    """Re-run BUNDLE's samples on the backends installed here and compare with PyTorch's outputs."""
+    from edgesdk.runtime.selftest import selftest
+
+    report = selftest(bundle, backends or None)
+    if as_json:
+        emit_json(report)
+    for backend, facts in report["backends"].items():
+        if facts["passed"] is None:
+            human.print(f"- {backend:12s} skipped: {facts['skipped']}")
+            continue
+        for name, output in facts["outputs"].items():
+            mark = "✓" if output["passed"] else "✗"
+            if "error" in output:
+                human.print(f"{mark} {backend:12s} {name:24s} {output['error']}")
+                continue
+            extra = f"  agreement {output['agreement']:.4%}" if "agreement" in output else ""
+            human.print(f"{mark} {backend:12s} {name:24s} max abs {output['max_abs']:.1e}  atol {output['atol']:.0e}{extra}")
+    if not report["passed"]:
+        raise ValidationError(f"{bundle}: the samples do not reproduce on this device", report)
+    human.print(f"✓ {bundle}: samples reproduce on {', '.join(b for b, f in report['backends'].items() if f['passed'])}")
