@@ -59,7 +59,7 @@ class StepProgress:
 
     def __call__(self, message: str) -> None:
         self.finish()
-        human.print(f"→ {message} …", style="bold")
+        human.print(f"→ {message} …", style="bold", markup=False)
         self.current, self.started = message, time.perf_counter()
 
     def finish(self) -> None:

@@ -125,12 +125,12 @@ def command(ctx: click.Context, target: str, preset, checkpoint, stream, formats
     except ValidationError as error:
         progress.finish()
         for line in error.report.get("lines", []):
-            human.print(line, style="red" if line.startswith("✗") else None)
+            human.print(line, style="red" if line.startswith("✗") else None, markup=False)
         raise
     progress.finish()
     for line in result.validation["lines"]:
-        human.print(line)
+        human.print(line, markup=False)
     files = ", ".join(a["file"] for a in result.manifest["artifacts"])
-    human.print(f"✓ wrote {output} ({files}); validation passed")
+    human.print(f"✓ wrote {output} ({files}); validation passed", markup=False)
     if as_json:
         emit_json(result.manifest)

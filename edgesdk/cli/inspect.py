@@ -49,7 +49,7 @@ def command(path: Path, as_json: bool) -> None:
         human.print(f"parameters: {model['parameters']:,}   mode: {facts.get('mode', '?')}   "
                     f"valid: {facts.get('valid', 'not recorded')}")
     if model.get("checkpoint_sha256"):
-        human.print(f"checkpoint: {model.get('checkpoint')}  sha256 {model['checkpoint_sha256'][:16]}…")
+        human.print(f"checkpoint: {model.get('checkpoint')}  sha256 {model['checkpoint_sha256'][:16]}…", markup=False)
 
     tensors = Table(title="tensors", show_edge=False)
     for column in ("kind", "name", "shape", "dtype"):

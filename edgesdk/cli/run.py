@@ -41,7 +41,7 @@ def command(bundle, inputs_path, wav, stream, backend, providers, strict_provide
     if (inputs_path is None) == (wav is None):
         raise UsageError("give exactly one of --inputs F.npz or --wav F.wav")
     model = load(bundle, backend=backend, providers=providers or None, strict_providers=strict_providers)
-    human.print(f"backend {model.backend} ({', '.join(model.providers)}); {model.backend_choice}")
+    human.print(f"backend {model.backend} ({', '.join(model.providers)}); {model.backend_choice}", markup=False)
     if wav is not None:
         _run_wav(model, wav, early_exit, early_exit_frames, as_json)
         return
@@ -60,7 +60,7 @@ def command(bundle, inputs_path, wav, stream, backend, providers, strict_provide
         outputs = model.run(feeds)
     if output is not None:
         np.savez(output, **outputs)
-        human.print(f"wrote {output}")
+        human.print(f"wrote {output}", markup=False)
     summary = {"backend": model.backend, "providers": model.providers,
                "outputs": {name: summarize_array(array) for name, array in outputs.items()}}
     if as_json:
@@ -70,7 +70,7 @@ def command(bundle, inputs_path, wav, stream, backend, providers, strict_provide
         text = f"{name}: shape {facts['shape']} {facts['dtype']}"
         if "min" in facts:
             text += f"  min {facts['min']:.4g}  max {facts['max']:.4g}  mean {facts['mean']:.4g}"
-        human.print(text)
+        human.print(text, markup=False)
 
 
 def _run_wav(model, wav: Path, early_exit, early_exit_frames: int, as_json: bool) -> None:
@@ -86,7 +86,7 @@ def _run_wav(model, wav: Path, early_exit, early_exit_frames: int, as_json: bool
     previous = None
     for frame, (top, probability) in enumerate(zip(result.frame_top, result.frame_probability)):
         if top != previous:
-            human.print(f"  frame {frame:4d} ({frame * 10:5d} ms): {name(top):12s} p={probability:.2f}")
+            human.print(f"  frame {frame:4d} ({frame * 10:5d} ms): {name(top):12s} p={probability:.2f}", markup=False)
             previous = top
     latency = np.asarray(result.latency_ms)
     how = "early exit" if result.early_exit else "end of clip"
