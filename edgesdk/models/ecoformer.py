@@ -785,6 +785,7 @@ class EcoFormerExport(nn.Module):
             if isinstance(module, (KernelHash, EcoFormerAttention)):
                 module.plain_ops = True
         self.hash_outputs = hash_outputs
+        self.eval()
 
     def forward(self, image: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         codes: list[torch.Tensor] = []
@@ -852,7 +853,8 @@ def recipe(model: EcoFormer, mode: str = "full", **options: Any) -> ExportSpec:
             ``hash_codes_s{stage}b{block}`` [batch, heads, tokens, bits] so validation can
             measure bit agreement. They cost nothing to compute (the graph computes them
             anyway) but a deployed graph that only classifies can drop them with False.
-        batch: int, default 1: example batch (ONNX keeps batch dynamic; TFLite uses this).
+        batch: int, default 1: the graph's static batch (both formats; static shapes are
+            what edge delegates want, and the hash codes are per image anyway).
         logits_atol: float, default 1e-3: logits tolerance in the validation check.
     """
     unknown = sorted(set(options) - set(_RECIPE_OPTIONS))
@@ -880,7 +882,6 @@ def recipe(model: EcoFormer, mode: str = "full", **options: Any) -> ExportSpec:
     example = torch.randn(batch, config.in_channels, *image_size, generator=generator)
     code_names = [f"hash_codes_{name}" for name in model.hash_layer_names()] if hash_outputs else []
     output_names = ["logits", *code_names]
-    dynamic_axes = {name: {0: "batch"} for name in ["image", *output_names]}
     checks: dict[str, Callable] = {"logits": logits_check(logits_atol)}
     checks.update({name: bit_agreement for name in code_names})
 
@@ -896,7 +897,6 @@ def recipe(model: EcoFormer, mode: str = "full", **options: Any) -> ExportSpec:
         example_inputs={"image": example},
         output_names=output_names,
         mode="full",
-        dynamic_axes=dynamic_axes,
         atol=logits_atol,
         rtol=0.0,
         output_checks=checks,
