@@ -62,9 +62,14 @@ def to_plain(value: Any) -> Any:
     return value
 
 
+# Phrases of torch's weights-only unpickler when it meets an object it will not build (as
+# opposed to bytes that are no pickle at all).
+_REFUSAL_SIGNS = ("Unsupported global", "allowlisted", "Trying to call reduce", "Can only")
+
+
 def _unpickler_reason(message: str) -> str:
     """The one useful line of torch's weights-only refusal (which object it met)."""
-    found = re.search(r"WeightsUnpickler error: ([^\n]*?)(?: was not an allowed global| Please|$)", message)
+    found = re.search(r"WeightsUnpickler error:\s*([^\n]*?)(?: was not an allowed global| Please|\n|$)", message)
     return found.group(1).strip() if found else "an object outside the allowlist"
 
 
@@ -91,6 +96,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         with torch.serialization.safe_globals(_ALLOWLIST):
             loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        if not any(sign in str(error) for sign in _REFUSAL_SIGNS):
+            raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {str(error).splitlines()[0]}") from None
         reason = _unpickler_reason(str(error))
         raise CheckpointError(
             f"{path} needs arbitrary code to unpickle, which weights_only loading refuses "
