@@ -64,11 +64,21 @@ class Trace:
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         return np.asarray(self.times_s, dtype=np.float64), np.asarray(self.values, dtype=np.float64)
 
-    def power_w(self) -> tuple[np.ndarray, np.ndarray]:
-        """(times, watts): the readings themselves, or a counter's finite differences."""
+    def power_w(self, min_interval_s: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """(times, watts): the readings themselves, or a counter's finite differences.
+
+        For counters, ``min_interval_s`` averages over intervals at least that long: a counter
+        read a few microseconds after it ticked would otherwise show a meaningless spike.
+        """
         times, values = self.arrays()
         if self.quantity == "power":
             return times, values
+        if min_interval_s > 0 and times.size > 2:
+            keep = [0]
+            for index in range(1, times.size):
+                if times[index] - times[keep[-1]] >= min_interval_s:
+                    keep.append(index)
+            times, values = times[keep], values[keep]
         if times.size < 2:
             return times[:0], values[:0]
         dt = np.diff(times)
@@ -138,7 +148,11 @@ class Sampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self._sample()
+        if self.error is None:
+            try:
+                self._sample()
+            except (OSError, ValueError, MeasurementUnavailable) as error:
+                self.error = error
         if self.error is not None:
             raise MeasurementUnavailable(f"{self.sensor.name} sensor failed while sampling: {self.error}")
         return self.trace

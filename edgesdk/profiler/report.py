@@ -74,7 +74,11 @@ def plot_power_trace(measurement: EnergyMeasurement, path: Path, title: str) -> 
     from matplotlib.patches import Patch
 
     origin = measurement.origin_s
-    times, watts = measurement.trace.power_w()
+    recorded, _ = measurement.trace.arrays()
+    span = float(recorded[-1] - recorded[0]) if recorded.size > 1 else 0.0
+    # Counters are differentiated over >= 20 ms (or 1/300 of the run) so the trace is readable.
+    interval = max(0.02, span / 300) if measurement.trace.quantity == "energy" else 0.0
+    times, watts = measurement.trace.power_w(interval)
     figure = Figure(figsize=(9, 4), dpi=110)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
@@ -102,7 +106,12 @@ def plot_power_trace(measurement: EnergyMeasurement, path: Path, title: str) -> 
             axes.lines[0],
             axes.lines[1],
         ],
-        labels=["idle baseline", window_label, f"power ({summary['provenance']})", "mean idle power"],
+        labels=[
+            "idle baseline",
+            window_label,
+            f"power ({summary['provenance']}" + (f", mean over >= {interval * 1e3:.0f} ms)" if interval else ")"),
+            "mean idle power",
+        ],
         loc="upper right",
         fontsize=8,
     )

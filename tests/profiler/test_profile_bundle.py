@@ -1,0 +1,259 @@
+"""End to end: export a small bundle, profile it in the torch-free runtime, write the report."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgesdk.errors import BackendUnavailable, MeasurementUnavailable, UsageError
+from edgesdk.profiler import profile_bundle, profile_model, write_report
+
+# Keys of numbers that are counts or ratios, not physical quantities (so they carry no unit).
+UNITLESS = {
+    "runs", "warmup_runs", "repeats", "inferences_per_repeat", "samples", "distinct_readings",
+    "inferences", "samples_idle", "samples_active", "real_time_factor", "macs", "accumulates",
+    "binary_ops", "nodes_counted", "cpu_count", "process_node_nm", "frames_per_step",
+    "lookahead_frames", "max_energy_range_uj",
+}
+UNIT_SUFFIXES = ("_s", "_ms", "_j", "_w", "_hz", "_mib", "_pj", "_per_s", "_uj", "_nm")
+
+
+def _numeric_keys(node, path=""):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                yield key, f"{path}.{key}"
+            else:
+                yield from _numeric_keys(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _numeric_keys(value, f"{path}[{index}]")
+
+
+def _assert_units_and_provenance(result):
+    for key, where in _numeric_keys(result):
+        assert key in UNITLESS or key.endswith(UNIT_SUFFIXES), f"{where} has no unit in its name"
+    for section in ("latency", "memory", "energy"):
+        assert result[section]["provenance"], section
+
+
+def test_full_bundle_with_ops_estimate(bundles, tmp_path):
+    outcome = profile_bundle(bundles["mlp"], runs=30, warmup=3, energy="estimate")
+    result = outcome.result
+    assert result["mode"] == "full"
+    assert result["backend"]["name"] in {"onnxruntime", "litert"}
+    assert result["backend"]["providers_in_use"]
+    latency = result["latency"]
+    assert latency["runs"] == 30 and latency["provenance"] == "measured:perf_counter"
+    assert 0 < latency["p50_ms"] <= latency["p90_ms"] <= latency["p99_ms"]
+    assert latency["load_time_s"] > 0 and latency["first_inference_ms"] > 0
+    assert result["memory"]["peak_rss_mib"] > 10
+    energy = result["energy"]
+    assert energy["provenance"] == "estimated:ops"
+    # No ops section in a plain export: MACs are counted from the ONNX graph.
+    assert energy["ops_source"] == "counted:onnx-graph"
+    assert energy["ops"]["macs"] == bundles["mlp_macs"]
+    assert energy["energy_per_inference_j"] == pytest.approx(bundles["mlp_macs"] * 4.6e-12)
+    assert outcome.measurement is None
+    _assert_units_and_provenance(result)
+
+    written = write_report(result, tmp_path / "report", outcome.latency_times_s, outcome.measurement)
+    stored = json.loads(Path(written["profile_json"]).read_text())
+    assert stored["energy"]["provenance"] == "estimated:ops"
+    summary = Path(written["summary_md"]).read_text()
+    assert "estimated:ops" in summary and "not a measurement" in summary
+    png = Path(written["latency_histogram"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "power_trace" not in written  # nothing was measured, so no trace is drawn
+
+
+def test_streaming_bundle_step_by_step(bundles):
+    outcome = profile_bundle(bundles["step"], runs=40, warmup=2, stream=True, energy="estimate")
+    result = outcome.result
+    assert result["mode"] == "stream"
+    assert set(result["inputs"]) == {"x"}  # the state is carried by the stream, not fed
+    assert result["energy"]["ops"]["macs"] == bundles["step_macs"]
+    assert result["latency"]["runs"] == 40
+
+
+def test_stream_flag_on_a_full_bundle_is_a_usage_error(bundles):
+    with pytest.raises(UsageError, match="not a streaming bundle"):
+        profile_bundle(bundles["mlp"], runs=2, warmup=0, stream=True, energy="estimate")
+
+
+def test_explicit_sensor_missing_fails_before_loading(bundles, tmp_path):
+    def loader(*args, **kwargs):
+        raise AssertionError("the bundle must not be loaded when the sensor cannot work")
+
+    with pytest.raises(MeasurementUnavailable, match="rapl") as caught:
+        profile_bundle(bundles["mlp"], energy="rapl", root=tmp_path, loader=loader)
+    assert caught.value.exit_code == 6
+
+
+def test_bad_arguments(bundles, tmp_path):
+    with pytest.raises(UsageError, match="not a bundle"):
+        profile_bundle(tmp_path)
+    with pytest.raises(UsageError, match="energy"):
+        profile_bundle(bundles["mlp"], energy="wattmeter")
+    with pytest.raises(UsageError, match="runs"):
+        profile_bundle(bundles["mlp"], runs=0)
+
+
+class FakeRaplKernel(threading.Thread):
+    """Advances a fake package counter at ``watts``, wrapping at ``max_range_uj`` like RAPL."""
+
+    def __init__(self, root: Path, watts: float, max_range_uj: int):
+        super().__init__(daemon=True)
+        self.zone = root / "sys/class/powercap/intel-rapl:0"
+        self.zone.mkdir(parents=True)
+        (self.zone / "name").write_text("package-0\n")
+        (self.zone / "max_energy_range_uj").write_text(f"{max_range_uj}\n")
+        self.watts, self.max_range_uj = watts, max_range_uj
+        self.stop = threading.Event()
+        self.wraps = 0
+        self._write(0)
+
+    def _write(self, microjoules: int) -> None:
+        temporary = self.zone / "energy_uj.tmp"
+        temporary.write_text(f"{microjoules % self.max_range_uj}\n")
+        os.replace(temporary, self.zone / "energy_uj")  # readers see old or new, never half
+
+    def run(self) -> None:
+        start = time.perf_counter()
+        while not self.stop.wait(0.001):
+            microjoules = int(self.watts * (time.perf_counter() - start) * 1e6)
+            self.wraps = microjoules // self.max_range_uj
+            self._write(microjoules)
+
+
+def test_measured_with_a_fake_rapl_counter_that_wraps(bundles, tmp_path):
+    # 10 W into a 3 J counter: it wraps every 0.3 s, several times during the run.
+    kernel = FakeRaplKernel(tmp_path, watts=10.0, max_range_uj=3_000_000)
+    kernel.start()
+    try:
+        outcome = profile_bundle(
+            bundles["mlp"], runs=10, warmup=1, energy="rapl", root=tmp_path,
+            energy_repeats=2, idle_s=0.3, min_active_s=0.3,
+        )
+    finally:
+        kernel.stop.set()
+        kernel.join()
+    assert kernel.wraps >= 3
+    energy = outcome.result["energy"]
+    assert energy["provenance"] == "measured:rapl"
+    # Constant draw: idle and active power are both the 10 W the kernel wrote, despite the wraps.
+    assert energy["idle_power_w"] == pytest.approx(10.0, rel=0.1)
+    assert energy["active_power_w"] == pytest.approx(10.0, rel=0.1)
+    assert abs(energy["energy_per_inference_j"]) < 0.1 * energy["gross_energy_per_inference_j"]
+    assert energy["samples"] > 20
+    assert outcome.result["energy_estimate"]["provenance"] == "estimated:ops"  # kept apart
+    _assert_units_and_provenance(outcome.result)
+
+    written = write_report(outcome.result, tmp_path / "report", outcome.latency_times_s, outcome.measurement)
+    assert Path(written["power_trace"]).read_bytes()[:4] == b"\x89PNG"
+    rows = Path(written["power_trace_csv"]).read_text().splitlines()
+    assert rows[0] == "time_s,energy_j" and len(rows) == energy["samples"] + 1
+    summary = Path(written["summary_md"]).read_text()
+    assert "measured:rapl" in summary and "estimated:ops (lower bound)" in summary
+
+
+class FakeStream:
+    def __init__(self):
+        self.steps = 0
+
+    def push(self, feeds):
+        self.steps += 1
+        return {"y": feeds["x"] * 2}
+
+
+class FakeModel:
+    """Duck-typed runtime model: what a family bundle with ops and streaming sections looks like."""
+
+    backend = "onnxruntime"
+    providers = ["CPUExecutionProvider"]
+    state_spec = []
+    is_streaming = False
+
+    def __init__(self, manifest):
+        self.manifest = manifest
+
+    def example_feeds(self, seed=0):
+        return {"x": np.zeros((1, 4), np.float32)}
+
+    def run(self, feeds):
+        return {"y": feeds["x"] * 2}
+
+
+class FakeStreamingModel(FakeModel):
+    is_streaming = True
+
+    def __init__(self, manifest):
+        super().__init__(manifest)
+        self.state_spec = [{"name": "h", "input": "h", "output": "h_next"}]
+        self.opened = []
+
+    def example_feeds(self, seed=0):
+        return {"x": np.zeros((1, 4), np.float32)}
+
+    def stream(self, batch=1):
+        self.opened.append(FakeStream())
+        return self.opened[-1]
+
+
+SPIKING_OPS = {"per": "step", "macs": 200_000, "accumulates": 1_000_000, "binary_ops": 0, "counted": "dense first layer, spike-gated rest"}
+
+
+def test_manifest_ops_and_streaming_facts(tmp_path):
+    manifest = {"ops": SPIKING_OPS, "streaming": {"frames_per_step": 4, "lookahead_frames": 0, "hop_samples": 160, "frame_rate_hz": 100.0}}
+    model = FakeStreamingModel(manifest)
+    outcome = profile_model(model, tmp_path, load_time_s=0.01, runs=25, warmup=5, stream=True, energy="estimate")
+    result = outcome.result
+    assert model.opened and model.opened[0].steps == 1 + 5 + 25  # first + warm-up + timed
+    energy = result["energy"]
+    expected_step_j = 200_000 * 4.6e-12 + 1_000_000 * 0.9e-12
+    assert energy["energy_per_inference_j"] == pytest.approx(expected_step_j)
+    assert energy["ops_source"] == "bundle manifest" and energy["per"] == "step"
+    # 4 frames at 100 Hz: each step is 40 ms of audio.
+    assert result["streaming"]["step_duration_s"] == pytest.approx(0.04)
+    assert energy["energy_per_audio_second_j"] == pytest.approx(expected_step_j / 0.04)
+    assert result["streaming"]["real_time_factor"] == pytest.approx(result["latency"]["mean_ms"] * 1e-3 / 0.04)
+    _assert_units_and_provenance(result)
+
+
+def test_silent_fallback_is_reported_and_strict_makes_it_an_error(tmp_path, monkeypatch):
+    import edgesdk.profiler.session as session
+
+    monkeypatch.setattr(
+        session, "onnxruntime_info",
+        lambda: {"installed": True, "version": "test", "providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]},
+    )
+    model = FakeModel({"ops": {"macs": 10}})
+    outcome = profile_model(model, tmp_path, load_time_s=0.01, runs=2, warmup=0, energy="estimate", root=_x86_root(tmp_path))
+    backend = outcome.result["backend"]
+    assert backend["fallback"] is True
+    assert backend["providers_preferred"][0] == "CUDAExecutionProvider"
+    assert any("CUDAExecutionProvider" in warning for warning in outcome.result["warnings"])
+    with pytest.raises(BackendUnavailable, match="strict-providers") as caught:
+        profile_model(model, tmp_path, load_time_s=0.01, runs=2, warmup=0, energy="estimate", strict_providers=True, root=_x86_root(tmp_path))
+    assert caught.value.exit_code == 5
+
+
+def test_no_sensor_and_nothing_to_count(tmp_path):
+    outcome = profile_model(FakeModel({}), tmp_path, load_time_s=0.01, runs=2, warmup=0, energy="auto", sensors_tried={"rapl": "absent"})
+    energy = outcome.result["energy"]
+    assert energy["provenance"] == "unavailable" and energy["energy_per_inference_j"] is None
+    assert "no ONNX file" in energy["reason"]
+    with pytest.raises(MeasurementUnavailable, match="cannot estimate"):
+        profile_model(FakeModel({}), tmp_path, load_time_s=0.01, runs=2, warmup=0, energy="estimate")
+
+
+def _x86_root(tmp_path):
+    root = tmp_path / "x86"
+    (root / "proc/sys/kernel").mkdir(parents=True, exist_ok=True)
+    (root / "proc/sys/kernel/arch").write_text("x86_64\n")
+    return root
