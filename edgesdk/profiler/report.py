@@ -43,18 +43,15 @@ def plot_latency_histogram(times_s: np.ndarray, path: Path, title: str) -> Path:
     figure = Figure(figsize=(7, 4), dpi=110)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    # A few scheduler stalls would squash the distribution into one bar: show up to 1.5 x p99
-    # and say how many calls lie beyond.
-    upper = min(float(ms.max()), 1.5 * float(np.percentile(ms, 99)))
-    lower = float(ms.min())
-    upper = upper if upper > lower else lower + 1e-6
-    axes.hist(ms, bins=np.linspace(lower, upper, min(60, max(10, ms.size // 5)) + 1), color="#4c72b0", alpha=0.85)
-    beyond = int((ms > upper).sum())
-    if beyond:
-        axes.text(
-            0.98, 0.6, f"{beyond} call(s) beyond the axis\n(max {ms.max():.3f} ms)",
-            transform=axes.transAxes, ha="right", fontsize=8,
-        )
+    bins = min(60, max(10, ms.size // 5))
+    lower, upper = float(ms.min()), float(ms.max())
+    if lower > 0 and upper / lower > 20:
+        # Scheduler stalls (milliseconds against microsecond calls) would squash a linear axis
+        # into one bar: log-spaced bins keep both the bulk and the tail visible.
+        axes.hist(ms, bins=np.geomspace(lower, upper, bins + 1), color="#4c72b0", alpha=0.85)
+        axes.set_xscale("log")
+    else:
+        axes.hist(ms, bins=bins, color="#4c72b0", alpha=0.85)
     for q, style in ((50, "-"), (90, "--"), (99, ":")):
         value = float(np.percentile(ms, q))
         axes.axvline(value, color="black", linestyle=style, linewidth=1, label=f"p{q} {value:.4g} ms")
