@@ -9,7 +9,7 @@ Held-out split: the test set is spoken by voice *variants* that never occur in t
 fifth variant in sorted order), so test accuracy measures unseen speakers, not memorised clips.
 
 Usage:
-    python examples/kws/synthesize.py [--out out/kws-data] [--train-per-word 400] [--seed 0]
+    python -m examples.kws.synthesize [--out out/kws-data] [--train-per-word 400] [--seed 0]
 
 Writes ``train.npz`` and ``test.npz`` (``waveforms`` int16 [N, 16000], ``labels`` int64 [N],
 ``words``, ``voices``, ``speeds_wpm``, ``pitches``, ``snr_db``) and ``synthesis.json`` (the
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import resample_poly
 
-from kws_common import (
+from .common import (
     CLIP_SAMPLES,
     DEFAULT_DATA_DIR,
     KEYWORDS,

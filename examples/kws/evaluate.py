@@ -1,0 +1,114 @@
+"""Held-out accuracy of the shipped keyword spotter, in PyTorch and through the exported stream.
+
+The test set (``test.npz`` from ``synthesize.py``) is spoken by espeak-ng voice variants that
+never occur in training. Three figures:
+
+1. **parallel**: the PyTorch model over each 1 s clip padded to 128 frames (the authors' eval);
+2. **stream, full**: the exported ONNX step in the torch-free runtime, fed the WAV in 10 ms hops
+   (``edgesdk.runtime.audio.stream_wav``) to the end of the 128-frame window;
+3. **stream, early exit**: the same with the early-exit rule of the demo; also how many frames
+   the decision needed.
+
+Usage:
+    python -m examples.kws.evaluate [--data out/kws-data] [--checkpoint examples/kws/kws_lmuformer.pt]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .common import CHECKPOINT, DEFAULT_DATA_DIR, LABELS, REPO_ROOT
+from .demo import EARLY_EXIT_FRAMES, EARLY_EXIT_PROBABILITY
+from .pick_clips import write_wav
+
+log = logging.getLogger("kws.evaluate")
+
+
+def parallel_predictions(checkpoint: Path, features: np.ndarray) -> np.ndarray:
+    import torch
+
+    from .model import load_kws_model
+
+    model = load_kws_model(checkpoint)
+    predictions = []
+    with torch.no_grad():
+        for start in range(0, len(features), 256):
+            predictions.append(model(torch.from_numpy(features[start: start + 256])).argmax(dim=1).numpy())
+    return np.concatenate(predictions)
+
+
+def stream_predictions(bundle: Path, waveforms: np.ndarray, early_exit: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Decided class and frames used for every clip, streamed through the ONNX step."""
+    import edgesdk
+    from edgesdk.runtime.audio import stream_wav
+
+    model = edgesdk.load(bundle, backend="onnxruntime", num_threads=1)
+    label_index = {label: i for i, label in enumerate(model.manifest["extra"]["labels"])}
+    decided, frames = [], []
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "clip.wav"
+        for clip in waveforms:
+            write_wav(path, clip)
+            result = stream_wav(model, path, early_exit=early_exit, early_exit_frames=EARLY_EXIT_FRAMES)
+            decided.append(label_index[result.decided_label])
+            frames.append(result.frames_used)
+    return np.asarray(decided), np.asarray(frames)
+
+
+def per_class(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    return {LABELS[c]: float((predictions[labels == c] == c).mean()) for c in range(len(LABELS))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--checkpoint", type=Path, default=CHECKPOINT)
+    parser.add_argument("--bundle", type=Path, default=REPO_ROOT / "out" / "kws-eval")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    from .train import load_features
+
+    features, labels = load_features(args.data, "test")
+    waveforms = np.load(args.data / "test.npz")["waveforms"]
+    figures: dict = {"test_clips": int(len(labels)), "checkpoint": str(args.checkpoint)}
+
+    parallel = parallel_predictions(args.checkpoint, features)
+    figures["parallel_accuracy"] = float((parallel == labels).mean())
+    figures["parallel_per_class"] = per_class(parallel, labels)
+    log.info("parallel (PyTorch, 128-frame window): %.2f %% of %d held-out clips",
+             100 * figures["parallel_accuracy"], len(labels))
+
+    from .demo import export_bundle
+
+    export_bundle(args.bundle, args.checkpoint)
+    begin = time.perf_counter()
+    full, _ = stream_predictions(args.bundle, waveforms, early_exit=None)
+    figures["stream_accuracy"] = float((full == labels).mean())
+    figures["stream_agrees_with_parallel"] = float((full == parallel).mean())
+    log.info("stream (ONNX step, 10 ms hops, whole window): %.2f %% (agrees with parallel on %.2f %%; %.0f s)",
+             100 * figures["stream_accuracy"], 100 * figures["stream_agrees_with_parallel"], time.perf_counter() - begin)
+    early, frames = stream_predictions(args.bundle, waveforms, early_exit=EARLY_EXIT_PROBABILITY)
+    figures["early_exit"] = {"probability": EARLY_EXIT_PROBABILITY, "frames": EARLY_EXIT_FRAMES}
+    figures["early_exit_accuracy"] = float((early == labels).mean())
+    figures["early_exit_per_class"] = per_class(early, labels)
+    figures["early_exit_mean_frames"] = float(frames.mean())
+    figures["early_exit_median_frames"] = float(np.median(frames))
+    log.info("stream with early exit (p >= %.2f for %d frames): %.2f %%, decided after %.1f frames on average "
+             "(median %.0f) of the 128-frame window", EARLY_EXIT_PROBABILITY, EARLY_EXIT_FRAMES,
+             100 * figures["early_exit_accuracy"], frames.mean(), np.median(frames))
+    for name, value in figures["parallel_per_class"].items():
+        log.info("  %-10s parallel %.2f  early exit %.2f", name, value, figures["early_exit_per_class"][name])
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
