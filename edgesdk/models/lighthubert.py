@@ -1038,8 +1038,8 @@ def window_samples_for_frames(frames: int, conv_layers: Sequence[tuple[int, int,
 
 
 def parse_layers(layers: "str | Sequence[int]", layer_num: int) -> list[int]:
-    """``"last"`` -> [L]; ``"all"`` -> [0..L]; ``"i,j"`` or a list -> those hidden states
-    (0 = projected CNN features, i = output of kept layer i)."""
+    """``"last"`` -> [L]; ``"all"`` -> [0..L]; ``"i,j"`` (``last`` allowed among them) or a
+    list -> those hidden states (0 = projected CNN features, i = output of kept layer i)."""
     if isinstance(layers, str):
         text = layers.strip().lower()
         if text == "last":
@@ -1047,7 +1047,8 @@ def parse_layers(layers: "str | Sequence[int]", layer_num: int) -> list[int]:
         if text == "all":
             return list(range(layer_num + 1))
         try:
-            chosen = [int(part) for part in text.split(",") if part.strip()]
+            parts = [part.strip() for part in text.split(",") if part.strip()]
+            chosen = [layer_num if part == "last" else int(part) for part in parts]
         except ValueError:
             raise UsageError(f"layers must be 'last', 'all' or comma-separated indices, not {layers!r}") from None
     else:
