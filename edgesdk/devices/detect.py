@@ -210,6 +210,8 @@ def detect_device(root: str | os.PathLike = "/") -> DeviceInfo:
 
     if tegra_release or "jetson" in tree_model.lower() or "nvidia,tegra" in compatible:
         name = _jetson_profile(tree_model, compatible)
+        if "orin nx" in tree_model.lower():
+            evidence.append(("profile", "Orin NX uses the Orin Nano profile: same T234 SoC and INA3221 rail layout"))
     elif is_android:
         manufacturer = android_props.get("ro.product.manufacturer", "")
         product = android_props.get("ro.product.model", "")

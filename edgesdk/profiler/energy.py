@@ -288,6 +288,10 @@ def measure_energy(
         "sample_period_s": period,
         "sampling_rate_hz": float((times.size - 1) / span) if span > 0 else 0.0,
         "distinct_readings": int(np.unique(values).size),
+        # Compare with the latency phase: a large gap means the sampler thread perturbed the runs.
+        "inference_while_sampling_mean_ms": float(
+            np.mean([end - start for start, end in inference_windows]) * 1e3
+        ),
         "per_repeat": rows,
         "warnings": [],
     }

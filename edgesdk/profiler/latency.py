@@ -36,14 +36,15 @@ def time_calls(
 
     ``progress(phase, done, total)`` is called after each call, phase ``"warmup"`` or ``"latency"``.
     """
+    # Report progress about 100 times per phase, not after every (microsecond-long) call.
     for index in range(warmup):
         call()
-        if progress:
+        if progress and ((index + 1) % max(1, warmup // 100) == 0 or index + 1 == warmup):
             progress("warmup", index + 1, warmup)
     times = np.empty(runs, dtype=np.float64)
     for index in range(runs):
         times[index] = time_once(call)
-        if progress:
+        if progress and ((index + 1) % max(1, runs // 100) == 0 or index + 1 == runs):
             progress("latency", index + 1, runs)
     return times
 
