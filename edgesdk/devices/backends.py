@@ -48,7 +48,7 @@ def litert_info() -> dict:
     """``{"installed", "module", "version", "delegates"}`` for LiteRT (or tflite-runtime)."""
     for name in LITERT_MODULES:
         try:
-            module = importlib.import_module(name)
+            importlib.import_module(name)
         except ImportError:
             continue
         package = importlib.import_module(name.split(".")[0])
@@ -59,7 +59,6 @@ def litert_info() -> dict:
             for delegate, libraries in DELEGATE_LIBRARIES.items()
             if any(_loadable(library) for library in libraries)
         ]
-        del module
         return {
             "installed": True,
             "module": name,

@@ -164,11 +164,10 @@ def _jetson_profile(model: str, compatible: str) -> str:
         return "jetson-agx-orin"
     if "orin" in text or "p3767" in text:
         return "jetson-orin-nano"
-    if "nano" in text or "p3448" in text or "tegra210" in text:
+    if "nano" in text or "p3448" in text or "p3450" in text:
         return "jetson-nano"
-    if "tegra234" in text:
-        return "jetson-orin-nano"
-    return "jetson-nano"
+    # TX1/TX2/Xavier and newer modules without a profile of their own.
+    return "jetson-generic"
 
 
 def detect_device(root: str | os.PathLike = "/") -> DeviceInfo:

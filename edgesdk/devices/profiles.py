@@ -272,6 +272,23 @@ PROFILES: dict[str, DeviceProfile] = {
             ),
         ),
         DeviceProfile(
+            name="jetson-generic",
+            title="Other NVIDIA Jetson (TX2, Xavier, ...)",
+            os="linux",
+            arch="aarch64",
+            cpu="Arm cores of the Tegra SoC",
+            accelerator="integrated NVIDIA GPU (CUDA/TensorRT through onnxruntime)",
+            process_node_nm=None,
+            backends=("onnxruntime", "litert"),
+            onnxruntime_providers=_JETSON_PROVIDERS,
+            litert_delegates=("xnnpack",),
+            power_sensors=("ina3221",),
+            notes=(
+                "No dedicated profile: board power is read from the input rail (VDD_IN, "
+                "POM_5V_IN or 5V_IN) when the module has one.",
+            ),
+        ),
+        DeviceProfile(
             name="generic-cpu",
             title="Unrecognised device (CPU only)",
             os="linux",

@@ -73,7 +73,7 @@ def select_sensor(energy: str, device: DeviceInfo, root: str | os.PathLike, pref
     """
     tried: dict[str, str] = {}
     if energy == "estimate":
-        return None, {"all": "estimate requested"}
+        return None, tried
     options = {"module": device.profile.name}
     if energy != "auto":
         sensor = open_sensor(energy, root, **(options if energy == "ina3221" else {}))

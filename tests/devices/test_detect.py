@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import sysfs_trees as trees
 
-from edgesdk.devices import detect_device
+from edgesdk.devices import PROFILES, detect_device
 
 NANO_RELEASE = "# R32 (release), REVISION: 7.4, GCID: 33514132, BOARD: t210ref, EABI: aarch64, DATE: Fri Jun  9 04:25:08 UTC 2023"
 ORIN_RELEASE = "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan  8 01:49:37 UTC 2025"
@@ -24,6 +24,9 @@ ORIN_RELEASE = "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, 
         ("Jetson AGX Orin Developer Kit", ["nvidia,p3737-0000+p3701-0005", "nvidia,p3701-0005", "nvidia,tegra234"], ORIN_RELEASE, "jetson-agx-orin", "R36.4.3"),
         # Orin NX shares the Orin Nano's SoC and rail layout, and so its profile.
         ("NVIDIA Orin NX Developer Kit", ["nvidia,p3768-0000+p3767-0000", "nvidia,tegra234"], ORIN_RELEASE, "jetson-orin-nano", "R36.4.3"),
+        # Modules without a profile of their own get the generic Jetson one, not a wrong module's.
+        ("NVIDIA Jetson Xavier NX Developer Kit", ["nvidia,p3509-0000+p3668-0001", "nvidia,tegra194"], NANO_RELEASE, "jetson-generic", "R32.7.4"),
+        ("quill", ["nvidia,p2771-0000", "nvidia,tegra186"], NANO_RELEASE, "jetson-generic", "R32.7.4"),
     ],
 )
 def test_jetson_modules(tmp_path, model, compatible, release, profile, l4t):
@@ -89,6 +92,5 @@ def test_empty_tree_is_generic_cpu(tmp_path):
 
 def test_this_machine_detects_without_error():
     info = detect_device("/")
-    assert info.profile.name in {"x86-64", "arm64-linux", "raspberry-pi-4", "raspberry-pi-5", "android-arm64",
-                                 "jetson-nano", "jetson-orin-nano", "jetson-agx-orin", "generic-cpu"}
+    assert info.profile.name in PROFILES
     assert info.arch

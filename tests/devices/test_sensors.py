@@ -183,6 +183,16 @@ def test_nano_old_iio_driver_uses_the_milliwatt_power_file(tmp_path):
     assert sensor.describe()["rails_monitored"][0]["interface"] == "iio"
 
 
+def test_jetson_without_profile_uses_its_input_rail(tmp_path):
+    # Xavier NX on Jetson Linux R32: old iio driver, input rail VDD_IN.
+    trees.jetson(tmp_path, "NVIDIA Jetson Xavier NX Developer Kit", ["nvidia,p3668-0001", "nvidia,tegra194"], "# R32 (release), REVISION: 7.4")
+    trees.iio_ina3221x(tmp_path, "7-0040", [("VDD_IN", 5100, 1020, 5000), ("VDD_CPU_GPU_CV", 1500, 300, 5000), ("VDD_SOC", 1200, 240, 5000)])
+    sensor = Ina3221Sensor(tmp_path)
+    assert sensor.module == "jetson-generic"
+    assert sensor.available() == (True, "input rail VDD_IN")
+    assert sensor.read_power_w() == pytest.approx(5.1)
+
+
 def test_ina238_power_file_in_microwatts(tmp_path):
     directory = tmp_path / "sys/class/hwmon/hwmon3"
     trees.write(directory, "name", "ina238")
