@@ -142,6 +142,59 @@ public final class BundleManifest {
     }
 
     /**
+     * The Kaldi fbank front-end the bundle's {@code frontend} section describes (keys as written
+     * by edgesdk.runtime.audio.KaldiFbankFrontend.to_manifest).
+     */
+    public KaldiFbank fbank() {
+        Map<String, Object> f = section("frontend");
+        if (!"kaldi_fbank".equals(f.get("type"))) {
+            throw new IllegalArgumentException(source + ": frontend type " + f.get("type") + " is not kaldi_fbank");
+        }
+        if (!"hanning".equals(f.get("window")) || number(f, "frontend.dither") != 0.0) {
+            throw new IllegalArgumentException(source + ": only the Hann window without dither is supported");
+        }
+        return new KaldiFbank(
+                number(f, "frontend.sample_rate_hz").intValue(),
+                number(f, "frontend.frame_length_samples").intValue(),
+                number(f, "frontend.hop_samples").intValue(),
+                number(f, "frontend.num_mel_bins").intValue(),
+                number(f, "frontend.low_freq_hz"),
+                number(f, "frontend.high_freq_hz"),
+                number(f, "frontend.preemphasis"),
+                number(f, "frontend.normalize_mean"),
+                // to_manifest says: normalization = (fbank - normalize_mean) / (2 * normalize_std)
+                2.0 * number(f, "frontend.normalize_std"));
+    }
+
+    /** Frames the model was trained on per clip (the decision window), from the frontend section. */
+    public int clipFrames() {
+        return number(section("frontend"), "frontend.clip_frames").intValue();
+    }
+
+    /** Frames the stream answers behind its input (the streaming section's lookahead_frames). */
+    public int lookaheadFrames() {
+        return number(section("streaming"), "streaming.lookahead_frames").intValue();
+    }
+
+    /** Class names in index order (the extra section's labels). */
+    public List<String> labels() {
+        List<String> result = new ArrayList<>();
+        for (Object label : list(require(section("extra"), "labels", "extra.labels"), "extra.labels")) {
+            result.add((String) label);
+        }
+        return result;
+    }
+
+    private Double number(Map<String, Object> m, String path) {
+        String key = path.substring(path.lastIndexOf('.') + 1);
+        Object value = require(m, key, path);
+        if (!(value instanceof Double)) {
+            throw new IllegalArgumentException(source + ": manifest key " + path + " is not a number");
+        }
+        return (Double) value;
+    }
+
+    /**
      * The artifact's own name for a logical tensor name (LiteRT signature runners call them
      * args_0, output_0, ...).
      *

@@ -33,25 +33,28 @@ public final class KaldiFbank {
 
     /**
      * @param sampleRateHz sampling rate of the PCM, e.g. 16000
-     * @param frameLengthMs window length in ms (25)
-     * @param frameShiftMs hop in ms (10)
+     * @param frameLengthSamples window length in samples (400 = 25 ms at 16 kHz)
+     * @param frameShiftSamples hop in samples (160 = 10 ms)
      * @param numMelBins number of mel filters (128)
      * @param lowFreqHz lower edge of the first filter (20)
      * @param highFreqHz upper edge of the last filter; 0 or negative means relative to Nyquist
      * @param preemphasis pre-emphasis coefficient (0.97)
      * @param normMean subtracted from the log-mel after the log (LMUFormer: -6.845978)
-     * @param normStd divides the result (LMUFormer: 2 * 5.5654526)
+     * @param normStd divides the result (LMUFormer: 2 * 5.5654526, i.e. twice the manifest's
+     *     normalize_std)
      */
-    public KaldiFbank(int sampleRateHz, double frameLengthMs, double frameShiftMs, int numMelBins,
+    public KaldiFbank(int sampleRateHz, int frameLengthSamples, int frameShiftSamples, int numMelBins,
                       double lowFreqHz, double highFreqHz, double preemphasis,
                       double normMean, double normStd) {
         if (sampleRateHz <= 0 || numMelBins <= 0 || normStd == 0.0) {
             throw new IllegalArgumentException("sample rate and mel bins must be positive, std non-zero");
         }
+        if (frameLengthSamples < 2 || frameShiftSamples < 1) {
+            throw new IllegalArgumentException("frame length must be at least 2 samples and the hop at least 1");
+        }
         this.sampleRateHz = sampleRateHz;
-        // Kaldi rounds the window and hop to whole samples.
-        this.frameLengthSamples = (int) (sampleRateHz * 0.001 * frameLengthMs);
-        this.frameShiftSamples = (int) (sampleRateHz * 0.001 * frameShiftMs);
+        this.frameLengthSamples = frameLengthSamples;
+        this.frameShiftSamples = frameShiftSamples;
         this.numMelBins = numMelBins;
         this.preemphasis = preemphasis;
         this.normMean = normMean;
@@ -79,9 +82,9 @@ public final class KaldiFbank {
         buildMelBanks(lowFreqHz, high);
     }
 
-    /** LMUFormer's front-end for Speech Commands (see the bundle's frontend section). */
+    /** LMUFormer's front-end for Speech Commands; {@link BundleManifest#fbank} reads it from a bundle. */
     public static KaldiFbank lmuformer() {
-        return new KaldiFbank(16000, 25.0, 10.0, 128, 20.0, 0.0, 0.97, -6.845978, 5.5654526 * 2.0);
+        return new KaldiFbank(16000, 400, 160, 128, 20.0, 0.0, 0.97, -6.845978, 5.5654526 * 2.0);
     }
 
     private static double mel(double hz) {
