@@ -161,12 +161,16 @@ def test_agx_orin_sums_its_module_rails_and_skips_nc(tmp_path):
         tmp_path, 2, "1-0041",
         {1: ("NC", 0, 0), 2: ("VDDQ_VDD2_1V8AO", 5000, 100), 3: ("NC", 0, 0)},
     )
+    # Channel 1 is labelled NC; mainline device trees disable unused channels (in3_enable = 0).
+    disabled = tmp_path / "sys/bus/i2c/drivers/ina3221/1-0041/hwmon/hwmon2"
+    trees.write(disabled, "in3_enable", 0)
+    trees.write(disabled, "in3_label", "SPARE")
     sensor = Ina3221Sensor(tmp_path, module="jetson-agx-orin")
     usable, scope = sensor.available()
     assert usable and "no input-rail monitor" in scope
     expected = 19 * 0.5 + 19 * 0.2 + 5 * 0.6 + 5 * 0.1
     assert sensor.read_power_w() == pytest.approx(expected)
-    assert "NC" not in sensor.read_rails_w()
+    assert set(sensor.read_rails_w()) == {"VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0", "VDDQ_VDD2_1V8AO"}
     devices = {rail["device"] for rail in sensor.describe()["rails_monitored"]}
     assert devices == {"1-0040", "1-0041"}
 

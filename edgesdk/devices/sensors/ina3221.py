@@ -21,6 +21,7 @@ design guide draws them so), so their sum is the module's power, without the car
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from typing import Sequence
 
 from edgesdk.devices.sensors.base import Sensor, read_number, read_text, sysfs_path, unreadable_reason
 from edgesdk.errors import MeasurementUnavailable
+
+logger = logging.getLogger(__name__)
 
 # module profile -> (rails summed for total board power, what that total covers)
 INPUT_RAILS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -107,7 +110,10 @@ def _hwmon_rails(root: Path) -> list[Rail]:
                 continue
             label_path = directory / f"in{channel}_label"
             label = read_text(label_path) if label_path.exists() else f"{chip}:{device}:{channel}"
-            if label.upper() == "NC":  # channel not connected on this module
+            enable_path = directory / f"in{channel}_enable"
+            disabled = enable_path.exists() and read_text(enable_path) == "0"
+            # AGX Orin's second monitor has channels marked NC or disabled (empty label).
+            if not label or label.upper() == "NC" or disabled:
                 continue
             power = directory / f"power{channel}_input"
             rails.append(
@@ -254,8 +260,14 @@ class Ina3221Sensor(Sensor):
         }
 
     def read_rails_w(self) -> dict[str, float]:
-        """Power of every monitored rail, in watts."""
-        return {rail.name: rail.power_w() for rail in self.all_rails()}
+        """Power of every monitored rail that can be read now, in watts."""
+        powers = {}
+        for rail in self.all_rails():
+            try:
+                powers[rail.name] = rail.power_w()
+            except (OSError, ValueError, MeasurementUnavailable) as error:
+                logger.debug("rail %s unreadable: %s", rail.name, error)
+        return powers
 
     def read_power_w(self) -> float:
         chosen, _, problem = self._selection()
