@@ -86,10 +86,10 @@ def _print_summary(result: dict, written: dict[str, str]) -> None:
 @click.option("--strict-providers", is_flag=True, help="Fail (exit 5) if the runtime falls back from the preferred provider.")
 @click.option("--energy-repeats", type=click.IntRange(min=1), default=3, show_default=True,
               help="Idle+active measurement pairs (their spread is reported).")
-@click.option("--idle-seconds", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
-              help="Length of each idle baseline window.")
-@click.option("--energy-seconds", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
-              help="Minimum length of each measured active window.")
+@click.option("--idle-seconds", type=click.FloatRange(min=0.01), default=None,
+              help="Length of each idle baseline window [default: per sensor, 1 s RAPL/INA3221, 3 s NVML, 5 s battery].")
+@click.option("--energy-seconds", type=click.FloatRange(min=0.01), default=None,
+              help="Minimum length of each measured active window [default: as --idle-seconds].")
 @click.option("--json", "as_json", is_flag=True, help="Print profile.json on stdout.")
 @click.option("-o", "--output", "report_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write profile.json, summary.md and PNG plots to this folder.")
@@ -102,8 +102,8 @@ def command(
     energy: str,
     strict_providers: bool,
     energy_repeats: int,
-    idle_seconds: float,
-    energy_seconds: float,
+    idle_seconds: float | None,
+    energy_seconds: float | None,
     as_json: bool,
     report_dir: Path | None,
 ) -> None:

@@ -45,6 +45,9 @@ _trapezoid = getattr(np, "trapezoid", None) or getattr(np, "trapz")
 # RAPL updates about every 1 ms; INA3221 conversions on Jetson take a few ms per channel; NVML and
 # battery fuel gauges update on the order of 100 ms to 1 s.
 DEFAULT_PERIOD_S = {"rapl": 0.005, "ina3221": 0.01, "nvml": 0.02, "android": 0.1}
+# Default idle and active window lengths per sensor, in seconds: long enough for many distinct
+# readings. NVML power on recent GPUs is a 1 s average; fuel gauges refresh every ~1 s or slower.
+DEFAULT_WINDOW_S = {"rapl": 1.0, "ina3221": 1.0, "nvml": 3.0, "android": 5.0}
 
 ESTIMATE_LABEL = "estimated:ops"
 ESTIMATE_SCOPE = (
@@ -194,8 +197,8 @@ def measure_energy(
     call: Callable[[], object],
     *,
     repeats: int = 3,
-    idle_s: float = 1.0,
-    min_active_s: float = 1.0,
+    idle_s: float | None = None,
+    min_active_s: float | None = None,
     min_inferences: int = 1,
     period_s: float | None = None,
     progress: ProgressCallback | None = None,
@@ -206,8 +209,9 @@ def measure_energy(
         sensor: an available sensor (``sensor.require()`` is called first).
         call: one inference.
         repeats: idle+active pairs; their spread is reported.
-        idle_s: length of each idle baseline window, seconds.
-        min_active_s: each active window lasts at least this long (the number of inferences of
+        idle_s: length of each idle baseline window, seconds (None: DEFAULT_WINDOW_S of the sensor).
+        min_active_s: each active window lasts at least this long, seconds (None: the same
+            default; the number of inferences of
             the first window is reused by the others, so every repeat does the same work).
         min_inferences: at least this many inferences per active window.
         period_s: sampling period, seconds (default per sensor, DEFAULT_PERIOD_S).
@@ -219,6 +223,9 @@ def measure_energy(
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     sensor.require()
     period = period_s if period_s is not None else DEFAULT_PERIOD_S.get(sensor.name, 0.02)
+    window = DEFAULT_WINDOW_S.get(sensor.name, 1.0)
+    idle_s = window if idle_s is None else idle_s
+    min_active_s = window if min_active_s is None else min_active_s
     sampler = Sampler(sensor, period)
     idle_windows: list[tuple[float, float]] = []
     active_windows: list[tuple[float, float]] = []
@@ -284,6 +291,7 @@ def measure_energy(
         "repeats": repeats,
         "inferences_per_repeat": counts[0],
         "idle_window_s": idle_s,
+        "active_window_min_s": min_active_s,
         "samples": int(times.size),
         "sample_period_s": period,
         "sampling_rate_hz": float((times.size - 1) / span) if span > 0 else 0.0,

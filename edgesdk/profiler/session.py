@@ -191,8 +191,8 @@ def profile_model(
     strict_providers: bool = False,
     root: str | os.PathLike = "/",
     energy_repeats: int = 3,
-    idle_s: float = 1.0,
-    min_active_s: float = 1.0,
+    idle_s: float | None = None,
+    min_active_s: float | None = None,
     sensor: Sensor | None = None,
     sensors_tried: dict[str, str] | None = None,
     progress: ProgressCallback | None = None,
@@ -331,8 +331,8 @@ def profile_bundle(
     strict_providers: bool = False,
     root: str | os.PathLike = "/",
     energy_repeats: int = 3,
-    idle_s: float = 1.0,
-    min_active_s: float = 1.0,
+    idle_s: float | None = None,
+    min_active_s: float | None = None,
     progress: ProgressCallback | None = None,
     loader: Callable[..., Any] | None = None,
 ) -> ProfileOutcome:
@@ -348,7 +348,8 @@ def profile_bundle(
             (``rapl``, ``ina3221``, ``nvml``, ``android``: must work) or ``estimate``.
         strict_providers: a fallback away from the preferred provider is an error.
         root: file-system root for device detection and sysfs sensors.
-        energy_repeats, idle_s, min_active_s: the energy phase (see ``measure_energy``).
+        energy_repeats, idle_s, min_active_s: the energy phase (see ``measure_energy``; None
+            picks a window suited to the sensor).
         progress: ``progress(phase, done, total)`` callback.
         loader: ``load(path, backend=..., providers=..., strict_providers=...)``; default
             ``edgesdk.runtime.load``.
