@@ -95,42 +95,30 @@ def select_sensor(energy: str, device: DeviceInfo, root: str | os.PathLike, pref
 
 
 def _state_input_names(model: Any) -> set[str]:
+    """Input names of the state pairs (runtime StateInfo objects, or manifest-style dicts)."""
     names = set()
     for state in getattr(model, "state_spec", None) or []:
-        if isinstance(state, Mapping):
-            names.update(str(state[key]) for key in ("input", "name") if key in state)
-        else:
-            names.update(str(getattr(state, key)) for key in ("input", "input_name", "name") if hasattr(state, key))
+        names.add(str(state["input"] if isinstance(state, Mapping) else state.input))
     return names
 
 
-def _feeds(model: Any, bundle: Path, streaming: bool) -> dict[str, np.ndarray]:
-    """Seeded inputs of the declared shapes (the runtime's example_feeds), else the bundle samples."""
-    if hasattr(model, "example_feeds"):
-        feeds = dict(model.example_feeds(seed=0))
-    else:
-        samples = bundle / "samples" / "inputs.npz"
-        if not samples.exists():
-            raise UsageError(f"cannot build inputs: the model has no example_feeds and {samples} is missing")
-        with np.load(samples) as archive:
-            feeds = {name: archive[name] for name in archive.files}
+def _feeds(model: Any, streaming: bool) -> dict[str, np.ndarray]:
+    """Seeded N(0, 1) inputs of the declared shapes (sample sizes for symbolic dims), no states."""
+    feeds = dict(model.example_feeds(seed=0))
     if streaming:
+        # The stream carries the state; only the per-step inputs are fed.
         states = _state_input_names(model)
         feeds = {name: value for name, value in feeds.items() if name not in states}
     return feeds
 
 
 def _onnx_file(bundle: Path, manifest: Mapping) -> Path | None:
-    for artifact in manifest.get("artifacts", []) if isinstance(manifest.get("artifacts"), list) else []:
+    """The bundle's ONNX artifact, from the manifest's artifact list."""
+    for artifact in manifest.get("artifacts") or []:
         if isinstance(artifact, Mapping) and artifact.get("format") == "onnx" and artifact.get("file"):
-            return bundle / artifact["file"]
-    artifacts = manifest.get("artifacts")
-    if isinstance(artifacts, Mapping):
-        entry = artifacts.get("onnx")
-        if isinstance(entry, Mapping) and entry.get("file"):
-            return bundle / entry["file"]
-    candidate = bundle / "model.onnx"
-    return candidate if candidate.exists() else None
+            path = bundle / artifact["file"]
+            return path if path.is_file() else None
+    return None
 
 
 def _ops_section(bundle: Path, manifest: Mapping, feeds: Mapping[str, np.ndarray]) -> tuple[dict | None, str]:
@@ -212,7 +200,7 @@ def profile_model(
     if backend.get("fallback_note"):
         warnings.append(backend["fallback_note"])
 
-    feeds = _feeds(model, bundle_path, streaming)
+    feeds = _feeds(model, streaming)
     if streaming:
         session = model.stream(batch=1)
         call = lambda: session.push(feeds)  # noqa: E731 - the call being timed
