@@ -901,7 +901,7 @@ class SlabCswin(nn.Module):
         yield FoldSite(self, "norm", consumers=(self.head,))
 
 
-_MODEL_CLASSES = {"deit": SlabDeit, "swin": SlabSwin, "pvt": SlabPvt, "cswin": SlabCswin}
+MODEL_CLASSES = {"deit": SlabDeit, "swin": SlabSwin, "pvt": SlabPvt, "cswin": SlabCswin}
 
 
 def _init_weights(model: nn.Module) -> None:
@@ -911,7 +911,8 @@ def _init_weights(model: nn.Module) -> None:
     are set to the end of the schedule (lambda = 0), as in a finished training run."""
     for module in model.modules():
         if isinstance(module, nn.Linear):
-            nn.init.trunc_normal_(module.weight, std=0.02)
+            # timm's trunc_normal_(std=0.02) cuts at +-2 (absolute), i.e. a plain normal here.
+            nn.init.normal_(module.weight, std=0.02)
             if module.bias is not None:
                 nn.init.normal_(module.bias, std=0.02)
         elif isinstance(module, nn.Conv2d) and module.bias is not None:
@@ -926,15 +927,15 @@ def _init_weights(model: nn.Module) -> None:
             # A stand-in for a finished training run: the schedule has reached lambda = 0.
             module.iter.zero_()
         elif isinstance(module, WindowAttention):
-            nn.init.trunc_normal_(module.relative_position_bias_table, std=0.02)
+            nn.init.normal_(module.relative_position_bias_table, std=0.02)
     for name, parameter in model.named_parameters():
         if name.endswith(("positional_encoding", "pos_embed", "cls_token")) or re.search(r"pos_embed\d$", name):
-            nn.init.trunc_normal_(parameter, std=0.02)
+            nn.init.normal_(parameter, std=0.02)
 
 
 def build(config: SlabConfig) -> nn.Module:
     """A SLAB model for ``config`` with seeded stand-in weights (see ``_init_weights``)."""
-    model = _MODEL_CLASSES[config.architecture](config)
+    model = MODEL_CLASSES[config.architecture](config)
     _init_weights(model)
     return model
 
@@ -1318,19 +1319,17 @@ PRESETS: dict[str, Preset] = dict([
             "Swin-T with window softmax everywhere and RepBN (81.4 % top-1)"),
     # Test-sized presets: every code path of the family at a fraction of the cost.
     _preset("tiny", replace(_DEIT, image_size=32, patch_size=8, embed_dims=(32,), depths=(2,), num_heads=(2,),
-                            num_classes=10, upstream_type="tiny"),
+                            num_classes=10, upstream_type="slab_deit_test_tiny"),
             "test-sized SLAB-DeiT: 4x4 tokens, 2 SLA blocks", small=True),
     _preset("tiny-swin", replace(_SWIN, image_size=112, embed_dims=(16, 32, 64), depths=(1, 2, 1),
-                                 num_heads=(1, 2, 4), mlp_ratios=(2.0,) * 3, attention="LSS", num_classes=10,
-                                 upstream_type="tiny"),
+                                 num_heads=(1, 2, 4), mlp_ratios=(2.0,) * 3, attention="LSS", num_classes=10),
             "test-sized SLAB-Swin: global SLA on 28x28, shifted 7x7 windows on 14x14, 7x7", small=True),
     _preset("tiny-pvt", replace(_PVT, image_size=64, embed_dims=(16, 32, 48, 64), depths=(1, 1, 1, 1),
-                                num_heads=(1, 2, 2, 4), mlp_ratios=(2.0,) * 4, attention="LLSS", num_classes=10,
-                                upstream_type="tiny"),
+                                num_heads=(1, 2, 2, 4), mlp_ratios=(2.0,) * 4, attention="LLSS", num_classes=10),
             "test-sized PVT: SLA stages 1-2, spatial-reduction softmax 3-4"),
     _preset("tiny-cswin", replace(_CSWIN, image_size=112, embed_dims=(16, 32, 64), depths=(1, 1, 1),
                                   num_heads=(2, 4, 8), mlp_ratios=(2.0,) * 3, attention="LSS", split_sizes=(1, 7, 7),
-                                  num_classes=10, upstream_type="tiny"),
+                                  num_classes=10, upstream_type="slab_deit_test_tiny"),
             "test-sized CSwin: SLA on 28x28, two-way 7-wide stripes on 14x14, whole 7x7"),
 ])
 
