@@ -32,3 +32,15 @@ def bundles(tmp_path_factory):
     # MACs of the Linear layers, from the modules themselves (independent of any ONNX count).
     mlp_macs = sum(layer.in_features * layer.out_features for layer in mlp if isinstance(layer, torch.nn.Linear))
     return {"mlp": root / "mlp", "step": root / "step", "mlp_macs": mlp_macs, "step_macs": 16 * 32 + 32 * 32}
+
+
+@pytest.fixture(scope="session")
+def lmuformer_stream_bundle(tmp_path_factory):
+    """A registered family's streaming bundle (LMUFormer tiny): manifest with ops and streaming."""
+    pytest.importorskip("torch")
+    import edgesdk
+
+    path = tmp_path_factory.mktemp("family") / "lmuformer-tiny-stream"
+    model = edgesdk.create_model("lmuformer", preset="tiny")
+    edgesdk.export(model, path, formats=("onnx",), mode="stream")
+    return path

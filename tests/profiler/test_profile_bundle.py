@@ -259,3 +259,21 @@ def _x86_root(tmp_path):
     (root / "proc/sys/kernel").mkdir(parents=True, exist_ok=True)
     (root / "proc/sys/kernel/arch").write_text("x86_64\n")
     return root
+
+
+def test_family_streaming_bundle_energy_per_audio_second(lmuformer_stream_bundle, tmp_path):
+    manifest = json.loads((lmuformer_stream_bundle / "edgesdk.json").read_text())
+    outcome = profile_bundle(lmuformer_stream_bundle, runs=50, warmup=5, stream=True, energy="estimate")
+    result = outcome.result
+    energy, streaming = result["energy"], result["streaming"]
+    assert result["mode"] == "stream" and energy["per"] == "step"
+    assert energy["ops_source"] == "bundle manifest"
+    macs, accumulates = manifest["ops"]["macs"], manifest["ops"].get("accumulates", 0)
+    assert energy["energy_per_inference_j"] == pytest.approx(macs * 4.6e-12 + accumulates * 0.9e-12)
+    step_s = manifest["streaming"]["frames_per_step"] / manifest["streaming"]["frame_rate_hz"]
+    assert streaming["step_duration_s"] == pytest.approx(step_s)
+    assert energy["energy_per_audio_second_j"] == pytest.approx(energy["energy_per_inference_j"] / step_s)
+    assert 0 < streaming["real_time_factor"]
+    _assert_units_and_provenance(result)
+    written = write_report(result, tmp_path / "report", outcome.latency_times_s, outcome.measurement)
+    assert "energy per second of audio" in Path(written["summary_md"]).read_text()
