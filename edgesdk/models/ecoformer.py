@@ -607,7 +607,9 @@ def config_from_checkpoint(container: Mapping[str, Any], config: EcoFormerConfig
             f"not as preset {expected!r}; pick --preset {trained_as}"
         )
     bits, anchors = values.get("nbits"), values.get("m")
-    if bits is not None and int(bits) != config.hash_bits or anchors is not None and int(anchors) != config.hash_anchors:
+    if (bits is not None and int(bits) != config.hash_bits) or (
+        anchors is not None and int(anchors) != config.hash_anchors
+    ):
         raise CheckpointError(
             f"the checkpoint's hash has {bits} bits and {anchors} anchors (args.nbits, args.m); "
             f"the preset has {config.hash_bits} and {config.hash_anchors}"
@@ -982,10 +984,6 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def describe(model: EcoFormer) -> dict[str, Any]:
-    return {"hash_layers": len(model.hash_layer_names()), "ops": energy_account(model.config)}
-
-
 FAMILY = Family(
     name="ecoformer",
     build=build,
@@ -995,5 +993,4 @@ FAMILY = Family(
     config_from_checkpoint=config_from_checkpoint,
     modes=("full",),
     description="EcoFormer (NeurIPS 22): PVTv2 / Twins-SVT with binary-hash linear attention",
-    extra={"describe": describe},
 )

@@ -304,7 +304,7 @@ def authors_checkpoint(path, preset: str, seed: int = 7, model_name: str | None 
         elif "norm" in key and key.endswith("weight"):
             tensor = 1.0 + tensor
         state[key] = tensor
-    args = argparse.Namespace(model=model_name, attn_type="ecoformer", nbits=16, m=25, topk=10, k=300, **extra_args)
+    args = argparse.Namespace(**{"model": model_name, "attn_type": "ecoformer", "nbits": 16, "m": 25, "topk": 10, "k": 300, **extra_args})
     torch.save(
         {
             "model": state,
@@ -395,6 +395,10 @@ def test_checkpoint_of_another_preset_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="unexpected keys") as error:
         edgesdk.create_model("ecoformer", preset="pvtv2-b1", checkpoint=tmp_path / "b2.pth")
     assert "blocks.0.2" in str(error.value)
+    # same architecture, another hash size (args.nbits / args.m)
+    authors_checkpoint(tmp_path / "b0_8bits.pth", "pvtv2-b0", model_name="pvt_v2_b0", nbits=8)
+    with pytest.raises(CheckpointError, match="8 bits and 25 anchors"):
+        edgesdk.create_model("ecoformer", preset="pvtv2-b0", checkpoint=tmp_path / "b0_8bits.pth")
 
 
 def test_unknown_keys_are_named(tmp_path):
