@@ -1,0 +1,128 @@
+"""The CLI verbs of the foundation, through click's CliRunner: exit codes and output."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgesdk.cli import cli
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def test_export_custom_stateless_module_then_inspect_run_validate(runner, tmp_path):
+    out = tmp_path / "classifier"
+    result = runner.invoke(cli, ["export", "examples.python.tiny_models:classifier", "--input", "features=1x40x17",
+                                 "--dynamic", "features:2=frames", "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert "✓ onnx" in result.stderr and "✓ tflite" in result.stderr
+    assert json.loads(result.stdout)["valid"] is True
+
+    inspected = runner.invoke(cli, ["inspect", str(out)])
+    assert inspected.exit_code == 0
+    assert "[1, 40, frames]" in inspected.stderr and "Conv" in inspected.stderr and "8,524" in inspected.stderr
+
+    inputs = tmp_path / "inputs.npz"
+    np.savez(inputs, features=np.ones((1, 40, 33), np.float32))
+    ran = runner.invoke(cli, ["run", str(out), "--inputs", str(inputs), "--backend", "onnxruntime", "--json",
+                              "-o", str(tmp_path / "outputs.npz")])
+    assert ran.exit_code == 0, ran.output
+    assert json.loads(ran.stdout)["outputs"]["output"]["shape"] == [1, 12]
+    assert np.load(tmp_path / "outputs.npz")["output"].shape == (1, 12)
+
+    validated = runner.invoke(cli, ["validate", str(out)])
+    assert validated.exit_code == 0
+    assert "samples reproduce on onnxruntime, litert" in validated.stderr
+
+
+def test_export_custom_streaming_module_and_stream_it(runner, tmp_path):
+    out = tmp_path / "streaming"
+    result = runner.invoke(cli, ["export", "examples.python.tiny_models:streaming_classifier",
+                                 "--input", "features=1x1x40", "--state", "conv_buffer=1x2x40",
+                                 "--state", "hidden=1x64", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "edgesdk.json").read_text())
+    assert [s["name"] for s in manifest["state"]] == ["conv_buffer", "hidden"]
+    steps = tmp_path / "steps.npz"
+    np.savez(steps, features=np.random.default_rng(0).standard_normal((5, 1, 1, 40)).astype(np.float32))
+    ran = runner.invoke(cli, ["run", str(out), "--inputs", str(steps), "--stream", "--json"])
+    assert ran.exit_code == 0, ran.output
+    assert json.loads(ran.stdout)["outputs"]["output"]["shape"] == [5, 1, 12]
+
+
+@pytest.mark.parametrize(
+    "arguments, code, message",
+    [
+        (["export", "nosuchfamily", "--preset", "x", "-o", "{tmp}/a"], 2, "unknown model family 'nosuchfamily'"),
+        (["export", "examples.python.tiny_models:classifier", "--input", "features=1xAx3", "-o", "{tmp}/b"], 2, "not a shape"),
+        (["export", "examples.python.tiny_models:nothing", "--input", "x=1x2", "-o", "{tmp}/c"], 2, "has no attribute 'nothing'"),
+        (["export", "examples.python.tiny_models:classifier", "-o", "{tmp}/d"], 2, "needs at least one --input"),
+        (["export", "examples.python.tiny_models:classifier", "--input", "features=1x40x5", "--format", "coreml",
+          "-o", "{tmp}/e"], 2, "formats must be among onnx, tflite"),
+        (["run", "{tmp}", "--inputs", "{tmp}/none.npz"], 2, "does not exist"),
+        (["inspect", "{tmp}"], 2, "edgesdk.json is missing"),
+        (["inspect", "{tmp}/inputs.npz"], 2, "neither a bundle folder"),
+        (["validate", "{tmp}"], 2, "edgesdk.json is missing"),
+    ],
+)
+def test_bad_input_gets_one_line_and_its_exit_code(runner, tmp_path, arguments, code, message):
+    (tmp_path / "inputs.npz").write_bytes(b"")
+    result = runner.invoke(cli, [a.replace("{tmp}", str(tmp_path)) for a in arguments])
+    assert result.exit_code == code, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_existing_output_needs_force(runner, stateless_bundle):
+    result = runner.invoke(cli, ["export", "examples.python.tiny_models:classifier", "--input", "features=1x40x5",
+                                 "-o", str(stateless_bundle)])
+    assert result.exit_code == 2
+    assert "already exists" in result.output and "--force" in result.output
+
+
+def test_validation_failure_exits_4_and_names_the_output(runner, tmp_path, monkeypatch):
+    import tests.exporters.test_bundle as module
+
+    monkeypatch.setattr(module, "factory", lambda: module.Diverging(), raising=False)
+    result = runner.invoke(cli, ["export", "tests.exporters.test_bundle:factory", "--input", "x=1x8", "-o", str(tmp_path / "bad")])
+    assert result.exit_code == 4, result.output
+    assert "✗ onnx" in result.stderr and "validation failed for onnx, tflite" in result.stderr
+    assert json.loads((tmp_path / "bad" / "edgesdk.json").read_text())["valid"] is False
+
+
+def test_tampered_bundle_is_refused_by_run_and_validate(runner, stateless_bundle, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(stateless_bundle, copy)
+    (copy / "model.onnx").write_bytes((copy / "model.onnx").read_bytes() + b"\0")
+    for verb in (["validate", str(copy)], ["run", str(copy), "--inputs", str(copy / "samples" / "inputs.npz")]):
+        result = runner.invoke(cli, verb)
+        assert result.exit_code == 2 and "sha256 no longer matches" in result.output
+
+
+def test_wrong_feeds_exit_2(runner, stateless_bundle, tmp_path):
+    inputs = tmp_path / "wrong.npz"
+    np.savez(inputs, features=np.ones((1, 40, 17), np.float64))
+    result = runner.invoke(cli, ["run", str(stateless_bundle), "--inputs", str(inputs)])
+    assert result.exit_code == 2 and "float64" in result.output
+
+
+def test_models_lists_families_as_json(runner):
+    result = runner.invoke(cli, ["models", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert all({"family", "preset", "parameters"} <= set(row) for row in rows)
+    assert all(row["parameters"] > 0 for row in rows)
+
+
+def test_help_lists_the_verbs(runner):
+    result = runner.invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for verb in ("export", "run", "validate", "inspect", "models", "demo"):
+        assert verb in result.output
