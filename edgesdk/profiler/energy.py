@@ -38,8 +38,6 @@ logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[str, int, int], None]
 
-# numpy >= 2 renamed trapz to trapezoid; install_requires allows numpy 1.23.
-_trapezoid = getattr(np, "trapezoid", None) or getattr(np, "trapz")
 
 # Sampling periods per sensor, in seconds: faster than each interface updates is pointless.
 # RAPL updates about every 1 ms; INA3221 conversions on Jetson take a few ms per channel; NVML and
@@ -68,10 +66,12 @@ class Trace:
         return np.asarray(self.times_s, dtype=np.float64), np.asarray(self.values, dtype=np.float64)
 
     def power_w(self, min_interval_s: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-        """(times, watts): the readings themselves, or a counter's finite differences.
+        """(times, watts), each value holding over the interval that ends at its time.
 
-        For counters, ``min_interval_s`` averages over intervals at least that long: a counter
-        read a few microseconds after it ticked would otherwise show a meaningless spike.
+        A power sensor's readings are returned as they are. A counter is differentiated: the
+        power over ``(t[i-1], t[i]]`` is reported at ``t[i]``; ``min_interval_s`` averages over
+        intervals at least that long, since a counter read microseconds after it ticked would
+        otherwise show a meaningless spike.
         """
         times, values = self.arrays()
         if self.quantity == "power":
@@ -85,11 +85,15 @@ class Trace:
         if times.size < 2:
             return times[:0], values[:0]
         dt = np.diff(times)
-        midpoints = times[:-1] + dt / 2
-        return midpoints, np.diff(values) / np.where(dt > 0, dt, np.nan)
+        return times[1:], np.diff(values) / np.where(dt > 0, dt, np.nan)
 
     def energy_between_j(self, start_s: float, end_s: float) -> float:
-        """Joules between two instants inside the trace (interpolated at the ends)."""
+        """Joules between two instants inside the trace.
+
+        Counters: the difference, interpolated linearly at both ends. Power readings: the
+        trapezoid rule over the readings, interpolated at both ends; a step in power is thus
+        smeared over one sampling period, half on each side (the report gives the period).
+        """
         times, values = self.arrays()
         if times.size == 0 or start_s < times[0] - 1e-9 or end_s > times[-1] + 1e-9:
             raise MeasurementUnavailable("the sensor trace does not cover the measured window")
@@ -98,7 +102,8 @@ class Trace:
         inside = (times > start_s) & (times < end_s)
         grid = np.concatenate(([start_s], times[inside], [end_s]))
         watts = np.interp(grid, times, values)
-        return float(_trapezoid(watts, grid))
+        # Trapezoids, written out: np.trapz became np.trapezoid in numpy 2 (we allow numpy 1.23).
+        return float(np.sum((watts[1:] + watts[:-1]) * np.diff(grid)) / 2)
 
     def samples_between(self, start_s: float, end_s: float) -> int:
         times, _ = self.arrays()

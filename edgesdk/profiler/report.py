@@ -90,9 +90,17 @@ def plot_power_trace(measurement: EnergyMeasurement, path: Path, title: str) -> 
         for start, end in measurement.active_windows:
             axes.axvspan(start - origin, end - origin, color="#dd8452", alpha=0.25, linewidth=0)
         window_label = f"active windows ({len(windows)} inferences)"
-    axes.plot(times - origin, watts, color="#1f3b73", linewidth=1, marker=".", markersize=2)
+    if measurement.trace.quantity == "energy":
+        # A counter's power is an average over the interval ending at each time: draw it so.
+        axes.plot(times - origin, watts, color="#1f3b73", linewidth=1, drawstyle="steps-pre")
+    else:
+        axes.plot(times - origin, watts, color="#1f3b73", linewidth=1, marker=".", markersize=2)
     summary = measurement.summary
     axes.axhline(summary["idle_power_w"], color="#555555", linestyle="--", linewidth=1)
+    finite = watts[np.isfinite(watts)]
+    if finite.size:
+        # From zero, so differences are not exaggerated; headroom above for the legend.
+        axes.set_ylim(bottom=min(0.0, float(finite.min())), top=1.35 * max(float(finite.max()), summary["idle_power_w"]))
     axes.set_xlabel("time (s)")
     axes.set_ylabel("power (W)")
     axes.set_title(title)

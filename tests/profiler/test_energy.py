@@ -142,11 +142,14 @@ def test_sensor_failure_mid_run_is_reported():
 def test_trace_integration():
     power = Trace("power", [0.0, 1.0, 2.0], [1.0, 3.0, 3.0])
     assert power.energy_between_j(0.0, 2.0) == pytest.approx(2.0 + 3.0)  # trapezoids
+    # Interpolated ends: 2 W at 0.5 s, 3 W at 1.5 s.
     assert power.energy_between_j(0.5, 1.5) == pytest.approx(0.5 * (2.0 + 3.0) / 2 + 0.5 * 3.0)
     counter = Trace("energy", [0.0, 1.0, 2.0], [10.0, 12.0, 16.0])
     assert counter.energy_between_j(0.5, 2.0) == pytest.approx(16.0 - 11.0)
     times, watts = counter.power_w()
-    assert list(times) == [0.5, 1.5] and list(watts) == [2.0, 4.0]
+    assert list(times) == [1.0, 2.0] and list(watts) == [2.0, 4.0]
+    times, watts = counter.power_w(min_interval_s=1.5)
+    assert list(times) == [2.0] and list(watts) == [3.0]
     with pytest.raises(MeasurementUnavailable):
         counter.energy_between_j(-1.0, 1.0)
 
