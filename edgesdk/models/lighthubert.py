@@ -802,14 +802,17 @@ def count_macs(config: LightHuBERTConfig, subnet: SubnetConfig, samples: int) ->
 
 def subnet_row(config: LightHuBERTConfig, name: str, subnet: SubnetConfig) -> dict[str, Any]:
     """One table row; keys documented in ``list_subnets``."""
-    uniform = len(set(subnet.heads_num)) == 1 and len(set(subnet.ffn_embed)) == 1
+    def summary(values: tuple[int, ...]) -> int | str:
+        # one number when uniform, else "min-max" (per-layer lists are in row["subnet"])
+        return values[0] if len(set(values)) == 1 else f"{min(values)}-{max(values)}"
+
     params = authors_parameter_count(config, subnet)
     return {
         "name": name,
         "embed_dim": subnet.embed_dim,
         "layer_num": subnet.layer_num,
-        "heads_num": subnet.heads_num[0] if uniform else list(subnet.heads_num),
-        "ffn_embed": subnet.ffn_embed[0] if uniform else list(subnet.ffn_embed),
+        "heads_num": summary(subnet.heads_num),
+        "ffn_embed": summary(subnet.ffn_embed),
         "params": params,
         "standalone_params": params - config.embed_dim,
         "macs_per_second": count_macs(config, subnet, SAMPLE_RATE_HZ),
@@ -836,7 +839,7 @@ def list_subnets(model_or_config: Any = None) -> list[dict[str, Any]]:
     """Rows for the named subnets of a supernet (model, config or preset name; default Base).
 
     Row keys: ``name``; ``embed_dim``; ``layer_num``; ``heads_num`` and ``ffn_embed`` (a number
-    when uniform across layers, else a per-layer list); ``params`` (upstream's count, which
+    when uniform across layers, else the range as "min-max"); ``params`` (upstream's count, which
     includes the training-only mask embedding at full width); ``standalone_params`` (the
     extracted model's parameter count); ``macs_per_second`` (MACs for one second of audio,
     49 frames, as ``count_macs`` counts them); ``subnet`` (upstream's dict, for ``--subnet``).
