@@ -8,18 +8,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from edgesdk.cli.common import emit_json, human
+from edgesdk.profiler.report import format_joules
 from edgesdk.profiler.session import BACKEND_CHOICES, ENERGY_CHOICES
 
 _PHASES = {"warmup": "warm-up", "latency": "timed runs", "energy": "energy repeats"}
 
 
 def _format_joules(value: float | None) -> str:
-    if value is None:
-        return "-"
-    for unit, scale in (("J", 1.0), ("mJ", 1e-3), ("µJ", 1e-6), ("nJ", 1e-9)):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value / 1e-12:.3g} pJ"
+    return "-" if value is None else format_joules(value)
 
 
 def _print_summary(result: dict, written: dict[str, str]) -> None:
@@ -32,7 +28,7 @@ def _print_summary(result: dict, written: dict[str, str]) -> None:
     table = Table(show_edge=False)
     for column in ("figure", "value", "provenance"):
         table.add_column(column)
-    lp = "measured:perf_counter"
+    lp = latency["provenance"]
     table.add_row("load time", f"{latency['load_time_s'] * 1e3:.1f} ms", lp)
     table.add_row("first inference", f"{latency['first_inference_ms']:.3f} ms", lp)
     table.add_row(
@@ -42,7 +38,7 @@ def _print_summary(result: dict, written: dict[str, str]) -> None:
     )
     table.add_row("latency mean ± std", f"{latency['mean_ms']:.3f} ± {latency['std_ms']:.3f} ms", lp)
     table.add_row("throughput", f"{latency['throughput_per_s']:.1f} /s", lp)
-    table.add_row("peak RSS", f"{result['memory']['peak_rss_mib']:.1f} MiB", "measured:getrusage")
+    table.add_row("peak RSS", f"{result['memory']['peak_rss_mib']:.1f} MiB", result["memory"]["provenance"])
     streaming = result.get("streaming")
     if streaming and streaming.get("real_time_factor") is not None:
         table.add_row("real-time factor", f"{streaming['real_time_factor']:.4f}", lp)

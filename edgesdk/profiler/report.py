@@ -27,7 +27,8 @@ logger = logging.getLogger(__name__)
 _MAX_WINDOWS_DRAWN = 400
 
 
-def _format_joules(value: float) -> str:
+def format_joules(value: float) -> str:
+    """Joules with an SI prefix, three significant digits: 7.73 µJ."""
     for unit, scale in (("J", 1.0), ("mJ", 1e-3), ("µJ", 1e-6), ("nJ", 1e-9)):
         if abs(value) >= scale:
             return f"{value / scale:.3g} {unit}"
@@ -169,13 +170,13 @@ def markdown_summary(result: dict) -> str:
         per = "step" if result["mode"] == "stream" else "inference"
         spread = ""
         if energy.get("energy_per_inference_std_j") is not None:
-            spread = f" ± {_format_joules(energy['energy_per_inference_std_j'])}"
+            spread = f" ± {format_joules(energy['energy_per_inference_std_j'])}"
         lines.append(
-            f"| energy per {per} | {_format_joules(energy['energy_per_inference_j'])}{spread} | {energy['provenance']} |"
+            f"| energy per {per} | {format_joules(energy['energy_per_inference_j'])}{spread} | {energy['provenance']} |"
         )
         if energy.get("energy_per_audio_second_j") is not None:
             lines.append(
-                f"| energy per second of audio | {_format_joules(energy['energy_per_audio_second_j'])} | {energy['provenance']} |"
+                f"| energy per second of audio | {format_joules(energy['energy_per_audio_second_j'])} | {energy['provenance']} |"
             )
         if energy.get("idle_power_w") is not None:
             lines.append(f"| idle power | {energy['idle_power_w']:.3f} W | {energy['provenance']} |")
@@ -185,7 +186,7 @@ def markdown_summary(result: dict) -> str:
     estimate = result.get("energy_estimate")
     if estimate and energy.get("provenance") != estimate["provenance"] and estimate.get("energy_per_inference_j") is not None:
         lines.append(
-            f"| energy estimate | {_format_joules(estimate['energy_per_inference_j'])} | {estimate['provenance']} (lower bound) |"
+            f"| energy estimate | {format_joules(estimate['energy_per_inference_j'])} | {estimate['provenance']} (lower bound) |"
         )
     lines.append("")
     if energy.get("provenance") == "estimated:ops":
