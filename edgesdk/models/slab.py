@@ -36,9 +36,8 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
