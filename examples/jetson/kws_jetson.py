@@ -11,15 +11,17 @@ What it does:
 * reads 16 kHz mono PCM in 10 ms hops, from a WAV file or a microphone (through ``sounddevice``
   when it is installed), computes the bundle's Kaldi fbank front-end frame by frame and pushes
   each frame through the stream, state carried inside it;
-* decides in windows of the model's training length (128 frames, 1.28 s): a class whose running
-  probability stays >= ``--early-exit`` for ``--early-exit-frames`` frames decides at once,
-  otherwise the window's last frame decides; keywords are printed, then the stream is reset;
+* decides in windows of the model's training length (128 frames, 1.28 s): a keyword whose
+  running probability stays >= ``--early-exit`` for ``--early-exit-frames`` frames decides at
+  once, otherwise the window's last frame decides (``examples/kws/spotter.py``, the rule of
+  ``edgesdk demo``); keywords are printed, then the stream is reset;
 * logs power from the Jetson's INA3221 / INA238 monitors (``edgesdk.devices.sensors``: the module
   input rail as total, every rail in the CSV) in a background thread, and prints the mean board
   power and the energy per second of audio — labelled ``measured:ina3221``. Where no monitor
   can be read (not a Jetson, no permission) it says why and runs without.
 
-Needs only numpy, onnxruntime (the Jetson build, see README.md) and edgesdk's runtime: no torch.
+Needs only numpy, onnxruntime (the Jetson build, see README.md), edgesdk's runtime and the
+repository's examples/kws/spotter.py: no torch.
 """
 from __future__ import annotations
 
@@ -31,7 +33,6 @@ import queue
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -39,12 +40,15 @@ import numpy as np
 
 import edgesdk
 from edgesdk.errors import EdgeSDKError, UsageError
-from edgesdk.runtime.audio import StreamingFbank, frontend_from_manifest, read_wav
+from edgesdk.runtime.audio import read_wav
+
+# The decision rule is shared with `edgesdk demo`: examples/kws/spotter.py (torch-free).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from examples.kws.spotter import Detection, Spotter, is_filler  # noqa: E402
 
 log = logging.getLogger("kws_jetson")
 
 PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-FILLER_LABELS = ("_unknown_", "_silence_")
 
 
 def choose_providers(available: list[str]) -> list[str]:
@@ -150,97 +154,6 @@ class PowerLogger:
         }
 
 
-# ---------------------------------------------------------------------------------- detection
-
-
-@dataclass
-class Detection:
-    label: str
-    probability: float
-    time_s: float              # audio time at which it was decided
-    window_frame: int          # frames into the window (including the look-ahead) when decided
-    early_exit: bool
-
-
-@dataclass
-class Spotter:
-    """Windowed keyword decisions over one model stream (see the module docstring)."""
-
-    model: object
-    early_exit: float
-    early_exit_frames: int
-    labels: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        manifest = self.model.manifest
-        self.frontend = frontend_from_manifest(manifest["frontend"])
-        self.lookahead = int(manifest["streaming"]["lookahead_frames"])
-        if int(manifest["streaming"]["frames_per_step"]) != 1:
-            raise UsageError("this app streams one frame per step; export with chunk_frames=1")
-        self.window = self.frontend.clip_frames or 128
-        self.labels = list(manifest.get("extra", {}).get("labels", []))
-        self.stream = self.model.stream(batch=1)
-        self.fbank = StreamingFbank(self.frontend)
-        self.latency_s: list[float] = []
-        self.frames_total = 0
-        self._reset_window()
-
-    def _reset_window(self) -> None:
-        self.stream.reset()
-        self.frames_in_window = 0
-        self.streak = 0
-        self.last_top = -1
-        self.last_mean: np.ndarray | None = None
-
-    def _decide(self, early: bool) -> Detection | None:
-        mean = self.last_mean
-        frame = self.frames_in_window
-        self._reset_window()
-        if mean is None:
-            return None
-        top = int(np.argmax(mean))
-        label = self.labels[top] if top < len(self.labels) else str(top)
-        probability = float(1.0 / (1.0 + np.exp(-mean[top])))
-        return Detection(label, probability, self.frames_total / 100.0, frame, early)
-
-    def _push_frame(self, frame: np.ndarray) -> Detection | None:
-        begin = time.perf_counter()
-        out = self.stream.push({"features": frame[None, None, :]})
-        self.latency_s.append(time.perf_counter() - begin)
-        self.frames_in_window += 1
-        if self.frames_in_window <= self.lookahead:
-            return None  # nothing decided yet: the stream answers lookahead frames behind
-        self.last_mean = np.asarray(out["mean_logits"])[0, -1]
-        top = int(np.argmax(self.last_mean))
-        probability = 1.0 / (1.0 + np.exp(-self.last_mean[top]))
-        self.streak = self.streak + 1 if (probability >= self.early_exit and top == self.last_top) else int(probability >= self.early_exit)
-        self.last_top = top
-        if self.streak >= self.early_exit_frames:
-            return self._decide(early=True)
-        if self.frames_in_window >= self.window + self.lookahead:
-            return self._decide(early=False)
-        return None
-
-    def push_audio(self, pcm: np.ndarray) -> list[Detection]:
-        detections = []
-        for frame in self.fbank.push(pcm):
-            self.frames_total += 1
-            found = self._push_frame(frame)
-            if found is not None:
-                detections.append(found)
-        return detections
-
-    def finish(self) -> list[Detection]:
-        """End of input: pad the open window as training padded short clips, then decide it."""
-        if self.frames_in_window == 0:
-            return []
-        pad = np.full(self.frontend.num_mel_bins, self.frontend.pad_value, dtype=np.float32)
-        while True:
-            found = self._push_frame(pad)
-            if found is not None:
-                return [found]
-
-
 # ---------------------------------------------------------------------------------- main
 
 
@@ -294,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     def report(found: list[Detection]) -> None:
         for d in found:
             detections.append(d)
-            if d.label in FILLER_LABELS:
+            if is_filler(d.label):
                 continue
             how = "early exit" if d.early_exit else "end of window"
             print(f"[{d.time_s:7.2f} s] {d.label:<8} p={d.probability:.2f}  "
@@ -324,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         "steps": int(latency_us.size),
         "latency_us_per_frame": {"median": float(np.median(latency_us)), "p90": float(np.percentile(latency_us, 90)),
                                   "provenance": "measured:wall-clock around each step"} if latency_us.size else None,
-        "keywords": [d.label for d in detections if d.label not in FILLER_LABELS],
+        "keywords": [d.label for d in detections if not is_filler(d.label)],
         "decisions": [d.__dict__ for d in detections],
         "power": energy,
     }

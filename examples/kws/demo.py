@@ -5,8 +5,8 @@
    TFLite, replacing the output bundle; validation runs on seeded features and on the features
    of the bundled clips, step by step against the PyTorch model.
 3. For each backend (onnxruntime, LiteRT) and each bundled clip: stream the WAV in 10 ms hops, as
-   a microphone delivers it, through the torch-free runtime (``edgesdk.runtime.audio.stream_wav``),
-   with the early-exit rule; record the keyword, the frame at which it was decided, the latency
+   a microphone delivers it, through the torch-free runtime (``spotter.py``: the runtime's
+   streaming fbank and Stream), with the keyword early-exit rule; record the keyword, the frame at which it was decided, the latency
    of every step, and the energy per second of audio (from ``edgesdk.profiler``: measured where a
    power sensor works, else ``estimated:ops``; always labelled).
 
@@ -24,13 +24,12 @@ from typing import Any, Callable
 import numpy as np
 
 from .common import CHECKPOINT, CLIPS_DIR, REPO_ROOT
+from .spotter import EARLY_EXIT_FRAMES, EARLY_EXIT_PROBABILITY, spot_wav
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT = REPO_ROOT / "out" / "kws-demo"
 BACKENDS = ("onnxruntime", "litert")
-EARLY_EXIT_PROBABILITY = 0.9
-EARLY_EXIT_FRAMES = 10
 
 
 def bundled_clips(clips_dir: Path = CLIPS_DIR) -> list[dict[str, Any]]:
@@ -114,29 +113,27 @@ def energy_per_audio_second(model: Any, bundle: Path) -> dict[str, Any]:
 
 
 def stream_clips(model: Any, clips: list[dict[str, Any]], early_exit: float, early_exit_frames: int) -> list[dict[str, Any]]:
-    """Stream every clip through ``model`` in 10 ms hops; one row of facts per clip."""
-    from edgesdk.runtime.audio import stream_wav
+    """Stream every clip through ``model`` in 10 ms hops; one row of facts per clip.
 
-    lookahead = int(model.manifest["streaming"]["lookahead_frames"])
-    frames_per_step = int(model.manifest["streaming"]["frames_per_step"])
+    A clip is shorter than one decision window, so its first decision is the clip's answer.
+    """
     rows = []
     for clip in clips:
-        result = stream_wav(model, clip["path"], early_exit=early_exit, early_exit_frames=early_exit_frames, hop_ms=10.0)
-        latency_us = 1000.0 * np.asarray(result.latency_ms) / frames_per_step
-        # The stream answers LOOKAHEAD frames behind its input: deciding frame n took n + lookahead frames in.
-        frames_in = result.frames_used + lookahead
+        detections, spotter = spot_wav(model, clip["path"], early_exit, early_exit_frames, hop_ms=10.0)
+        first = detections[0]
+        latency_us = 1e6 * np.asarray(spotter.latency_s)
         rows.append({
             "clip": clip["file"],
             "expected": clip["label"],
-            "detected": result.decided_label,
-            "correct": result.decided_label == clip["label"],
-            "probability": result.decided_probability,
-            "early_exit": result.early_exit,
-            "decided_at_frame": frames_in,
-            "decided_at_ms": 10.0 * (frames_in - 1) + 25.0,
-            "audio_frames": result.audio_frames,
-            "audio_ms": 1000.0 * result.audio_frames / 100.0,
-            "steps": len(result.latency_ms),
+            "detected": first.label,
+            "correct": first.label == clip["label"],
+            "probability": first.probability,
+            "early_exit": first.early_exit,
+            "decided_at_frame": first.window_frame,
+            "decided_at_ms": 10.0 * (first.window_frame - 1) + 25.0,
+            "audio_frames": spotter.frames_total,
+            "audio_ms": 10.0 * (spotter.frames_total - 1) + 25.0,
+            "steps": first.window_frame,
             "latency_us_per_frame_median": float(np.median(latency_us)),
             "latency_us_per_frame_p90": float(np.percentile(latency_us, 90)),
         })
@@ -224,9 +221,9 @@ def render(result: dict[str, Any], console: Any) -> None:
         errors = ", ".join(f"{name} max abs {o['max_abs']:.1e} (atol {o['atol']:.0e})" for name, o in facts["outputs"].items())
         console.print(f"  {mark} {fmt:<6} {len(facts['sequences'])} sequences, {facts['steps']} steps vs PyTorch: {errors}")
     rule = result["early_exit"]
-    console.print(f"Each clip is streamed in 10 ms hops. Early exit: one class at probability ≥ {rule['probability']} "
-                  f"for {rule['frames']} frames decides; else the last frame of the 128-frame window does. "
-                  f"The stream answers 5 frames (50 ms) behind its input.")
+    console.print(f"Each clip is streamed in 10 ms hops. Early exit: a keyword at probability ≥ {rule['probability']} "
+                  f"for {rule['frames']} frames decides; else the last frame of the 128-frame window does "
+                  f"(silence and unknown never exit early). The stream answers 5 frames (50 ms) behind its input.")
     for backend, facts in result["backends"].items():
         energy = facts["energy"]
         title = (f"{backend} on {', '.join(facts['providers'])}: energy {_joules(energy['energy_per_audio_second_j'])} "

@@ -5,9 +5,9 @@ never occur in training. Three figures:
 
 1. **parallel**: the PyTorch model over each 1 s clip padded to 128 frames (the authors' eval);
 2. **stream, full**: the exported ONNX step in the torch-free runtime, fed the WAV in 10 ms hops
-   (``edgesdk.runtime.audio.stream_wav``) to the end of the 128-frame window;
-3. **stream, early exit**: the same with the early-exit rule of the demo; also how many frames
-   the decision needed.
+   (``spotter.py``) to the end of the 128-frame window;
+3. **stream, early exit**: the same with the demo's keyword early-exit rule; also how often and
+   how early keyword clips were decided.
 
 Usage:
     python -m examples.kws.evaluate [--data out/kws-data] [--checkpoint examples/kws/kws_lmuformer.pt]
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from .common import CHECKPOINT, DEFAULT_DATA_DIR, LABELS, REPO_ROOT
-from .demo import EARLY_EXIT_FRAMES, EARLY_EXIT_PROBABILITY
 from .pick_clips import write_wav
+from .spotter import EARLY_EXIT_FRAMES, EARLY_EXIT_PROBABILITY, spot_wav
 
 log = logging.getLogger("kws.evaluate")
 
@@ -43,22 +43,26 @@ def parallel_predictions(checkpoint: Path, features: np.ndarray) -> np.ndarray:
     return np.concatenate(predictions)
 
 
-def stream_predictions(bundle: Path, waveforms: np.ndarray, early_exit: float | None) -> tuple[np.ndarray, np.ndarray]:
-    """Decided class and frames used for every clip, streamed through the ONNX step."""
+def stream_predictions(bundle: Path, waveforms: np.ndarray, early_exit_frames: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """First decision of every clip streamed through the ONNX step: class, frame, early or not.
+
+    ``early_exit_frames=None`` turns early exit off (every window runs to its last frame).
+    """
     import edgesdk
-    from edgesdk.runtime.audio import stream_wav
 
     model = edgesdk.load(bundle, backend="onnxruntime", num_threads=1)
     label_index = {label: i for i, label in enumerate(model.manifest["extra"]["labels"])}
-    decided, frames = [], []
+    decided, frames, early = [], [], []
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "clip.wav"
         for clip in waveforms:
             write_wav(path, clip)
-            result = stream_wav(model, path, early_exit=early_exit, early_exit_frames=EARLY_EXIT_FRAMES)
-            decided.append(label_index[result.decided_label])
-            frames.append(result.frames_used)
-    return np.asarray(decided), np.asarray(frames)
+            detections, _ = spot_wav(model, path, early_exit=EARLY_EXIT_PROBABILITY,
+                                     early_exit_frames=early_exit_frames or 10 ** 9)
+            decided.append(label_index[detections[0].label])
+            frames.append(detections[0].window_frame)
+            early.append(detections[0].early_exit)
+    return np.asarray(decided), np.asarray(frames), np.asarray(early)
 
 
 def per_class(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -90,20 +94,26 @@ def main() -> None:
 
     export_bundle(args.bundle, args.checkpoint)
     begin = time.perf_counter()
-    full, _ = stream_predictions(args.bundle, waveforms, early_exit=None)
+    full, _, _ = stream_predictions(args.bundle, waveforms, early_exit_frames=None)
     figures["stream_accuracy"] = float((full == labels).mean())
     figures["stream_agrees_with_parallel"] = float((full == parallel).mean())
     log.info("stream (ONNX step, 10 ms hops, whole window): %.2f %% (agrees with parallel on %.2f %%; %.0f s)",
              100 * figures["stream_accuracy"], 100 * figures["stream_agrees_with_parallel"], time.perf_counter() - begin)
-    early, frames = stream_predictions(args.bundle, waveforms, early_exit=EARLY_EXIT_PROBABILITY)
+    early, frames, exited = stream_predictions(args.bundle, waveforms, early_exit_frames=EARLY_EXIT_FRAMES)
     figures["early_exit"] = {"probability": EARLY_EXIT_PROBABILITY, "frames": EARLY_EXIT_FRAMES}
     figures["early_exit_accuracy"] = float((early == labels).mean())
     figures["early_exit_per_class"] = per_class(early, labels)
-    figures["early_exit_mean_frames"] = float(frames.mean())
-    figures["early_exit_median_frames"] = float(np.median(frames))
-    log.info("stream with early exit (p >= %.2f for %d frames): %.2f %%, decided after %.1f frames on average "
-             "(median %.0f) of the 128-frame window", EARLY_EXIT_PROBABILITY, EARLY_EXIT_FRAMES,
-             100 * figures["early_exit_accuracy"], frames.mean(), np.median(frames))
+    keyword_clips = labels < len(LABELS) - 2   # the ten keywords; fillers never exit early
+    figures["early_exit_keyword_clips_exited"] = float(exited[keyword_clips].mean())
+    figures["early_exit_keyword_clips_mean_frames"] = float(frames[keyword_clips].mean())
+    figures["early_exit_keyword_clips_median_frames"] = float(np.median(frames[keyword_clips]))
+    figures["false_early_exits_on_fillers"] = int(exited[~keyword_clips].sum())
+    log.info("stream with early exit (a keyword at p >= %.2f for %d frames): %.2f %%; keyword clips exited early "
+             "in %.0f %% of cases, deciding after %.1f frames on average (median %.0f, look-ahead included) instead "
+             "of 133; filler clips that exited early on a keyword: %d",
+             EARLY_EXIT_PROBABILITY, EARLY_EXIT_FRAMES, 100 * figures["early_exit_accuracy"],
+             100 * figures["early_exit_keyword_clips_exited"], figures["early_exit_keyword_clips_mean_frames"],
+             figures["early_exit_keyword_clips_median_frames"], figures["false_early_exits_on_fillers"])
     for name, value in figures["parallel_per_class"].items():
         log.info("  %-10s parallel %.2f  early exit %.2f", name, value, figures["early_exit_per_class"][name])
     if args.json:

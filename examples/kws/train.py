@@ -7,9 +7,9 @@ deployment what it saw in training.
 
 Training follows the authors' recipe where it fits a small CPU run: Adam, per-class sigmoid
 (BCE) on one-hot targets of the mean of per-frame logits, SpecAugment-style masks. One addition
-for streaming: the running mean of the per-frame logits at every frame of the second half of the
-window is trained too (weight ``--prefix-weight``), so the stream's posterior settles soon after
-the word and the early-exit rule can stop early.
+for streaming: the running mean of the per-frame logits at every frame from ``--prefix-start``
+on is trained too (weight ``--prefix-weight``), so the stream's posterior stays uncertain until
+the word is distinctive, then settles, and the early-exit rule can stop early without guessing.
 
 No model selection on the test set: 10 % of the training clips are held back for the per-epoch
 validation line, the last epoch is saved, and ``evaluate.py`` alone reads ``test.npz``.
@@ -42,14 +42,27 @@ def features_of(waveforms: np.ndarray) -> np.ndarray:
     return np.stack([frontend.model_input(clip) for clip in waveforms])
 
 
-def load_features(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Features and labels of a split, computed once and cached beside the data (float16)."""
-    cache = data_dir / f"{split}_features.npy"
+def with_random_gain(waveforms: np.ndarray, seed: int, low_db: float = -20.0, high_db: float = 6.0) -> np.ndarray:
+    """Each clip scaled by a random gain (uniform in dB), clipped to int16: level augmentation.
+
+    The front-end has fixed normalisation constants, so a quiet word (a soft fricative such as
+    "off") must have been seen quiet in training.
+    """
+    gains_db = np.random.default_rng(seed).uniform(low_db, high_db, size=(len(waveforms), 1))
+    scaled = waveforms.astype(np.float64) * 10.0 ** (gains_db / 20.0)
+    return np.clip(np.round(scaled), -32768, 32767).astype(np.int16)
+
+
+def load_features(data_dir: Path, split: str, gain_seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Features and labels of a split (optionally at random gains), cached beside the data (float16)."""
+    suffix = "" if gain_seed is None else f"_gain{gain_seed}"
+    cache = data_dir / f"{split}{suffix}_features.npy"
     data = np.load(data_dir / f"{split}.npz")
     if cache.is_file() and cache.stat().st_mtime >= (data_dir / f"{split}.npz").stat().st_mtime:
         return np.load(cache).astype(np.float32), data["labels"]
     start = time.perf_counter()
-    features = features_of(data["waveforms"])
+    waveforms = data["waveforms"] if gain_seed is None else with_random_gain(data["waveforms"], gain_seed)
+    features = features_of(waveforms)
     np.save(cache, features.astype(np.float16))
     log.info("%s: fbank of %d clips in %.1f s", split, len(features), time.perf_counter() - start)
     return features, data["labels"]
@@ -69,14 +82,19 @@ def spec_augment(x: torch.Tensor, generator: torch.Generator, max_freq: int = 16
     return x
 
 
-def loss_of(frame_logits: torch.Tensor, targets: torch.Tensor, prefix_weight: float) -> torch.Tensor:
-    """BCE of the clip's mean logits, plus BCE of the running mean over the second half."""
+def loss_of(frame_logits: torch.Tensor, targets: torch.Tensor, prefix_weight: float, prefix_start: int) -> torch.Tensor:
+    """BCE of the clip's mean logits, plus BCE of the running mean at every frame from ``prefix_start``.
+
+    The prefix term is what makes early exit trustworthy: before the word is distinctive the
+    running posterior must stay uncertain (BCE against the clip's label teaches the class prior
+    there), so it crosses a high threshold only once the evidence is in.
+    """
     frames = frame_logits.shape[1]
     count = torch.arange(1, frames + 1, dtype=frame_logits.dtype).view(1, -1, 1)
     running = frame_logits.cumsum(dim=1) / count
     loss = F.binary_cross_entropy_with_logits(running[:, -1], targets)
     if prefix_weight > 0:
-        late = running[:, frames // 2:]
+        late = running[:, prefix_start:]
         loss = loss + prefix_weight * F.binary_cross_entropy_with_logits(
             late, targets[:, None].expand_as(late))
     return loss
@@ -101,6 +119,10 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--embed-dim", type=int, default=64)
     parser.add_argument("--prefix-weight", type=float, default=0.5)
+    parser.add_argument("--prefix-start", type=int, default=8,
+                        help="first frame whose running mean is trained (see loss_of)")
+    parser.add_argument("--gain-copies", type=int, default=0,
+                        help="extra copies of the training clips at random gains (-20..+6 dB)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -115,6 +137,11 @@ def main() -> None:
     used = order[len(order) // 10:]
     train_x, train_y = features[used], labels[used]
     val_x, val_y = features[held], labels[held]
+    for copy in range(args.gain_copies):
+        # Copies of the training clips only: the validation clips stay unseen at every gain.
+        louder, _ = load_features(args.data, "train", gain_seed=1000 + copy)
+        train_x = np.concatenate([train_x, louder[used]])
+        train_y = np.concatenate([train_y, labels[used]])
 
     config = kws_config(args.embed_dim)
     from edgesdk.models.lmuformer import FAMILY
@@ -137,7 +164,7 @@ def main() -> None:
         for step in range(steps_per_epoch):
             index = permutation[step * args.batch: (step + 1) * args.batch]
             x = spec_augment(train_tensor[index], generator)
-            loss = loss_of(model.frame_logits(x), eye[label_tensor[index]], args.prefix_weight)
+            loss = loss_of(model.frame_logits(x), eye[label_tensor[index]], args.prefix_weight, args.prefix_start)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -150,7 +177,7 @@ def main() -> None:
         "model": model.state_dict(),
         "config": config_to_container(config),
         "training": {"epochs": args.epochs, "batch": args.batch, "lr": args.lr, "seed": args.seed,
-                     "prefix_weight": args.prefix_weight, "train_clips": int(len(train_x)),
+                     "prefix_weight": args.prefix_weight, "prefix_start": args.prefix_start, "gain_copies": args.gain_copies, "train_clips": int(len(train_x)),
                      "data": str(args.data)},
     }, args.out)
     log.info("wrote %s (%.0f kB)", args.out, args.out.stat().st_size / 1024)

@@ -5,10 +5,12 @@ import java.util.List;
 /**
  * Turns the stream's running-mean logits, one frame at a time, into keyword decisions.
  *
- * <p>The rule of {@code edgesdk demo} and the Jetson app: in a window of the model's training
- * length, a class whose running probability (sigmoid of its running-mean logit; the model is
- * trained with per-class sigmoid) stays at or above {@code threshold} for {@code holdFrames}
- * consecutive frames decides at once (early exit); otherwise the window's last frame decides.
+ * <p>The rule of {@code edgesdk demo} and the Jetson app (examples/kws/spotter.py): in a window
+ * of the model's training length, a keyword whose running probability (sigmoid of its
+ * running-mean logit; the model is trained with per-class sigmoid) stays at or above
+ * {@code threshold} for {@code holdFrames} consecutive frames decides at once (early exit);
+ * otherwise the window's last frame decides. Filler classes (names starting with '_': silence,
+ * unknown) never exit early: every utterance starts with silence.
  * The first {@code lookahead} frames of a window decide nothing: the stream answers that many
  * frames behind its input. After a decision the caller resets the stream and this decider.
  */
@@ -55,6 +57,10 @@ public final class KeywordDecider {
         this.holdFrames = holdFrames;
     }
 
+    private String labelOf(int index) {
+        return index < labels.size() ? labels.get(index) : Integer.toString(index);
+    }
+
     public void reset() {
         frames = 0;
         streak = 0;
@@ -78,7 +84,7 @@ public final class KeywordDecider {
             }
         }
         double probability = 1.0 / (1.0 + Math.exp(-meanLogits[top]));
-        if (probability >= threshold) {
+        if (probability >= threshold && !labelOf(top).startsWith("_")) {
             streak = top == lastTop ? streak + 1 : 1;
         } else {
             streak = 0;
@@ -86,8 +92,7 @@ public final class KeywordDecider {
         lastTop = top;
         boolean early = streak >= holdFrames;
         if (early || frames >= windowFrames + lookahead) {
-            String label = top < labels.size() ? labels.get(top) : Integer.toString(top);
-            Decision decision = new Decision(top, label, probability, frames, early);
+            Decision decision = new Decision(top, labelOf(top), probability, frames, early);
             reset();
             return decision;
         }

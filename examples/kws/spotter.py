@@ -1,0 +1,156 @@
+"""Keyword decisions over a streaming bundle, torch-free: what the demo and the Jetson app run.
+
+Audio arrives in 10 ms hops; the bundle's Kaldi fbank front-end (``edgesdk.runtime.audio``)
+turns it into frames; each frame is one step of the exported LMUFormer, state carried in an
+``edgesdk.runtime`` Stream. The step returns the running mean of the per-frame logits, which the
+authors' model was trained to classify (over a 128-frame window, per-class sigmoid).
+
+Decision rule, per window of the training length (128 frames, answered 5 frames late):
+
+* early exit: a **keyword** whose running probability (sigmoid of its running-mean logit) stays
+  at or above ``early_exit`` for ``early_exit_frames`` consecutive frames decides at once;
+* otherwise the window's last frame decides (keyword or filler).
+
+The filler classes (``_silence_``, ``_unknown_``) never exit early: the lead-in of every
+utterance *is* silence, so a silence posterior above threshold after a few frames says only that
+the word has not started. (``stream_wav``'s rule, which lets any class exit, decides "silence"
+after ~10 frames on most keyword clips; see README.md.) After a decision the stream is reset.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgesdk.errors import UsageError
+from edgesdk.runtime.audio import StreamingFbank, frontend_from_manifest, read_wav
+
+EARLY_EXIT_PROBABILITY = 0.9
+EARLY_EXIT_FRAMES = 10
+
+
+def is_filler(label: str) -> bool:
+    """Filler classes are named with a leading underscore (``_silence_``, ``_unknown_``)."""
+    return label.startswith("_")
+
+
+@dataclass
+class Detection:
+    """One decided window."""
+
+    label: str
+    probability: float
+    time_s: float          # audio time (frames of real audio consumed) when it was decided
+    window_frame: int      # frames pushed into this window when it was decided (look-ahead included)
+    early_exit: bool
+
+
+@dataclass
+class Spotter:
+    """Windowed keyword decisions over one stream of a loaded streaming bundle.
+
+    Args:
+        model: an ``edgesdk.runtime.Model`` of a stream export with ``frontend``, ``streaming``
+            and ``extra.labels`` in its manifest, one frame per step.
+        early_exit, early_exit_frames: the early-exit rule (see the module docstring).
+    """
+
+    model: Any
+    early_exit: float = EARLY_EXIT_PROBABILITY
+    early_exit_frames: int = EARLY_EXIT_FRAMES
+    labels: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.early_exit <= 1.0:
+            raise UsageError(f"early_exit must be a probability in (0, 1], not {self.early_exit}")
+        if self.early_exit_frames < 1:
+            raise UsageError(f"early_exit_frames must be at least 1, not {self.early_exit_frames}")
+        manifest = self.model.manifest
+        self.frontend = frontend_from_manifest(manifest["frontend"])
+        self.lookahead = int(manifest["streaming"]["lookahead_frames"])
+        if int(manifest["streaming"]["frames_per_step"]) != 1:
+            raise UsageError("the spotter streams one frame per step; export with chunk_frames=1")
+        self.window = self.frontend.clip_frames or 128
+        self.labels = list(manifest.get("extra", {}).get("labels", []))
+        self.stream = self.model.stream(batch=1)
+        self.fbank = StreamingFbank(self.frontend)
+        self.latency_s: list[float] = []
+        self.frames_total = 0
+        self._reset_window()
+
+    def _reset_window(self) -> None:
+        self.stream.reset()
+        self.frames_in_window = 0
+        self.streak = 0
+        self.last_top = -1
+        self.last_mean: np.ndarray | None = None
+
+    def _label(self, index: int) -> str:
+        return self.labels[index] if index < len(self.labels) else str(index)
+
+    def _decide(self, early: bool) -> Detection | None:
+        mean, frame = self.last_mean, self.frames_in_window
+        self._reset_window()
+        if mean is None:
+            return None
+        top = int(np.argmax(mean))
+        probability = float(1.0 / (1.0 + np.exp(-mean[top])))
+        return Detection(self._label(top), probability, self.frames_total / 100.0, frame, early)
+
+    def push_frame(self, frame: np.ndarray) -> Detection | None:
+        """One normalised fbank frame [mel]; returns a Detection when the window is decided."""
+        begin = time.perf_counter()
+        out = self.stream.push({"features": frame[None, None, :]})
+        self.latency_s.append(time.perf_counter() - begin)
+        self.frames_in_window += 1
+        if self.frames_in_window <= self.lookahead:
+            return None  # the stream answers lookahead frames behind: nothing decided yet
+        self.last_mean = np.asarray(out["mean_logits"])[0, -1]
+        top = int(np.argmax(self.last_mean))
+        probability = 1.0 / (1.0 + np.exp(-self.last_mean[top]))
+        if probability >= self.early_exit and not is_filler(self._label(top)):
+            self.streak = self.streak + 1 if top == self.last_top else 1
+        else:
+            self.streak = 0
+        self.last_top = top
+        if self.streak >= self.early_exit_frames:
+            return self._decide(early=True)
+        if self.frames_in_window >= self.window + self.lookahead:
+            return self._decide(early=False)
+        return None
+
+    def push_audio(self, pcm: np.ndarray) -> list[Detection]:
+        """int16 samples (any count); returns the windows they completed."""
+        detections = []
+        for frame in self.fbank.push(pcm):
+            self.frames_total += 1
+            found = self.push_frame(frame)
+            if found is not None:
+                detections.append(found)
+        return detections
+
+    def finish(self) -> list[Detection]:
+        """End of input: pad the open window as training padded short clips, then decide it."""
+        if self.frames_in_window == 0:
+            return []
+        pad = np.full(self.frontend.num_mel_bins, self.frontend.pad_value, dtype=np.float32)
+        while True:
+            found = self.push_frame(pad)
+            if found is not None:
+                return [found]
+
+
+def spot_wav(model: Any, path: str | Path, early_exit: float = EARLY_EXIT_PROBABILITY,
+             early_exit_frames: int = EARLY_EXIT_FRAMES, hop_ms: float = 10.0) -> tuple[list[Detection], Spotter]:
+    """Stream a WAV in ``hop_ms`` hops as a microphone would; returns the decisions and the spotter."""
+    spotter = Spotter(model, early_exit, early_exit_frames)
+    pcm = read_wav(path, spotter.frontend.sample_rate_hz)
+    hop = int(round(hop_ms * spotter.frontend.sample_rate_hz / 1000.0))
+    detections = []
+    for start in range(0, pcm.size, hop):
+        detections += spotter.push_audio(pcm[start: start + hop])
+    detections += spotter.finish()
+    return detections, spotter

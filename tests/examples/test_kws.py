@@ -1,0 +1,133 @@
+"""The keyword-spotting demo: the shipped model and clips, `edgesdk demo` end to end, the recipe."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from examples.kws.common import CHECKPOINT, CLIPS_DIR, LABELS  # noqa: E402
+
+
+def shipped_clips() -> list[dict]:
+    return json.loads((CLIPS_DIR / "clips.json").read_text())
+
+
+def test_shipped_checkpoint_and_clips_are_small_and_cover_every_class():
+    assert CHECKPOINT.stat().st_size <= 3 * 1024 * 1024
+    clips = shipped_clips()
+    assert sorted(c["label"] for c in clips) == sorted(LABELS)
+    for clip in clips:
+        path = CLIPS_DIR / clip["file"]
+        assert path.stat().st_size <= 64 * 1024
+    # Held out: spoken by voice variants the training set never used.
+    train_variants = {"+" + v for v in json.loads((REPO / "examples" / "kws" / "synthesis.json").read_text())["train_variants"]}
+    for clip in clips:
+        if clip["voice"]:
+            assert not any(clip["voice"].endswith(v) for v in train_variants), clip
+
+
+def test_pytorch_model_classifies_every_bundled_clip():
+    """The independent reference for the demo: the PyTorch parallel model on the whole clip."""
+    import torch
+
+    from edgesdk.runtime.audio import KaldiFbankFrontend, read_wav
+    from examples.kws.model import load_kws_model
+
+    model = load_kws_model(CHECKPOINT)
+    frontend = KaldiFbankFrontend()
+    clips = shipped_clips()
+    features = np.stack([frontend.model_input(read_wav(CLIPS_DIR / c["file"])) for c in clips])
+    with torch.no_grad():
+        predicted = model(torch.from_numpy(features)).argmax(dim=1).tolist()
+    assert [LABELS[i] for i in predicted] == [c["label"] for c in clips]
+
+
+def test_demo_detects_every_bundled_clip_on_both_backends(tmp_path):
+    from edgesdk.cli import cli
+
+    output = tmp_path / "kws-demo"
+    result = CliRunner().invoke(cli, ["demo", "-o", str(output), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["validation"]["passed"]
+    assert set(report["validation"]["formats"]) == {"onnx", "tflite"}
+    for fmt, facts in report["validation"]["formats"].items():
+        assert facts["passed"] and facts["steps"] >= 4 * 40, fmt
+    assert set(report["backends"]) == {"onnxruntime", "litert"}
+    expected = {c["file"]: c["label"] for c in shipped_clips()}
+    for backend, facts in report["backends"].items():
+        assert facts["providers"], backend
+        detected = {row["clip"]: row["detected"] for row in facts["clips"]}
+        assert detected == expected, backend
+        energy = facts["energy"]
+        assert energy["provenance"] == "estimated:ops" or energy["provenance"].startswith("measured:")
+        assert energy["energy_per_audio_second_j"] > 0
+        for row in facts["clips"]:
+            assert row["latency_us_per_frame_median"] > 0
+            # Decided no later than the end of the 128-frame window plus the 5-frame look-ahead.
+            assert 5 < row["decided_at_frame"] <= 128 + 5
+            if row["early_exit"]:
+                assert row["probability"] >= 0.9
+    assert report["all_correct"]
+    # The bundle stays, valid, for `edgesdk inspect` / the sample apps.
+    manifest = json.loads((output / "edgesdk.json").read_text())
+    assert manifest["valid"] and manifest["mode"] == "stream"
+    assert manifest["extra"]["labels"] == list(LABELS)
+
+
+def test_demo_refuses_to_replace_a_folder_that_is_not_a_bundle(tmp_path):
+    from edgesdk.cli import cli
+
+    output = tmp_path / "precious"
+    output.mkdir()
+    (output / "notes.txt").write_text("keep me")
+    result = CliRunner().invoke(cli, ["demo", "-o", str(output)])
+    assert result.exit_code == 2
+    assert "not an edgesdk bundle" in result.output
+    assert (output / "notes.txt").read_text() == "keep me"
+
+
+def test_a_checkpoint_without_the_kws_config_is_refused(tmp_path):
+    import torch
+
+    from edgesdk.errors import CheckpointError
+    from examples.kws.model import load_kws_model
+
+    path = tmp_path / "plain.pt"
+    torch.save({"model": {"head.weight": torch.zeros(12, 64)}}, path)
+    with pytest.raises(CheckpointError, match="no 'config' entry"):
+        load_kws_model(path)
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed (the recipe needs it, the demo does not)")
+def test_recipe_synthesizes_trains_and_writes_a_loadable_checkpoint(tmp_path):
+    data = tmp_path / "data"
+    env_python = sys.executable
+    subprocess.run([env_python, "-m", "examples.kws.synthesize", "--out", str(data), "--train-per-word", "2",
+                    "--test-per-word", "1"], cwd=REPO, check=True, capture_output=True, timeout=300)
+    train = np.load(data / "train.npz")
+    test = np.load(data / "test.npz")
+    assert train["waveforms"].dtype == np.int16 and train["waveforms"].shape[1] == 16000
+    assert set(np.unique(train["labels"])) == set(range(len(LABELS)))
+    facts = json.loads((data / "synthesis.json").read_text())
+    assert not set(facts["train_variants"]) & set(facts["test_variants"])
+    test_variants = {v.split("+")[1] for v in test["voices"] if v}
+    assert test_variants <= set(facts["test_variants"])
+    checkpoint = tmp_path / "tiny.pt"
+    subprocess.run([env_python, "-m", "examples.kws.train", "--data", str(data), "--out", str(checkpoint),
+                    "--epochs", "1", "--embed-dim", "8", "--batch", "8"],
+                   cwd=REPO, check=True, capture_output=True, timeout=300)
+    from examples.kws.model import load_kws_model
+
+    model = load_kws_model(checkpoint)
+    assert model.config.embed_dim == 8 and model.config.labels == LABELS
