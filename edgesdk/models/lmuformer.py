@@ -889,7 +889,7 @@ def _spike_flips(model: LMUFormer, features: torch.Tensor) -> dict[str, dict[str
         reference = parallel[name][0][..., : frames - LOOKAHEAD_FRAMES]
         steps = torch.stack(stepped[name], dim=-1)  # [B, C, steps]
         candidate = steps[..., lif.delay_frames: lif.delay_frames + reference.shape[-1]]
-        flips[name] = {"flips": int((reference != candidate).sum()), "spikes": int(reference.numel())}
+        flips[name] = {"flips": int((reference != candidate).sum()), "compared": int(reference.numel())}
     return flips
 
 
@@ -980,9 +980,9 @@ def recipe(model: LMUFormer, mode: str, **options: Any) -> ExportSpec:
         flips = {}
         for features in sample_tensors:
             for name, facts in _spike_flips(model, features).items():
-                total = flips.setdefault(name, {"flips": 0, "spikes": 0})
+                total = flips.setdefault(name, {"flips": 0, "compared": 0})
                 total["flips"] += facts["flips"]
-                total["spikes"] += facts["spikes"]
+                total["compared"] += facts["compared"]
         metadata["extra"]["spike_flips_stream_vs_full"] = flips
 
     def stream_reference(sequence: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
