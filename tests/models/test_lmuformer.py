@@ -75,10 +75,10 @@ class RefCell(nn.Module):
         a, b = reference_state_space(memory, L)
         self.register_buffer("A", a)
         self.register_buffer("B", b)
-        columns, power = [], torch.eye(memory)
-        for _ in range(L):
-            columns.append(power @ b)
-            power = a @ power
+        columns, column = [], b
+        for _ in range(L):  # H[:, k] = A^k B in float32, as upstream (matrix-vector order here)
+            columns.append(column)
+            column = a @ column
         h = torch.cat(columns, dim=-1)
         self.register_buffer("H", h)
         self.register_buffer("fft_H", torch.fft.rfft(h, n=2 * L, dim=-1))
@@ -487,6 +487,28 @@ def test_full_export_dynamic_frames(tmp_path):
 def test_full_export_spiking_fixed_frames(tmp_path):
     model = edgesdk.create_model("lmuformer", preset="tiny-spiking")
     randomize(model, 10, spiking=True)
-    result = edgesdk.export(model, tmp_path / "full", formats=("onnx", "tflite"), mode="full", frames=24)
+    # The LIF recursion is unrolled over a fixed number of frames (exporters take ~3 s per frame
+    # here), so the default run exports 8 frames to ONNX; test_fullsize_exports does 128 and TFLite.
+    result = edgesdk.export(model, tmp_path / "full", formats=("onnx",), mode="full", frames=8)
     assert result.valid
-    assert result.manifest["inputs"][0]["shape"] == ["batch", 24, 128]
+    assert result.manifest["inputs"][0]["shape"] == ["batch", 8, 128]
+    runtime = edgesdk.load(tmp_path / "full")
+    x = features(1, 8, seed=13)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    assert np.abs(runtime.run({"features": x.numpy()})["logits"] - expected).max() <= 1e-4
+
+
+@pytest.mark.fullsize
+@pytest.mark.parametrize("preset", ["scv2", "scv2-spiking"])
+@pytest.mark.parametrize("mode", ["stream", "full"])
+def test_fullsize_exports(tmp_path, preset, mode):
+    variant, dim = PRESET_VARIANT[preset]
+    _, path = authors_checkpoint(tmp_path, variant, dim)
+    model = edgesdk.create_model("lmuformer", preset=preset, checkpoint=path)
+    result = edgesdk.export(model, tmp_path / "bundle", formats=("onnx", "tflite"), mode=mode)
+    assert result.valid
+    for fmt, facts in result.validation["formats"].items():
+        for case in facts["cases"]:
+            print(preset, mode, fmt, case["name"], {k: v.get("max_abs") for k, v in case["outputs"].items()},
+                  case.get("vs_stream_reference", {}).get("outputs", {}).get("mean_logits", {}).get("max_abs"))
