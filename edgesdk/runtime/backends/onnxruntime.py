@@ -1,6 +1,7 @@
 """onnxruntime backend. Provider fallback is reported, never silent."""
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -32,6 +33,29 @@ _ONNX_TYPES = {
 }
 
 
+@functools.lru_cache(maxsize=1)
+def _device_profile():
+    from edgesdk.devices import detect_device
+
+    return detect_device().profile
+
+
+def profile_providers(available: Sequence[str]) -> list[str]:
+    """The detected device profile's provider order, kept where available (CPU last).
+
+    Where detection fails, accelerators first in DEFAULT_PROVIDER_ORDER; either way the
+    providers in use are reported by the session, never assumed.
+    """
+    from edgesdk.devices import preferred_providers
+
+    try:
+        chosen = preferred_providers(_device_profile(), available)
+    except (OSError, ValueError) as error:
+        log.warning("device detection failed (%s); using the default provider order", error)
+        chosen = []
+    return chosen or [p for p in DEFAULT_PROVIDER_ORDER if p in available] or list(available)
+
+
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
@@ -56,7 +80,7 @@ class OnnxRuntimeBackend(Backend):
                 )
             requested = [p for p in providers if p in available] or ["CPUExecutionProvider"]
         else:
-            requested = [p for p in DEFAULT_PROVIDER_ORDER if p in available] or available
+            requested = profile_providers(available)
         options = onnxruntime.SessionOptions()
         if num_threads:
             options.intra_op_num_threads = num_threads
