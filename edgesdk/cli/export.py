@@ -84,14 +84,15 @@ def _load_factory(target: str) -> Any:
 @click.option("--image-size", type=int, help="Vision families: input image size in pixels.")
 @click.option("--option", "extra_options", multiple=True, metavar="KEY=VALUE", help="Any other recipe option.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON on stdout.")
+@click.option("-v", "--verbose", "show_converter", is_flag=True, help="Show converter output (always kept in DIR/export.log).")
 @click.pass_context
 def command(ctx: click.Context, target: str, preset, checkpoint, stream, formats, output, force, atol, rtol, opset,
             sample_inputs, inputs, states, dynamic, chunk_frames, no_fold, subnet, layers, window_seconds, image_size,
-            extra_options, as_json) -> None:
+            extra_options, as_json, show_converter) -> None:
     """Export TARGET (a family name, or package.module:factory) to a validated bundle."""
     import edgesdk
 
-    verbose = bool(ctx.obj and ctx.obj.get("verbose"))
+    verbose = show_converter or bool(ctx.obj and ctx.obj.get("verbose"))
     progress = StepProgress()
     recipe_options = _parse_options(extra_options)
     for key, value in (("chunk_frames", chunk_frames), ("subnet", subnet), ("layers", layers),
