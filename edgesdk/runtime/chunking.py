@@ -307,8 +307,9 @@ def _pad_to(row: np.ndarray, samples: int) -> np.ndarray:
 
 
 def chunking_error(whole: Mapping[str, np.ndarray], chunked: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """Per output: max abs error, relative RMS error (||d|| / ||whole||), and the minimum
-    per-frame cosine similarity between chunked and whole-utterance frames."""
+    """Per output: max abs error, relative RMS error (||d|| / ||whole||), the minimum
+    per-frame cosine similarity between chunked and whole-utterance frames, and the relative
+    error of the time-averaged vector (what an utterance-level classifier pools)."""
     result = {}
     for name, reference in whole.items():
         candidate = chunked[name]
@@ -318,8 +319,11 @@ def chunking_error(whole: Mapping[str, np.ndarray], chunked: Mapping[str, np.nda
         dot = (candidate * reference).sum(-1)
         norms = np.linalg.norm(candidate, axis=-1) * np.linalg.norm(reference, axis=-1)
         cosine = dot / np.maximum(norms, 1e-12)
+        pooled_reference = reference.mean(axis=-2)
+        pooled_error = np.linalg.norm(candidate.mean(axis=-2) - pooled_reference) / max(np.linalg.norm(pooled_reference), 1e-12)
         result[name] = {
             "max_abs": float(np.abs(difference).max()),
+            "pooled_relative": float(pooled_error),
             "relative_rms": float(np.linalg.norm(difference) / max(np.linalg.norm(reference), 1e-12)),
             "min_cosine": float(cosine.min()),
         }
