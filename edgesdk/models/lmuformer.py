@@ -163,10 +163,12 @@ class LIF(nn.Module):
     def step(self, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One time step: input current and membrane [B, C] -> spikes and new membrane."""
         h = v + (x - v) / self.tau
-        spikes = (h >= self.threshold).to(x.dtype)
+        fired = h >= self.threshold
+        spikes = fired.to(x.dtype)
         if self.recorded is not None:
             self.recorded.append(spikes.detach())
-        return spikes, h * (1.0 - spikes)
+        # Hard reset to 0; where() is exactly h * (1 - s) and one op fewer in exported graphs.
+        return spikes, torch.where(fired, 0.0, h)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """All frames at once: [B, C, T] currents -> [B, C, T] spikes, membrane from 0."""
@@ -1035,8 +1037,9 @@ PRESETS = {
     "scv2-spiking-conv": Preset("scv2-spiking-conv", replace(_DEFAULT, variant="spiking-conv"),
                                 "all-spiking patch embedding and token mixer (upstream slmu_rnn_conv1d)"),
     "tiny": Preset("tiny", replace(_DEFAULT, embed_dim=32), "small LMUFormer for tests and demos", small=True),
-    "tiny-spiking": Preset("tiny-spiking", replace(_DEFAULT, variant="spiking-ms", embed_dim=32),
-                           "small spiking LMUFormer for tests and demos", small=True),
+    # 16 training frames: the full-mode export unrolls the LIFs over this many frames.
+    "tiny-spiking": Preset("tiny-spiking", replace(_DEFAULT, variant="spiking-ms", embed_dim=32, train_frames=16),
+                           "small spiking LMUFormer for tests and demos (16-frame full export)", small=True),
 }
 
 FAMILY = Family(

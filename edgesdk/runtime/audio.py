@@ -23,7 +23,6 @@ features); an empty file or a clip shorter than one 25 ms analysis window is ref
 from __future__ import annotations
 
 import logging
-import math
 import struct
 import time
 from dataclasses import asdict, dataclass, field, fields

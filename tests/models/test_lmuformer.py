@@ -68,7 +68,7 @@ def lif_bcn(x: torch.Tensor, threshold: float = 1.0) -> torch.Tensor:
 
 
 class RefCell(nn.Module):
-    def __init__(self, dim: int, memory: int, spiking: bool):
+    def __init__(self, dim: int, memory: int, spiking: bool, frames: int = L):
         super().__init__()
         self.W_u = nn.Linear(dim, 1)
         self.W_h = nn.Linear(memory + dim, dim)
@@ -76,12 +76,12 @@ class RefCell(nn.Module):
         self.register_buffer("A", a)
         self.register_buffer("B", b)
         columns, column = [], b
-        for _ in range(L):  # H[:, k] = A^k B in float32, as upstream (matrix-vector order here)
+        for _ in range(frames):  # H[:, k] = A^k B in float32, as upstream (matrix-vector order here)
             columns.append(column)
             column = a @ column
         h = torch.cat(columns, dim=-1)
         self.register_buffer("H", h)
-        self.register_buffer("fft_H", torch.fft.rfft(h, n=2 * L, dim=-1))
+        self.register_buffer("fft_H", torch.fft.rfft(h, n=2 * frames, dim=-1))
         self.spiking = spiking
         if spiking:
             self.bn_u, self.bn_m, self.bn_h = nn.BatchNorm1d(1), nn.BatchNorm1d(memory), nn.BatchNorm1d(dim)
@@ -105,7 +105,7 @@ class RefCell(nn.Module):
 class RefModel(nn.Module):
     """lmu_rnn_conv1d ("lmu"), slmu_rnn_ms_conv1d ("spiking-ms") or slmu_rnn_conv1d ("spiking-conv")."""
 
-    def __init__(self, variant: str, dim: int = 256, mel: int = 128, classes: int = 35):
+    def __init__(self, variant: str, dim: int = 256, mel: int = 128, classes: int = 35, frames: int = L):
         super().__init__()
         self.variant = variant
         pe = nn.Module()
@@ -128,7 +128,7 @@ class RefModel(nn.Module):
         blk.attn = nn.Module()
         if variant == "spiking-ms":
             blk.attn.prev_bn = nn.BatchNorm1d(dim)
-        blk.attn.lmu = RefCell(dim, dim if variant == "lmu" else 2 * dim, spiking=variant != "lmu")
+        blk.attn.lmu = RefCell(dim, dim if variant == "lmu" else 2 * dim, spiking=variant != "lmu", frames=frames)
         blk.attn.proj_conv = nn.Conv1d(dim, dim, 1)
         blk.attn.proj_bn = nn.BatchNorm1d(dim)
         blk.mlp = nn.Module()
@@ -208,10 +208,10 @@ def randomize(module: nn.Module, seed: int, spiking: bool) -> None:
                     sub.bias.copy_(0.1 * torch.randn(sub.bias.shape, generator=generator))
 
 
-def authors_checkpoint(tmp_path, variant: str, dim: int, seed: int = 0):
+def authors_checkpoint(tmp_path, variant: str, dim: int, seed: int = 0, frames: int = L):
     """(reference model, path of a DataParallel-style best_model.pth in the authors' layout)."""
     torch.manual_seed(seed)
-    reference = RefModel(variant, dim=dim).eval()
+    reference = RefModel(variant, dim=dim, frames=frames).eval()
     randomize(reference, seed, spiking=variant != "lmu")
     state = {f"module.{k}": v for k, v in reference.state_dict().items()}
     path = tmp_path / f"{variant}-{dim}-best_model.pth"
@@ -223,6 +223,8 @@ PRESET_VARIANT = {
     "scv2": ("lmu", 256), "scv2-spiking": ("spiking-ms", 256), "scv2-spiking-conv": ("spiking-conv", 256),
     "tiny": ("lmu", 32), "tiny-spiking": ("spiking-ms", 32),
 }
+# upstream's fixed length L (the stored impulse response) per preset
+PRESET_FRAMES = {name: lmu.PRESETS[name].config.train_frames for name in PRESET_VARIANT}
 
 
 def features(batch: int, frames: int, seed: int) -> torch.Tensor:
@@ -240,7 +242,7 @@ def test_scv2_parameter_counts_match_the_authors():
     assert counts["scv2-spiking"] == 1_689_894
     assert counts["scv2-spiking-conv"] == count_parameters(RefModel("spiking-conv"))
     assert counts["tiny"] == count_parameters(RefModel("lmu", dim=32))
-    assert counts["tiny-spiking"] == count_parameters(RefModel("spiking-ms", dim=32))
+    assert counts["tiny-spiking"] == count_parameters(RefModel("spiking-ms", dim=32, frames=16))
 
 
 @pytest.mark.parametrize("order", [256, 512])
@@ -254,9 +256,10 @@ def test_state_space_matches_zero_order_hold(order):
 @pytest.mark.parametrize("preset", list(PRESET_VARIANT))
 def test_authors_checkpoint_loads_and_matches_their_forward(tmp_path, preset):
     variant, dim = PRESET_VARIANT[preset]
-    reference, path = authors_checkpoint(tmp_path, variant, dim)
+    frames = PRESET_FRAMES[preset]
+    reference, path = authors_checkpoint(tmp_path, variant, dim, frames=frames)
     model = edgesdk.create_model("lmuformer", preset=preset, checkpoint=path)
-    x = features(2, L, seed=1)
+    x = features(2, frames, seed=1)
     with torch.no_grad():
         expected = reference(x)
         got = model(x)
@@ -270,7 +273,7 @@ def test_authors_checkpoint_loads_and_matches_their_forward(tmp_path, preset):
 
 
 def test_wrong_model_checkpoint_names_the_keys(tmp_path):
-    _, spiking_path = authors_checkpoint(tmp_path, "spiking-ms", 32)
+    _, spiking_path = authors_checkpoint(tmp_path, "spiking-ms", 32, frames=16)
     with pytest.raises(CheckpointError, match="prev_bn"):
         edgesdk.create_model("lmuformer", preset="tiny", checkpoint=spiking_path)
     _, small_path = authors_checkpoint(tmp_path, "lmu", 32)
@@ -389,7 +392,7 @@ def test_stream_recipe_metadata_and_ops():
     assert ops["macs"] == mel * dim * 3 + d * d
     expected_acc = sum(layer["accumulates"] for layer in ops["layers"].values() if "accumulates" in layer)
     assert ops["accumulates"] == expected_acc and 0 < expected_acc < dense - ops["macs"]
-    assert ops["per_clip"]["macs"] == ops["macs"] * 128
+    assert ops["per_clip"]["macs"] == ops["macs"] * 16  # tiny-spiking trains on 16 frames
     assert set(spec.metadata["extra"]["spike_flips_stream_vs_full"]) == set(model.lif_layers())
 
 
