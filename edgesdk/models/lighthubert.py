@@ -30,12 +30,11 @@ the waveform (as upstream); when the checkpoint's task cfg says ``normalize`` th
 from __future__ import annotations
 
 import ast
-import copy
 import json
 import math
 import random
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -705,6 +704,8 @@ def extract_subnet(
     model.to(supernet.feature_projection.weight.dtype)
 
     def copy_into(target: torch.Tensor, source: torch.Tensor) -> None:
+        if target.shape != source.shape:  # a slicing bug must not broadcast silently
+            raise RuntimeError(f"extract_subnet: slice {tuple(source.shape)} does not fit {tuple(target.shape)}")
         target.copy_(source)
 
     model.feature_extractor.load_state_dict(supernet.feature_extractor.state_dict())
@@ -1134,6 +1135,11 @@ def recipe(model: nn.Module, mode: str = "full", **options: Any) -> ExportSpec:
     dynamic_axes.update({name: {0: "batch", 1: "frames"} for name in output_names})
     macs = count_macs(config, subnet, samples)
     metadata = {
+        # what the artifact holds: the standalone subnet, not the supernet it was cut from
+        "model": {
+            "parameters": sum(p.numel() for p in standalone.parameters()),
+            "supernet_parameters": sum(p.numel() for p in model.parameters()) if model is not standalone else None,
+        },
         "frontend": {
             "kind": "waveform",
             "sample_rate_hz": config.sample_rate_hz,

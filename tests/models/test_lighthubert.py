@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
@@ -229,7 +228,8 @@ def test_extracted_subnet_matches_supernet_and_authors_forward(supernet, checkpo
     for i, (a, b, c) in enumerate(zip(sliced, extracted, authors)):
         assert b.shape == c.shape == (2, 33, subnet.embed_dim)
         assert (a - b).abs().max() < 1e-5, f"hidden state {i}: extracted vs supernet"
-        assert (b - c).abs().max() < 1e-4, f"hidden state {i}: extracted vs authors' forward"
+        # different op order (SDPA, torch's weight norm, split/cat): fp32 rounding only (~5e-6 seen)
+        assert (b - c).abs().max() < 5e-5, f"hidden state {i}: extracted vs authors' forward"
     # standalone: plain static modules, no storage shared with the supernet
     pointers = {p.data_ptr() for p in supernet.parameters()}
     assert all(p.data_ptr() not in pointers for p in standalone.parameters())
@@ -404,7 +404,7 @@ def test_subnet_rows_for_the_cli():
     assert rows[0]["params"] > rows[2]["params"] > rows[1]["params"]
     assert rows[0]["macs_per_second"] > rows[2]["macs_per_second"] > rows[1]["macs_per_second"]
     # the CNN alone: sum over blocks of frames x C_out x C_in x k for one second
-    frames, length, cnn = [], 16000, 0
+    length, cnn = 16000, 0
     cin = 1
     for dim, k, s in lh.HUBERT_CONV_LAYERS:
         length = (length - k) // s + 1
@@ -483,6 +483,7 @@ def test_export_validates_and_describes_itself(bundle):
     assert manifest["inputs"][0]["shape"] == ["batch", "samples"]
     assert manifest["extra"]["lighthubert"]["subnet"] == lh.DEFAULT_SUBNETS["tiny"].to_dict()
     assert manifest["ops"]["macs"] == lh.count_macs(lh.PRESETS["tiny-supernet"].config, lh.DEFAULT_SUBNETS["tiny"], 16000)
+    assert manifest["model"]["parameters"] == lh.authors_parameter_count(lh.PRESETS["tiny-supernet"].config, lh.DEFAULT_SUBNETS["tiny"]) - 128
 
 
 def test_onnx_takes_any_length_and_tflite_its_window(bundle, seeded_supernet):
@@ -563,3 +564,12 @@ def test_sample_rate_silence_and_clipping(bundle):
     assert np.abs(loud["hidden_state_11"] - quiet["hidden_state_11"]).max() < 1e-3
     clipped = chunking.run_chunked(model, np.clip(audio * 10, -1, 1))
     assert all(np.isfinite(v).all() for v in clipped.values())
+
+
+@pytest.mark.fullsize
+@pytest.mark.parametrize("preset,name", [("small-supernet", "small"), ("small-supernet", "min"), ("base-supernet", "base")])
+def test_full_size_subnet_exports_to_both_formats(preset, name, tmp_path):
+    model = edgesdk.create_model("lighthubert", preset=preset, seed=0)
+    result = edgesdk.export(model, tmp_path / name, formats=("onnx", "tflite"), subnet=name, layers="0,6,last")
+    assert result.valid
+    assert result.manifest["model"]["parameters"] == lh.authors_parameter_count(model.config, lh.resolve_subnet(model.config, name)) - 768
