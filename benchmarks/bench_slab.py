@@ -10,7 +10,7 @@ One run, one machine, ratios measured side by side:
    attention (SLA: ReLU kernel, Q (K^T V), depthwise conv on V) against softmax attention with
    the same projections, exported and timed the same way.
 
-    python benchmarks/bench_slab.py [--preset swin-t] [--runs 30] [--threads 1]
+    python benchmarks/bench_slab.py [--preset swin-t --preset deit-t] [--runs 30] [--threads 1]
 
 Writes the table to benchmarks/results/slab.md (``--output``) and prints it.
 """
@@ -20,6 +20,7 @@ import argparse
 import collections
 import datetime
 import logging
+import os
 import platform
 import sys
 import tempfile
@@ -133,29 +134,37 @@ def bench_attention(work: Path, runs: int, warmup: int, threads: int) -> list[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="swin-t", help="SLAB preset for the fold comparison")
+    parser.add_argument("--preset", dest="presets", action="append",
+                        help="SLAB preset for the fold comparison (repeatable; default swin-t and deit-t)")
     parser.add_argument("--runs", type=int, default=30, help="timed calls per variant")
     parser.add_argument("--warmup", type=int, default=5, help="untimed calls per variant first")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads of each backend")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "slab.md")
     arguments = parser.parse_args()
+    presets = arguments.presets or ["swin-t", "deit-t"]
     logging.basicConfig(level=logging.WARNING)
+    load_before = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory(prefix="bench-slab-") as folder:
         work = Path(folder)
-        fold_lines, _ = bench_fold(arguments.preset, work, arguments.runs, arguments.warmup, arguments.threads)
+        fold_lines = []
+        for preset in presets:
+            fold_lines += bench_fold(preset, work, arguments.runs, arguments.warmup, arguments.threads)[0] + [""]
         attention_lines = bench_attention(work, arguments.runs, arguments.warmup, arguments.threads)
     header = [
         "## SLAB",
         "",
         f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()} "
-        f"{platform.processor() or platform.platform()}, by `python benchmarks/bench_slab.py --preset {arguments.preset} "
-        f"--runs {arguments.runs} --threads {arguments.threads}`. Latency: median wall clock of {arguments.runs} "
+        f"{platform.processor() or platform.platform()} ({os.cpu_count()} CPUs, load average {load_before:.1f} at the start "
+        f"and {os.getloadavg()[0]:.1f} at the end: a shared machine, so absolute times are noisy and only the "
+        f"side-by-side ratios are meant to be read), by `python benchmarks/bench_slab.py "
+        + " ".join(f"--preset {preset}" for preset in presets)
+        + f" --runs {arguments.runs} --threads {arguments.threads}`. Latency: median wall clock of {arguments.runs} "
         "calls per variant after warm-up, variants alternating call by call (measured:perf_counter). Seeded "
         "stand-in weights (no released checkpoint is available here); latency does not depend on the values.",
         "",
     ]
-    text = "\n".join(header + fold_lines + [""] + attention_lines) + "\n"
+    text = "\n".join(header + fold_lines + attention_lines) + "\n"
     arguments.output.parent.mkdir(parents=True, exist_ok=True)
     arguments.output.write_text(text)
     print(text)

@@ -493,7 +493,7 @@ def test_export_validates_on_both_formats(tiny_swin_bundle):
     model, path, result = tiny_swin_bundle
     assert result.valid
     manifest = json.loads((path / "edgesdk.json").read_text())
-    facts = manifest["extra"]["slab"] if "slab" in manifest.get("extra", {}) else manifest["extra"]
+    facts = manifest["extra"]["slab"]
     assert facts["folded"] and facts["norms_left"] == 0 and facts["norms"] == 12
     assert facts["fold_error"]["max_relative"] < 1e-4
     assert manifest["ops"]["macs"] > 0 and manifest["frontend"]["center_crop"] == 112
@@ -526,7 +526,7 @@ def test_cli_no_fold_keeps_norms_and_bad_image_size_exits_2(tmp_path):
                                   "-o", str(out)])
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "edgesdk.json").read_text())
-    facts = manifest["extra"]["slab"] if "slab" in manifest["extra"] else manifest["extra"]
+    facts = manifest["extra"]["slab"]
     assert facts["folded"] is False and facts["norms_left"] == facts["norms"] == 5
     result = runner.invoke(cli, ["export", "slab", "--preset", "tiny", "--image-size", "48", "--format", "onnx",
                                   "-o", str(tmp_path / "bad")])
