@@ -34,9 +34,9 @@ def _example_module():
 @click.command("demo")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("out/kws-demo"), show_default=True,
               help="Bundle folder to (re)write; an existing bundle there is replaced.")
-@click.option("--early-exit", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.9, show_default=True,
-              help="Decide once the running probability of one class stays at or above this.")
-@click.option("--early-exit-frames", type=click.IntRange(min=1), default=10, show_default=True,
+@click.option("--early-exit", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.98, show_default=True,
+              help="Decide once the running probability of one keyword stays at or above this.")
+@click.option("--early-exit-frames", type=click.IntRange(min=1), default=30, show_default=True,
               help="... for this many consecutive 10 ms frames.")
 @click.option("--backend", "backends", type=click.Choice(["onnxruntime", "litert"]), multiple=True,
               help="Backend(s) to stream on (default: both).")

@@ -12,7 +12,7 @@ What it does:
   when it is installed), computes the bundle's Kaldi fbank front-end frame by frame and pushes
   each frame through the stream, state carried inside it;
 * decides in windows of the model's training length (128 frames, 1.28 s): a keyword whose
-  running probability stays >= ``--early-exit`` for ``--early-exit-frames`` frames decides at
+  running probability stays >= ``--early-exit`` (0.98) for ``--early-exit-frames`` (30) frames decides at
   once, otherwise the window's last frame decides (``examples/kws/spotter.py``, the rule of
   ``edgesdk demo``); keywords are printed, then the stream is reset;
 * logs power from the Jetson's INA3221 / INA238 monitors (``edgesdk.devices.sensors``: the module
@@ -44,7 +44,13 @@ from edgesdk.runtime.audio import read_wav
 
 # The decision rule is shared with `edgesdk demo`: examples/kws/spotter.py (torch-free).
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from examples.kws.spotter import Detection, Spotter, is_filler  # noqa: E402
+from examples.kws.spotter import (  # noqa: E402
+    EARLY_EXIT_FRAMES,
+    EARLY_EXIT_PROBABILITY,
+    Detection,
+    Spotter,
+    is_filler,
+)
 
 log = logging.getLogger("kws_jetson")
 
@@ -169,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--providers", default=None,
                         help="comma-separated onnxruntime providers (default: TensorRT, CUDA, CPU as available)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads of onnxruntime")
-    parser.add_argument("--early-exit", type=float, default=0.9)
-    parser.add_argument("--early-exit-frames", type=int, default=10)
+    parser.add_argument("--early-exit", type=float, default=EARLY_EXIT_PROBABILITY)
+    parser.add_argument("--early-exit-frames", type=int, default=EARLY_EXIT_FRAMES)
     parser.add_argument("--power-log", type=Path, default=None, help="CSV of every rail's power over time")
     parser.add_argument("--power-period-ms", type=float, default=10.0)
     parser.add_argument("--sysfs-root", default="/", help="file-system root of the power monitors (tests)")

@@ -43,7 +43,8 @@ def parallel_predictions(checkpoint: Path, features: np.ndarray) -> np.ndarray:
     return np.concatenate(predictions)
 
 
-def stream_predictions(bundle: Path, waveforms: np.ndarray, early_exit_frames: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def stream_predictions(bundle: Path, waveforms: np.ndarray, early_exit_frames: int | None,
+                       early_exit: float = EARLY_EXIT_PROBABILITY) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """First decision of every clip streamed through the ONNX step: class, frame, early or not.
 
     ``early_exit_frames=None`` turns early exit off (every window runs to its last frame).
@@ -57,7 +58,7 @@ def stream_predictions(bundle: Path, waveforms: np.ndarray, early_exit_frames: i
         path = Path(folder) / "clip.wav"
         for clip in waveforms:
             write_wav(path, clip)
-            detections, _ = spot_wav(model, path, early_exit=EARLY_EXIT_PROBABILITY,
+            detections, _ = spot_wav(model, path, early_exit=early_exit,
                                      early_exit_frames=early_exit_frames or 10 ** 9)
             decided.append(label_index[detections[0].label])
             frames.append(detections[0].window_frame)
@@ -75,6 +76,10 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=CHECKPOINT)
     parser.add_argument("--bundle", type=Path, default=REPO_ROOT / "out" / "kws-eval")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--early-exit", type=float, default=EARLY_EXIT_PROBABILITY)
+    parser.add_argument("--early-exit-frames", type=int, default=EARLY_EXIT_FRAMES)
+    parser.add_argument("--early-exit-only", action="store_true",
+                        help="skip the parallel and whole-window figures (bundle already exported)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -90,17 +95,20 @@ def main() -> None:
     log.info("parallel (PyTorch, 128-frame window): %.2f %% of %d held-out clips",
              100 * figures["parallel_accuracy"], len(labels))
 
-    from .demo import export_bundle
+    if not args.early_exit_only:
+        from .demo import export_bundle
 
-    export_bundle(args.bundle, args.checkpoint)
-    begin = time.perf_counter()
-    full, _, _ = stream_predictions(args.bundle, waveforms, early_exit_frames=None)
-    figures["stream_accuracy"] = float((full == labels).mean())
-    figures["stream_agrees_with_parallel"] = float((full == parallel).mean())
-    log.info("stream (ONNX step, 10 ms hops, whole window): %.2f %% (agrees with parallel on %.2f %%; %.0f s)",
-             100 * figures["stream_accuracy"], 100 * figures["stream_agrees_with_parallel"], time.perf_counter() - begin)
-    early, frames, exited = stream_predictions(args.bundle, waveforms, early_exit_frames=EARLY_EXIT_FRAMES)
-    figures["early_exit"] = {"probability": EARLY_EXIT_PROBABILITY, "frames": EARLY_EXIT_FRAMES}
+        export_bundle(args.bundle, args.checkpoint)
+        begin = time.perf_counter()
+        full, _, _ = stream_predictions(args.bundle, waveforms, early_exit_frames=None)
+        figures["stream_accuracy"] = float((full == labels).mean())
+        figures["stream_agrees_with_parallel"] = float((full == parallel).mean())
+        log.info("stream (ONNX step, 10 ms hops, whole window): %.2f %% (agrees with parallel on %.2f %%; %.0f s)",
+                 100 * figures["stream_accuracy"], 100 * figures["stream_agrees_with_parallel"],
+                 time.perf_counter() - begin)
+    early, frames, exited = stream_predictions(args.bundle, waveforms, early_exit_frames=args.early_exit_frames,
+                                               early_exit=args.early_exit)
+    figures["early_exit"] = {"probability": args.early_exit, "frames": args.early_exit_frames}
     figures["early_exit_accuracy"] = float((early == labels).mean())
     figures["early_exit_per_class"] = per_class(early, labels)
     keyword_clips = labels < len(LABELS) - 2   # the ten keywords; fillers never exit early
@@ -111,7 +119,7 @@ def main() -> None:
     log.info("stream with early exit (a keyword at p >= %.2f for %d frames): %.2f %%; keyword clips exited early "
              "in %.0f %% of cases, deciding after %.1f frames on average (median %.0f, look-ahead included) instead "
              "of 133; filler clips that exited early on a keyword: %d",
-             EARLY_EXIT_PROBABILITY, EARLY_EXIT_FRAMES, 100 * figures["early_exit_accuracy"],
+             args.early_exit, args.early_exit_frames, 100 * figures["early_exit_accuracy"],
              100 * figures["early_exit_keyword_clips_exited"], figures["early_exit_keyword_clips_mean_frames"],
              figures["early_exit_keyword_clips_median_frames"], figures["false_early_exits_on_fillers"])
     for name, value in figures["parallel_per_class"].items():

@@ -158,19 +158,19 @@ def test_java_decider_decides_as_the_python_spotter(classes, bundle, tmp_path):
     from edgesdk.runtime.audio import read_wav
 
     from examples.kws.common import CLIPS_DIR
-    from examples.kws.spotter import spot_wav
+    from examples.kws.spotter import EARLY_EXIT_FRAMES, EARLY_EXIT_PROBABILITY, spot_wav
 
     model = edgesdk.load(bundle, backend="onnxruntime")
     early = 0
     for clip in json.loads((CLIPS_DIR / "clips.json").read_text()):
         wav = CLIPS_DIR / clip["file"]
         pcm = read_wav(wav)
-        python = spot_wav(model, wav)[0][0]
+        python = spot_wav(model, wav, EARLY_EXIT_PROBABILITY, EARLY_EXIT_FRAMES)[0][0]
         folder = tmp_path / clip["file"]
         record_python_stream(bundle, pcm, folder / "replay")
         pcm.astype("<i2").tofile(folder / "in.pcm")
         report = json.loads(java(classes, "ReplayCli", str(bundle / "edgesdk.json"), str(folder / "replay"),
-                                 str(folder / "in.pcm")))
+                                 str(folder / "in.pcm"), str(EARLY_EXIT_PROBABILITY), str(EARLY_EXIT_FRAMES)))
         # The Java replay covers the audio's own frames only (no end-of-clip padding), so it
         # decides exactly when the Python spotter exited early within them.
         if python.early_exit and python.window_frame <= report["steps"]:

@@ -62,7 +62,7 @@ def test_demo_detects_every_bundled_clip_on_both_backends(tmp_path):
     assert report["validation"]["passed"]
     assert set(report["validation"]["formats"]) == {"onnx", "tflite"}
     for fmt, facts in report["validation"]["formats"].items():
-        assert facts["passed"] and facts["steps"] >= 4 * 40, fmt
+        assert facts["passed"] and facts["steps"] >= 40 + 2 * 128, fmt  # seeded + two real clips
     assert set(report["backends"]) == {"onnxruntime", "litert"}
     expected = {c["file"]: c["label"] for c in shipped_clips()}
     for backend, facts in report["backends"].items():
@@ -77,7 +77,7 @@ def test_demo_detects_every_bundled_clip_on_both_backends(tmp_path):
             # Decided no later than the end of the 128-frame window plus the 5-frame look-ahead.
             assert 5 < row["decided_at_frame"] <= 128 + 5
             if row["early_exit"]:
-                assert row["probability"] >= 0.9
+                assert row["probability"] >= 0.98
     assert report["all_correct"]
     # The bundle stays, valid, for `edgesdk inspect` / the sample apps.
     manifest = json.loads((output / "edgesdk.json").read_text())

@@ -84,16 +84,22 @@ class MainActivity : AppCompatActivity() {
         val interpreter = Interpreter(mapModel("$BUNDLE/model.tflite"), Interpreter.Options().setNumThreads(1))
         val session = StreamingSession(manifest, LiteRtRunner(interpreter, manifest))
         val fbank = StreamingFbank(manifest.fbank())
-        val decider = KeywordDecider(manifest.labels(), manifest.lookaheadFrames(), manifest.clipFrames(), 0.9, 10)
+        val decider = KeywordDecider(manifest.labels(), manifest.lookaheadFrames(), manifest.clipFrames(), EARLY_EXIT_PROBABILITY, EARLY_EXIT_FRAMES)
         val feature = manifest.streamInputs()[0]
         val featureShape = feature.concreteShape(1)
         listening = true
+        var skip = 0
         worker = Thread {
             listen(fbank) { frame ->
+                if (skip > 0) {
+                    skip-- // the rest of a word just decided early (as examples/kws/spotter.py)
+                    return@listen
+                }
                 val outputs = session.push(mapOf(feature.name to Tensor.ofFloats(featureShape, frame)))
                 val decision = decider.update(outputs.getValue("mean_logits").floats)
                 if (decision != null) {
                     session.reset()
+                    if (decision.earlyExit) skip = REFRACTORY_FRAMES
                     if (decision.isKeyword) {
                         runOnUiThread {
                             keywordView.text = decision.label
@@ -141,6 +147,10 @@ class MainActivity : AppCompatActivity() {
         private const val BUNDLE = "kws"
         private const val SAMPLE_RATE_HZ = 16000
         private const val REQUEST_AUDIO = 1
+        private const val REFRACTORY_FRAMES = 50
+        // The rule examples/kws/tune_early_exit.py chose on the validation split (spotter.py).
+        private const val EARLY_EXIT_PROBABILITY = 0.98
+        private const val EARLY_EXIT_FRAMES = 30
     }
 }
 

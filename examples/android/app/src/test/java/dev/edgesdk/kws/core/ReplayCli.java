@@ -16,7 +16,7 @@ import java.util.Map;
  * Desktop check of the app's streaming loop against a recording of the Python runtime.
  *
  * <pre>
- *   ReplayCli edgesdk.json REPLAY_DIR IN.pcm
+ *   ReplayCli edgesdk.json REPLAY_DIR IN.pcm [THRESHOLD HOLD_FRAMES]
  * </pre>
  * REPLAY_DIR/step_T/in/NAME.f32 and REPLAY_DIR/step_T/out/NAME.f32 hold what edgesdk's Python
  * Stream fed and got at step T (float32 little-endian, shapes from the manifest). The Java side
@@ -27,8 +27,8 @@ import java.util.Map;
  */
 public final class ReplayCli {
     public static void main(String[] args) throws IOException {
-        if (args.length != 3) {
-            System.err.println("usage: ReplayCli edgesdk.json REPLAY_DIR IN.pcm");
+        if (args.length != 3 && args.length != 5) {
+            System.err.println("usage: ReplayCli edgesdk.json REPLAY_DIR IN.pcm [THRESHOLD HOLD_FRAMES]");
             System.exit(2);
         }
         Path manifestPath = Paths.get(args[0]);
@@ -76,7 +76,8 @@ public final class ReplayCli {
         }
         StreamingFbank fbank = new StreamingFbank(manifest.fbank());
         KeywordDecider decider = new KeywordDecider(manifest.labels(), manifest.lookaheadFrames(),
-                manifest.clipFrames(), 0.9, 10);
+                manifest.clipFrames(), args.length == 5 ? Double.parseDouble(args[3]) : 0.98,
+                args.length == 5 ? Integer.parseInt(args[4]) : 30);
         KeywordDecider.Decision decision = null;
         BundleManifest.TensorEntry featureEntry = manifest.streamInputs().get(0);
         int[] featureShape = featureEntry.concreteShape(1);
