@@ -484,6 +484,23 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> to
     return (probs @ v).transpose(1, 2).reshape(B, T, heads * HEAD_DIM)
 
 
+class WeightNormConv(nn.Module):
+    """The positional conv's stored parameters: weight norm (dim=2) ``weight_g`` [1, 1, K],
+    ``weight_v`` [D, D/groups, K], and ``bias`` [D]."""
+
+    def __init__(self, channels: int, kernel: int, groups: int):
+        super().__init__()
+        self.groups = groups
+        # upstream init: N(0, sqrt(4 / (K * D))), g = ||v|| per tap, zero bias
+        weight_v = torch.randn(channels, channels // groups, kernel) * math.sqrt(4.0 / (kernel * channels))
+        self.weight_v = nn.Parameter(weight_v)
+        self.weight_g = nn.Parameter(weight_v.pow(2).sum(dim=(0, 1), keepdim=True).sqrt())
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def weight(self) -> torch.Tensor:
+        return weight_norm_weight(self.weight_g, self.weight_v)
+
+
 class SupernetAttention(nn.Module):
     """Full-width q/k/v/out projections; ``forward`` slices the first ``heads`` heads."""
 
@@ -626,23 +643,6 @@ class LightHuBERTSupernet(nn.Module):
             x = self.blocks[stored](x, subnet.heads_num[compact], subnet.ffn_embed[compact])
             hidden_states.append(x)
         return tuple(hidden_states)
-
-
-class WeightNormConv(nn.Module):
-    """The positional conv's stored parameters: weight norm (dim=2) ``weight_g`` [1, 1, K],
-    ``weight_v`` [D, D/groups, K], and ``bias`` [D]."""
-
-    def __init__(self, channels: int, kernel: int, groups: int):
-        super().__init__()
-        self.groups = groups
-        # upstream init: N(0, sqrt(4 / (K * D))), g = ||v|| per tap, zero bias
-        weight_v = torch.randn(channels, channels // groups, kernel) * math.sqrt(4.0 / (kernel * channels))
-        self.weight_v = nn.Parameter(weight_v)
-        self.weight_g = nn.Parameter(weight_v.pow(2).sum(dim=(0, 1), keepdim=True).sqrt())
-        self.bias = nn.Parameter(torch.zeros(channels))
-
-    def weight(self) -> torch.Tensor:
-        return weight_norm_weight(self.weight_g, self.weight_v)
 
 
 class LightHuBERTSubnet(nn.Module):
