@@ -187,3 +187,17 @@ def test_stream_wav_early_exit_and_long_clip(stream_bundle, tmp_path):
         stream_wav(runtime, short)
     with pytest.raises(UsageError, match="22050 Hz"):
         stream_wav(runtime, write_wav(tmp_path / "r.wav", np.zeros(22050, np.int16), rate=22050))
+
+
+def test_stream_wav_with_chunked_step_decides_like_single_frames(stream_bundle, tmp_path):
+    import edgesdk
+
+    model, out = stream_bundle
+    chunked = tmp_path / "chunk3"
+    edgesdk.export(model, chunked, formats=("onnx",), mode="stream", chunk_frames=3, validation_steps=12)
+    single = stream_wav(edgesdk.load(out), FIXTURES / "no.wav")
+    triple = stream_wav(edgesdk.load(chunked), FIXTURES / "no.wav")
+    assert triple.frames_used == single.frames_used == 128
+    assert triple.frame_top == single.frame_top
+    assert np.abs(np.subtract(triple.frame_probability, single.frame_probability)).max() <= 1e-5
+    assert (triple.audio_frames + triple.padding_frames) % 3 == 0 and len(triple.latency_ms) * 3 >= 128 + 5
