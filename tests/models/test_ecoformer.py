@@ -41,6 +41,7 @@ AUTHORS_PRESETS = ["pvtv2-b0", "pvtv2-b1", "pvtv2-b2", "pvtv2-b3", "pvtv2-b4", "
 def test_presets_are_registered():
     assert set(AUTHORS_PRESETS) | {"tiny"} <= set(FAMILY.presets)
     assert FAMILY.presets["tiny"].small and not FAMILY.presets["pvtv2-b0"].small
+    assert set(FAMILY.presets) == set(AUTHORS_PRESETS) | {"tiny", "tiny-twins"}
 
 
 def test_b0_matches_the_authors_module_tree():
@@ -59,7 +60,9 @@ def test_b0_matches_the_authors_module_tree():
 
 @pytest.mark.parametrize("preset", AUTHORS_PRESETS)
 def test_authors_presets_build_with_their_state_dict_size(preset):
-    model = build(preset)
+    # built on the meta device: the same construction code, without initialising 60M weights
+    with torch.device("meta"):
+        model = ecoformer.build(FAMILY.presets[preset].config)
     keys = authors_state_dict_shapes(preset)
     assert len(model.state_dict()) == len(keys)
     assert sum(int(np.prod(s)) for s in keys.values()) == sum(t.numel() for t in model.state_dict().values())
@@ -575,16 +578,17 @@ def test_export_both_formats_against_the_faithful_model(tmp_path):
             np.testing.assert_allclose(out["logits"], logits.numpy(), atol=1e-3, rtol=0)
 
 
-def test_export_twins_onnx_without_hash_outputs(tmp_path):
+def test_export_twins_both_formats_without_hash_outputs(tmp_path):
     model = build("tiny-twins")
-    result = edgesdk.export(model, tmp_path / "twins", formats=("onnx",), mode="full", hash_outputs=False, image_size=(64, 96))
+    result = edgesdk.export(model, tmp_path / "twins", formats=("onnx", "tflite"), mode="full", hash_outputs=False, image_size=(64, 96))
     assert result.valid
-    runtime = edgesdk.load(tmp_path / "twins", backend="onnxruntime")
     x = image((64, 96), seed=12)
-    out = runtime.run({"image": x.numpy()})
-    assert set(out) == {"logits"}
     with torch.no_grad():
-        np.testing.assert_allclose(out["logits"], model(x).numpy(), atol=1e-3, rtol=0)
+        reference = model(x).numpy()
+    for backend in ("onnxruntime", "litert"):
+        out = edgesdk.load(tmp_path / "twins", backend=backend).run({"image": x.numpy()})
+        assert set(out) == {"logits"}
+        np.testing.assert_allclose(out["logits"], reference, atol=1e-3, rtol=0, err_msg=backend)
 
 
 @pytest.mark.fullsize
