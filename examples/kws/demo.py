@@ -93,6 +93,7 @@ def energy_per_audio_second(model: Any, bundle: Path) -> dict[str, Any]:
             "energy_per_audio_second_j": None if per_step is None else per_step * steps_per_second,
             "source": "edgesdk.profiler",
             "device": outcome.result["device"]["profile"],
+            "scope": energy.get("scope"),
             "warnings": energy.get("warnings", []),
         }
     from edgesdk.devices.detect import detect_device
@@ -106,6 +107,7 @@ def energy_per_audio_second(model: Any, bundle: Path) -> dict[str, Any]:
         "energy_per_step_j": per_step,
         "energy_per_audio_second_j": per_step * steps_per_second,
         "source": "manifest ops x device profile energy per op (edgesdk.profiler not installed)",
+        "scope": "arithmetic only: memory traffic, static and idle power excluded (a lower bound)",
         "device": device.profile.name,
         "warnings": [],
     }
@@ -146,7 +148,7 @@ def validation_summary(report: dict[str, Any]) -> dict[str, Any]:
         worst: dict[str, dict[str, float]] = {}
         for case in facts["cases"]:
             for name, output in case["outputs"].items():
-                entry = worst.setdefault(name, {"max_abs": 0.0, "atol": output["atol"]})
+                entry = worst.setdefault(name, {"max_abs": 0.0, "atol": output["atol"], "rtol": output["rtol"]})
                 entry["max_abs"] = max(entry["max_abs"], float(output["max_abs"]))
         formats[fmt] = {"passed": facts["passed"], "backend": facts["backend"],
                         "sequences": [case["name"] for case in facts["cases"]],
@@ -217,8 +219,10 @@ def render(result: dict[str, Any], console: Any) -> None:
                   f"(exported and validated in {result['export_s']:.0f} s)")
     for fmt, facts in result["validation"]["formats"].items():
         mark = "[green]✓[/green]" if facts["passed"] else "[red]✗[/red]"
-        errors = ", ".join(f"{name} max abs {o['max_abs']:.1e} (atol {o['atol']:.0e})" for name, o in facts["outputs"].items())
-        console.print(f"  {mark} {fmt:<6} {len(facts['sequences'])} sequences, {facts['steps']} steps vs PyTorch: {errors}")
+        errors = ", ".join(f"{name} max abs {o['max_abs']:.1e}" for name, o in facts["outputs"].items())
+        first = next(iter(facts["outputs"].values()))
+        console.print(f"  {mark} {fmt:<6} {len(facts['sequences'])} sequences, {facts['steps']} steps vs PyTorch: {errors} "
+                      f"(passes |err| <= {first['atol']:.0e} + {first['rtol']:.0e}·|ref|)")
     rule = result["early_exit"]
     console.print(f"Each clip is streamed in 10 ms hops. Early exit: a keyword at probability ≥ {rule['probability']} "
                   f"for {rule['frames']} frames decides; else the last frame of the 128-frame window does "
@@ -231,7 +235,7 @@ def render(result: dict[str, Any], console: Any) -> None:
         table.add_column("clip")
         table.add_column("detected")
         table.add_column("p", justify="right")
-        table.add_column("decided at", justify="right")
+        table.add_column("decided at / audio", justify="right")
         table.add_column("early", justify="center")
         table.add_column("µs/frame", justify="right")
         table.add_column("energy", justify="right")
@@ -249,6 +253,8 @@ def render(result: dict[str, Any], console: Any) -> None:
                       + (f" ({energy['device']})" if energy.get("device") else ""))
         for warning in energy.get("warnings", []):
             console.print(f"  note: {warning}")
+        if energy.get("scope") and energy["provenance"] == "estimated:ops":
+            console.print(f"  the estimate counts {energy['scope']}")
         console.print(f"  {facts['correct']} of {len(facts['clips'])} clips detected correctly on {backend}")
     verdict = ("every clip detected correctly on every backend" if result["all_correct"]
                else "[red]some clips were misdetected[/red]")
