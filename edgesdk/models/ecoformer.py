@@ -34,7 +34,7 @@ import copy
 import logging
 import math
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -562,6 +562,7 @@ def remap_checkpoint(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.
             remapped[new_key] = value
     if unplaced:
         raise CheckpointError(f"keys that are not part of an EcoFormer model: {', '.join(sorted(unplaced))}")
+    log.debug("remapped %d keys from the authors' layout", len(remapped))
     return remapped
 
 
