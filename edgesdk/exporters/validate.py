@@ -51,6 +51,8 @@ class Comparison:
         if self.error:
             return f"{mark} {fmt:6s} {case:22s} {self.name:24s} {self.error}"
         text = f"{mark} {fmt:6s} {case:22s} {self.name:24s} max abs {self.max_abs:.1e}  atol {self.atol:.0e}"
+        if self.rtol:
+            text += f" + rtol {self.rtol:.0e}·|ref|"
         if self.worst_step is not None:
             text += f"  (worst step {self.worst_step})"
         if self.check:

@@ -328,6 +328,7 @@ def load(
     strict_providers: bool = False,
     num_threads: int | None = None,
     verify_hashes: bool = True,
+    provider_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Model:
     """Load a bundle folder, or a lone .onnx / .tflite file.
 
@@ -340,6 +341,8 @@ def load(
             raise BackendUnavailable with ``strict_providers``.
         num_threads: intra-op threads (None: the backend's default).
         verify_hashes: check each artifact's sha256 against the manifest.
+        provider_options: onnxruntime provider name -> its options, e.g.
+            ``{"TensorrtExecutionProvider": {"trt_engine_cache_enable": True}}``.
     """
     path = Path(path)
     if not path.exists():
@@ -362,7 +365,8 @@ def load(
     for name in candidates:
         artifact = artifacts[FORMAT_OF_BACKEND[name]]
         file = bundle_dir / artifact["file"] if path.is_dir() else path
-        engine = open_backend(name, file, providers=providers, strict_providers=strict_providers, num_threads=num_threads)
+        engine = open_backend(name, file, providers=providers, strict_providers=strict_providers,
+                              num_threads=num_threads, provider_options=provider_options)
         models.append(Model(manifest, engine, artifact, bundle_dir if path.is_dir() else path, ""))
     if len(models) == 1:
         chosen = models[0]

@@ -63,14 +63,16 @@ def open_backend(
     providers: Sequence[str] | None = None,
     strict_providers: bool = False,
     num_threads: int | None = None,
+    provider_options: Mapping[str, Mapping[str, object]] | None = None,
 ) -> Backend:
-    """Open ``path`` with the named backend."""
+    """Open ``path`` with the named backend (``provider_options``: onnxruntime provider -> options)."""
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; one of: {', '.join(BACKENDS)}")
     if backend == "onnxruntime":
         from edgesdk.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(path, providers=providers, strict_providers=strict_providers, num_threads=num_threads)
+        return OnnxRuntimeBackend(path, providers=providers, strict_providers=strict_providers,
+                                  num_threads=num_threads, provider_options=provider_options)
     from edgesdk.runtime.backends.litert import LiteRTBackend
 
     return LiteRTBackend(path, num_threads=num_threads, strict_providers=strict_providers, providers=providers)

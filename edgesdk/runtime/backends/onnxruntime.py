@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -65,6 +65,7 @@ class OnnxRuntimeBackend(Backend):
         providers: Sequence[str] | None = None,
         strict_providers: bool = False,
         num_threads: int | None = None,
+        provider_options: Mapping[str, Mapping[str, Any]] | None = None,
     ):
         try:
             import onnxruntime
@@ -87,7 +88,10 @@ class OnnxRuntimeBackend(Backend):
             options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only: keep the user's terminal clean
         try:
-            self.session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=requested)
+            options_per_provider = [dict((provider_options or {}).get(p, {})) for p in requested]
+            self.session = onnxruntime.InferenceSession(
+                str(path), sess_options=options, providers=requested, provider_options=options_per_provider
+            )
         except Exception as error:  # onnxruntime raises its own unrelated types
             raise BackendUnavailable(f"onnxruntime could not load {path}: {error}") from None
         self.providers = list(self.session.get_providers())
