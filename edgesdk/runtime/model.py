@@ -115,7 +115,8 @@ class Model:
             shape[state.batch_axis] = "batch"
         return tuple(shape)
 
-    def _static_shape(self, name: str) -> list[int | str]:
+    def static_shape(self, name: str) -> list[int | str]:
+        """The artifact's own shape for input or state ``name`` (ints where fixed, str where symbolic)."""
         return self._engine.input_shapes.get(self._input_map[name], [])
 
     def example_feeds(self, seed: int = 0, batch: int | None = None) -> dict[str, np.ndarray]:
@@ -128,7 +129,7 @@ class Model:
         sample_sizes = self._sample_sizes()
         feeds = {}
         for info in self.inputs:
-            static = self._static_shape(info.name)
+            static = self.static_shape(info.name)
             shape = []
             for axis, dim in enumerate(info.shape):
                 backend_dim = static[axis] if axis < len(static) else dim
@@ -177,7 +178,7 @@ class Model:
                     f"feed {name!r} is {value.dtype}, the model takes {info.dtype} "
                     f"(convert with .astype(np.{info.dtype}))"
                 )
-            static = self._static_shape(name)
+            static = self.static_shape(name)
             if value.ndim != len(info.shape):
                 raise UsageError(f"feed {name!r} has shape {value.shape}; the model takes {_shape_text(info.shape)}")
             for axis, (size, dim) in enumerate(zip(value.shape, info.shape)):
@@ -224,7 +225,7 @@ class Model:
         if batch < 1:
             raise UsageError("batch must be at least 1")
         for state in self.state_spec:
-            size = self._static_shape(state.input)
+            size = self.static_shape(state.input)
             if size and isinstance(size[state.batch_axis], int) and size[state.batch_axis] > 0 and size[state.batch_axis] != batch:
                 raise UsageError(
                     f"this {self.format} file was exported for batch {size[state.batch_axis]}; "
