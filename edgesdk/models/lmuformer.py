@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Iterator, Mapping
 
 import numpy as np
@@ -706,6 +706,24 @@ def build(config: LMUFormerConfig) -> LMUFormer:
     return LMUFormer(config)
 
 
+def config_from_checkpoint(container: Mapping[str, Any], config: LMUFormerConfig) -> LMUFormerConfig:
+    """The preset's config, unless the checkpoint carries its own (a ``config`` dict of
+    LMUFormerConfig fields, as edgesdk-trained checkpoints do). The authors' files carry none."""
+    stored = container.get("extra", {}).get("config")
+    if stored is None:
+        return config
+    if not isinstance(stored, Mapping):
+        raise CheckpointError(f"the checkpoint's 'config' entry is a {type(stored).__name__}, not a mapping")
+    known = {f.name for f in fields(LMUFormerConfig)}
+    unknown = sorted(set(stored) - known)
+    if unknown:
+        raise CheckpointError(f"the checkpoint's config has fields LMUFormer does not know: {', '.join(unknown)}")
+    values = dict(stored)
+    if "labels" in values:
+        values["labels"] = tuple(values["labels"])
+    return replace(config, **values)
+
+
 # ----------------------------------------------------------------------------------------------
 # Checkpoint remap: the authors' DataParallel state_dicts -> edgesdk keys
 
@@ -1048,6 +1066,7 @@ FAMILY = Family(
     presets=PRESETS,
     remap_checkpoint=remap_checkpoint,
     recipe=recipe,
+    config_from_checkpoint=config_from_checkpoint,
     modes=("full", "stream"),
     description="LMUFormer / spiking LMUFormer keyword spotting on 128-bin Kaldi fbank frames",
     extra={"lookahead_frames": LOOKAHEAD_FRAMES, "frame_rate_hz": FRAME_RATE_HZ},

@@ -515,3 +515,19 @@ def test_fullsize_exports(tmp_path, preset, mode):
         for case in facts["cases"]:
             print(preset, mode, fmt, case["name"], {k: v.get("max_abs") for k, v in case["outputs"].items()},
                   case.get("vs_stream_reference", {}).get("outputs", {}).get("mean_logits", {}).get("max_abs"))
+
+
+def test_checkpoint_carrying_its_config(tmp_path):
+    config = lmu.LMUFormerConfig(embed_dim=24, num_classes=3, labels=("a", "b", "c"))
+    model = lmu.build(config).eval()
+    path = tmp_path / "own.pt"
+    fields_ = {"variant": "lmu", "embed_dim": 24, "num_classes": 3, "labels": ["a", "b", "c"]}
+    torch.save({"state_dict": model.state_dict(), "config": fields_}, path)
+    loaded = edgesdk.create_model("lmuformer", preset="tiny", checkpoint=path)
+    assert loaded.config == config
+    x = features(1, 20, seed=3)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    torch.save({"state_dict": model.state_dict(), "config": {**fields_, "colour": "red"}}, path)
+    with pytest.raises(CheckpointError, match="colour"):
+        edgesdk.create_model("lmuformer", preset="tiny", checkpoint=path)
