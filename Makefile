@@ -27,6 +27,7 @@ test-full: $(STAMP)
 
 benchmarks: $(STAMP)
 	for script in benchmarks/bench_*.py; do $(BIN)/python $$script || exit 1; done
+	$(BIN)/python benchmarks/assemble_results.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

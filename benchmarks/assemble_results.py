@@ -1,0 +1,30 @@
+"""Concatenate benchmarks/results/*.md into benchmarks/RESULTS.md (one section per script)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ORDER = ("lmuformer", "kws", "ecoformer", "slab", "lighthubert", "profiler")
+HEADER = """# Benchmark results
+
+Each section is what one script under `benchmarks/` printed in one run on the development
+machine (2 shared x86-64 cores, no GPU), with the notes written beside it. Read the ratios:
+absolute times move with the load of the shared machine. `make benchmarks` re-runs them all;
+each section lives in `benchmarks/results/<name>.md`, and this file is rebuilt from them by
+`python benchmarks/assemble_results.py`.
+"""
+
+
+def main() -> None:
+    files = sorted((HERE / "results").glob("*.md"), key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else 99, p.stem))
+    parts = [HEADER]
+    for path in files:
+        text = path.read_text().strip()
+        # Every heading goes one level down, so each script's section sits under the title.
+        lines = ["#" + line if line.startswith("#") else line for line in text.splitlines()]
+        parts.append("\n".join(lines))
+    (HERE / "RESULTS.md").write_text("\n\n".join(parts) + "\n")
+
+
+if __name__ == "__main__":
+    main()
