@@ -15,14 +15,23 @@ each section lives in `benchmarks/results/<name>.md`, and this file is rebuilt f
 """
 
 
+def _shift_heading(line: str, shift: int) -> str:
+    if not line.startswith("#"):
+        return line
+    level = len(line) - len(line.lstrip("#"))
+    return "#" * max(2, level + shift) + line[level:]
+
+
 def main() -> None:
     files = sorted((HERE / "results").glob("*.md"), key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else 99, p.stem))
     parts = [HEADER]
     for path in files:
         text = path.read_text().strip()
-        # Every heading goes one level down, so each script's section sits under the title.
-        lines = ["#" + line if line.startswith("#") else line for line in text.splitlines()]
-        parts.append("\n".join(lines))
+        # Shift headings so each section's first heading is "##", under the page title.
+        lines = text.splitlines()
+        first = next((line for line in lines if line.startswith("#")), "##")
+        shift = 2 - (len(first) - len(first.lstrip("#")))
+        parts.append("\n".join(_shift_heading(line, shift) for line in lines))
     (HERE / "RESULTS.md").write_text("\n\n".join(parts) + "\n")
 
 
