@@ -94,7 +94,9 @@ class Model:
         self.backend_choice = backend_choice
         self._output_names = [t.name for t in self.outputs] + [s.output for s in self.state_spec]
         self._backend_output_names = [self._output_map[n] for n in self._output_names]
-        self._expected = {t.name: t for t in self.inputs}
+        self._input_infos = {t.name: t for t in self.inputs}
+        self._state_inputs = {s.input for s in self.state_spec}
+        self._expected = dict(self._input_infos)
         for state in self.state_spec:
             self._expected[state.input] = TensorInfo(state.input, self._state_shape(state), state.dtype)
 
@@ -158,7 +160,8 @@ class Model:
         return sizes
 
     # ------------------------------------------------------------------ running
-    def _check(self, feeds: Mapping[str, np.ndarray], expected: Mapping[str, TensorInfo]) -> None:
+    def _check(self, feeds: Mapping[str, np.ndarray], expected: Mapping[str, TensorInfo],
+               symbols: dict[str, int] | None = None) -> None:
         unknown = [n for n in feeds if n not in expected]
         missing = [n for n in expected if n not in feeds]
         if unknown or missing:
@@ -168,7 +171,7 @@ class Model:
             if missing:
                 parts.append(f"missing feed(s) {', '.join(map(repr, missing))}")
             raise UsageError("; ".join(parts) + f"; the model takes: {', '.join(expected)}")
-        symbols: dict[str, int] = {}
+        symbols = dict(symbols or {})
         for name, info in expected.items():
             value = feeds[name]
             if not isinstance(value, np.ndarray):
@@ -255,12 +258,14 @@ class Stream:
     def push(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one step on ``feeds`` (the non-state inputs); returns the non-state outputs."""
         model = self.model
+        carried = [name for name in feeds if name in model._state_inputs]
+        if carried:
+            raise UsageError(f"{', '.join(map(repr, carried))}: state carried by the stream; do not feed it")
+        # Only the caller's feeds are checked: the state comes from the artifact's own outputs.
+        model._check(feeds, model._input_infos, symbols={"batch": self.batch})
         full = dict(feeds)
         for state in model.state_spec:
-            if state.input in full:
-                raise UsageError(f"{state.input!r} is state carried by the stream; do not feed it")
             full[state.input] = self.state[state.name]
-        model._check(full, model._expected)
         results = model._run_backend(full)
         for state in model.state_spec:
             self.state[state.name] = results.pop(state.output)
