@@ -8,7 +8,6 @@ data; anything else that needs code to unpickle is refused with a message that s
 from __future__ import annotations
 
 import argparse
-import hashlib
 import pickle
 import re
 from collections import OrderedDict
@@ -18,6 +17,7 @@ from typing import Any, Mapping
 import torch
 
 from edgesdk.errors import CheckpointError
+from edgesdk.runtime.manifest import sha256_file
 
 # Container keys that hold the weights, in the order they are looked for.
 STATE_DICT_KEYS = ("model", "state_dict", "model_state_dict", "module", "net")
@@ -41,14 +41,6 @@ _ALLOWLIST: list[Any] = [
     argparse.Namespace,
     (_DictStandIn, "yacs.config.CfgNode"),
 ]
-
-
-def sha256_of(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk_bytes), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def to_plain(value: Any) -> Any:
@@ -121,7 +113,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         extra = {k: to_plain(v) for k, v in loaded.items() if k != found}
     else:
         raise CheckpointError(f"{path} holds a {type(loaded).__name__}, not a state_dict or a dict")
-    return {"state_dict": state_dict, "sha256": sha256_of(path), "extra": extra}
+    return {"state_dict": state_dict, "sha256": sha256_file(path), "extra": extra}
 
 
 def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -403,7 +403,6 @@ def _lone_onnx_manifest(path: Path) -> dict[str, Any]:
         return manifest_from_onnx_metadata(metadata, path)
     # A foreign ONNX file: describe it from its own graph, stateless.
     from edgesdk.runtime.backends.onnxruntime import _ONNX_TYPES
-    from edgesdk.runtime.manifest import SCHEMA_VERSION, sha256_file
 
     def describe(values: Sequence[Any]) -> list[dict[str, Any]]:
         return [
@@ -411,28 +410,11 @@ def _lone_onnx_manifest(path: Path) -> dict[str, Any]:
             for v in values
         ]
 
-    inputs, outputs = describe(session.get_inputs()), describe(session.get_outputs())
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "model": {"family": "foreign", "source": path.name},
-        "inputs": inputs,
-        "outputs": outputs,
-        "state": [],
-        "artifacts": [
-            {
-                "file": path.name,
-                "format": "onnx",
-                "sha256": sha256_file(path),
-                "inputs": {t["name"]: t["name"] for t in inputs},
-                "outputs": {t["name"]: t["name"] for t in outputs},
-            }
-        ],
-    }
+    return _foreign_manifest(path, "onnx", describe(session.get_inputs()), describe(session.get_outputs()))
 
 
 def _lone_tflite_manifest(path: Path) -> dict[str, Any]:
     from edgesdk.runtime.backends.litert import LiteRTBackend
-    from edgesdk.runtime.manifest import SCHEMA_VERSION, sha256_file
 
     engine = LiteRTBackend(path)
     inputs = [{"name": n, "shape": s, "dtype": engine.input_dtypes[n]} for n, s in engine.input_shapes.items()]
@@ -441,6 +423,13 @@ def _lone_tflite_manifest(path: Path) -> dict[str, Any]:
         outputs = [{"name": n, "shape": [int(x) for x in details[n]["shape"]], "dtype": np.dtype(details[n]["dtype"]).name} for n in engine.output_names]
     else:
         outputs = [{"name": n, "shape": [], "dtype": "float32"} for n in engine.output_names]
+    return _foreign_manifest(path, "tflite", inputs, outputs)
+
+
+def _foreign_manifest(path: Path, fmt: str, inputs: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A stateless manifest for a file edgesdk did not write, named by the file's own tensors."""
+    from edgesdk.runtime.manifest import SCHEMA_VERSION, sha256_file
+
     return {
         "schema_version": SCHEMA_VERSION,
         "model": {"family": "foreign", "source": path.name},
@@ -450,7 +439,7 @@ def _lone_tflite_manifest(path: Path) -> dict[str, Any]:
         "artifacts": [
             {
                 "file": path.name,
-                "format": "tflite",
+                "format": fmt,
                 "sha256": sha256_file(path),
                 "inputs": {t["name"]: t["name"] for t in inputs},
                 "outputs": {t["name"]: t["name"] for t in outputs},
