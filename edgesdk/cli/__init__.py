@@ -54,7 +54,7 @@ class VerbGroup(click.Group):
         except EdgeSDKError as error:
             raise EdgeSDKClickError(error) from None
         except KeyboardInterrupt:
-            click.echo("Interrupted; nothing half-written was left behind.", err=True)
+            click.echo("Interrupted. (An export in progress leaves no partial bundle behind.)", err=True)
             ctx.exit(130)
 
 

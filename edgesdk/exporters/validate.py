@@ -171,7 +171,7 @@ def _stream_cases(spec: ExportSpec) -> list[tuple[str, dict[str, np.ndarray]]]:
     return cases
 
 
-def run_reference_stream(spec: ExportSpec, sequence: Mapping[str, np.ndarray], run: Callable[[dict], dict]) -> list[dict[str, np.ndarray]]:
+def run_stream(spec: ExportSpec, sequence: Mapping[str, np.ndarray], run: Callable[[dict], dict]) -> list[dict[str, np.ndarray]]:
     """Step through ``sequence`` with ``run`` (reference or artifact), carrying its own state."""
     steps = len(next(iter(sequence.values())))
     state = {s.input_name: s.initial(s.shape[s.batch_axis]) for s in spec.states}
@@ -185,7 +185,9 @@ def run_reference_stream(spec: ExportSpec, sequence: Mapping[str, np.ndarray], r
     return outputs
 
 
-def validate(spec: ExportSpec, artifacts: Mapping[str, tuple[Path, Mapping[str, Any]]]) -> tuple[dict[str, Any], list[dict[str, np.ndarray]], list[dict[str, np.ndarray]]]:
+def validate(
+    spec: ExportSpec, artifacts: Mapping[str, tuple[Path, Mapping[str, Any]]]
+) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Compare every artifact with the reference module.
 
     Args:
@@ -201,7 +203,7 @@ def validate(spec: ExportSpec, artifacts: Mapping[str, tuple[Path, Mapping[str, 
         if spec.mode == "full":
             references.append({k: v for k, v in call_module(spec, feeds).items() if k in spec.output_names})
         else:
-            references.append(run_reference_stream(spec, feeds, lambda f: call_module(spec, f)))
+            references.append(run_stream(spec, feeds, lambda f: call_module(spec, f)))
 
     lines = []
     for fmt, (path, facts) in artifacts.items():
@@ -214,7 +216,10 @@ def validate(spec: ExportSpec, artifacts: Mapping[str, tuple[Path, Mapping[str, 
                     case["skipped"] = "input shapes differ from this artifact's static shapes"
                     format_report["cases"].append(case)
                     continue
-                got = runner.run(feeds, spec.output_names)
+                got = _guarded(lambda: runner.run(feeds, spec.output_names), fmt, case, lines, case_name)
+                if got is None:
+                    format_report["cases"].append(case)
+                    continue
                 comparisons = [_compare_output(spec, n, reference[n], got[n]) for n in spec.output_names]
             else:
                 first_step = {n: feeds[n][0] for n in spec.example_inputs}
@@ -222,7 +227,11 @@ def validate(spec: ExportSpec, artifacts: Mapping[str, tuple[Path, Mapping[str, 
                     case["skipped"] = "step shapes differ from this artifact's static shapes"
                     format_report["cases"].append(case)
                     continue
-                got_steps = run_reference_stream(spec, feeds, lambda f: runner.run(f, spec.all_output_names))
+                got_steps = _guarded(lambda: run_stream(spec, feeds, lambda f: runner.run(f, spec.all_output_names)),
+                                     fmt, case, lines, case_name)
+                if got_steps is None:
+                    format_report["cases"].append(case)
+                    continue
                 case["steps"] = len(got_steps)
                 comparisons = [
                     _merge_steps(n, [_compare_output(spec, n, r[n], g[n]) for r, g in zip(reference, got_steps)])
@@ -247,7 +256,19 @@ def validate(spec: ExportSpec, artifacts: Mapping[str, tuple[Path, Mapping[str, 
         report["formats"][fmt] = format_report
     report["passed"] = all(f["passed"] for f in report["formats"].values())
     report["lines"] = lines
-    return report, _first_case_inputs(spec, cases), _first_case_outputs(spec, references)
+    return report, dict(cases[0][1]), _first_case_outputs(spec, references)
+
+
+def _guarded(run: Callable[[], Any], fmt: str, case: dict[str, Any], lines: list[str], case_name: str) -> Any:
+    """Run an artifact; a backend that raises fails the case with its message, not the export."""
+    try:
+        return run()
+    except Exception as error:  # backends raise their own unrelated types
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        case["passed"] = False
+        case["error"] = f"{fmt} backend raised: {message}"
+        lines.append(f"✗ {fmt:6s} {case_name:22s} {case['error']}")
+        return None
 
 
 def _against_stream_reference(spec, sequence, reference_steps, artifact_steps) -> dict[str, Any]:
@@ -266,11 +287,8 @@ def _against_stream_reference(spec, sequence, reference_steps, artifact_steps) -
     return result
 
 
-def _first_case_inputs(spec: ExportSpec, cases) -> dict[str, np.ndarray]:
-    return dict(cases[0][1])
-
-
 def _first_case_outputs(spec: ExportSpec, references) -> dict[str, np.ndarray]:
+    """The reference outputs of the first case (stacked by step for a stream)."""
     first = references[0]
     if spec.mode == "full":
         return dict(first)
