@@ -11,7 +11,7 @@ import numpy as np
 from rich.console import Console
 
 # Human summaries and progress go to stderr; data (--json) goes to stdout.
-human = Console(stderr=True, highlight=False)
+human = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def emit_json(data: Any) -> None:
