@@ -5,10 +5,8 @@ from the family's config dataclass with a 12-class head and a width between the 
 (32 channels) and the authors' Speech Commands model (256). The checkpoint stores this config
 next to the weights, so ``load_kws_model`` rebuilds exactly what was trained.
 
-Bridge: the lmuformer family has no ``config_from_checkpoint`` and no ``kws`` preset, so
-``edgesdk.create_model("lmuformer", preset=..., checkpoint=...)`` cannot build a 12-class model.
-``load_kws_model`` does what ``create_model`` does (build, strict load through the family's
-remap, eval, ``edgesdk_info`` for the manifest) with the config taken from the checkpoint.
+``load_kws_model`` is ``edgesdk.create_model`` with the architecture read from the checkpoint's
+``config`` entry, and the manifest's preset named ``kws``.
 """
 from __future__ import annotations
 
@@ -38,30 +36,18 @@ def config_to_container(config: Any) -> dict[str, Any]:
 
 
 def load_kws_model(checkpoint: str | Path) -> Any:
-    """Build the LMUFormer the checkpoint's ``config`` describes and load its weights strictly."""
-    from edgesdk.errors import CheckpointError
-    from edgesdk.exporters.checkpoints import load_checkpoint, load_state_dict_strict
-    from edgesdk.models.lmuformer import FAMILY, LMUFormerConfig
-    from edgesdk.models.registry import count_parameters
+    """Build the LMUFormer the checkpoint's ``config`` describes and load its weights strictly.
 
-    container = load_checkpoint(checkpoint)
-    stored = container["extra"].get("config")
-    if not isinstance(stored, dict):
+    ``create_model`` takes the architecture from the checkpoint's ``config`` (the lmuformer
+    family's ``config_from_checkpoint``); the ``tiny`` preset only supplies defaults.
+    """
+    import edgesdk
+    from edgesdk.errors import CheckpointError
+    from edgesdk.exporters.checkpoints import load_checkpoint
+
+    if not isinstance(load_checkpoint(checkpoint)["extra"].get("config"), dict):
         raise CheckpointError(f"{checkpoint} has no 'config' entry; it is not a keyword-spotter checkpoint "
                               "written by examples/kws/train.py")
-    try:
-        config = LMUFormerConfig(**{**stored, "labels": tuple(stored.get("labels", ()))})
-    except TypeError as error:
-        raise CheckpointError(f"{checkpoint}: its config does not fit LMUFormerConfig ({error})") from None
-    model = FAMILY.build(config)
-    load_state_dict_strict(model, FAMILY.remap_checkpoint(container["state_dict"]), source=str(checkpoint))
-    model.eval()
-    model.edgesdk_info = {
-        "family": FAMILY.name,
-        "preset": KWS_PRESET,
-        "config": config,
-        "parameters": count_parameters(model),
-        "checkpoint": str(checkpoint),
-        "checkpoint_sha256": container["sha256"],
-    }
+    model = edgesdk.create_model("lmuformer", preset=BASE_PRESET, checkpoint=checkpoint)
+    model.edgesdk_info["preset"] = KWS_PRESET  # the manifest names the trained configuration
     return model
