@@ -56,9 +56,11 @@ def command(family: str | None, preset: str | None, subnets: bool, sample: int |
         emit_json(listing)
         return
     table = Table(title="edgesdk model presets", show_edge=False)
+    widths = {"family": max(len(r["family"]) for r in listing), "preset": max(len(r["preset"]) for r in listing),
+              "parameters": 11, "modes": max(len(", ".join(r["modes"])) for r in listing)}
     for column, justify in (("family", "left"), ("preset", "left"), ("parameters", "right"), ("modes", "left")):
-        table.add_column(column, justify=justify, no_wrap=True)
-    table.add_column("description", overflow="ellipsis", no_wrap=True)
+        table.add_column(column, justify=justify, no_wrap=True, min_width=widths[column])
+    table.add_column("description", overflow="ellipsis", no_wrap=True, ratio=1)
     for row in listing:
         table.add_row(row["family"], row["preset"], f"{row['parameters']:,}", ", ".join(row["modes"]), row["description"])
     human.print(table)
