@@ -126,3 +126,12 @@ def test_help_lists_the_verbs(runner):
     assert result.exit_code == 0
     for verb in ("export", "run", "validate", "inspect", "models", "demo"):
         assert verb in result.output
+
+
+def test_inspect_a_lone_onnx_reads_its_metadata(runner, streaming_bundle):
+    result = runner.invoke(cli, ["inspect", str(streaming_bundle / "model.onnx"), "--json"])
+    assert result.exit_code == 0, result.output
+    facts = json.loads(result.stdout)
+    assert [s["name"] for s in facts["state"]] == ["conv_buffer", "hidden"]
+    assert facts["inputs"][0]["name"] == "features"
+    assert facts["artifacts"][0]["op_histogram"]["Conv"] == 1
