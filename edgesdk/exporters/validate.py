@@ -18,6 +18,7 @@ import numpy as np
 
 from edgesdk.exporters.spec import ExportSpec, as_numpy, call_module
 from edgesdk.runtime.backends.base import BACKEND_OF_FORMAT, open_backend
+from edgesdk.runtime.compare import elementwise_error
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +73,10 @@ def compare_arrays(name: str, reference: np.ndarray, candidate: np.ndarray, atol
         return Comparison(name, False, atol=atol, rtol=rtol, error=f"shape {candidate.shape} vs reference {reference.shape}")
     if reference.size == 0:
         return Comparison(name, True, 0.0, 0.0, atol, rtol)
-    difference = np.abs(candidate.astype(np.float64) - reference.astype(np.float64))
     if not np.isfinite(candidate).all() and np.isfinite(reference).all():
         return Comparison(name, False, atol=atol, rtol=rtol, error="non-finite values where the reference is finite")
-    passed = bool(np.all(difference <= atol + rtol * np.abs(reference.astype(np.float64))))
-    return Comparison(name, passed, float(difference.max()), float(difference.mean()), atol, rtol)
+    difference, within = elementwise_error(reference, candidate, atol, rtol)
+    return Comparison(name, bool(within.all()), float(difference.max()), float(difference.mean()), atol, rtol)
 
 
 class ArtifactRunner:

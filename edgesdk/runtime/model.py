@@ -275,18 +275,17 @@ class Stream:
 
 def stream_batch(model: Model, sequence: Mapping[str, np.ndarray]) -> int:
     """The batch of a step sequence (inputs stacked by step on axis 0)."""
-    for info in model.inputs:
-        if info.name in sequence and info.shape and info.shape[0] == "batch":
-            return int(np.shape(sequence[info.name])[1])
+    first_step = {name: array[0] for name, array in sequence.items()}
     state = model.state_spec[0]
-    return int(state.shape[state.batch_axis])
+    return _batch_of(first_step, model.inputs, default=int(state.shape[state.batch_axis]))
 
 
-def _batch_of(feeds: Mapping[str, np.ndarray], inputs: Sequence[TensorInfo]) -> int:
+def _batch_of(feeds: Mapping[str, np.ndarray], inputs: Sequence[TensorInfo], default: int = 1) -> int:
+    """The size of the first input whose axis 0 is the symbolic batch, else ``default``."""
     for info in inputs:
         if info.name in feeds and info.shape and info.shape[0] == "batch":
             return int(np.shape(feeds[info.name])[0])
-    return 1
+    return default
 
 
 def _shape_text(shape: Sequence[int | str]) -> str:

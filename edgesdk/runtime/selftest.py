@@ -14,6 +14,7 @@ import numpy as np
 
 from edgesdk.errors import BackendUnavailable, BundleError, UsageError
 from edgesdk.runtime.backends.base import BACKEND_OF_FORMAT, available_backends
+from edgesdk.runtime.compare import elementwise_error
 from edgesdk.runtime.manifest import read_manifest
 from edgesdk.runtime.model import load, stream_batch
 
@@ -72,8 +73,7 @@ def selftest(bundle: str | Path, backends: Sequence[str] | None = None) -> dict[
             if candidate.shape != reference.shape:
                 outputs[out_name] = {"passed": False, "error": f"shape {candidate.shape} vs expected {reference.shape}"}
                 continue
-            difference = np.abs(candidate.astype(np.float64) - reference.astype(np.float64))
-            within = difference <= tol_abs + tol_rel * np.abs(reference.astype(np.float64))
+            difference, within = elementwise_error(reference, candidate, tol_abs, tol_rel)
             facts: dict[str, Any] = {"max_abs": float(difference.max()) if difference.size else 0.0,
                                      "mean_abs": float(difference.mean()) if difference.size else 0.0,
                                      "atol": tol_abs, "rtol": tol_rel}
