@@ -5,6 +5,10 @@ T in (32, 128, 512) frames:
 
 * the exported one-frame step (``mode="stream"``) on onnxruntime and on LiteRT, through
   ``edgesdk.load(...).stream()`` (state carried by the runtime);
+* the same step exported with ``quantize="int8"`` (dynamic-range int8 weights) on LiteRT,
+  for the non-spiking presets (spiking ones refuse int8);
+* the fp32 floor: numpy matrix-vector products over every weight matrix of the step, once each
+  (a step must read all its weights, and at batch 1 that read is the cost);
 * the same step in PyTorch eager (``model.forward_step``, no_grad);
 * PyTorch recomputing the parallel model over the whole prefix at every frame (what a
   non-streaming deployment does to get a running decision): the cost at frame t is measured at 8
@@ -57,6 +61,18 @@ def bench_preset(preset: str, threads: int, workdir: Path) -> list[dict]:
     edgesdk.export(model, bundle, formats=("onnx", "tflite"), mode="stream")
     logging.info("%s: stream export and validation took %.0f s", preset, time.perf_counter() - started)
     runtimes = {name: edgesdk.load(bundle, backend=name, num_threads=threads) for name in BACKENDS}
+    if not model.config.spiking:
+        int8_bundle = workdir / f"{preset}-stream-int8"
+        edgesdk.export(model, int8_bundle, formats=("tflite",), mode="stream", quantize="int8")
+        runtimes["litert-int8"] = edgesdk.load(int8_bundle, backend="litert", num_threads=threads)
+    # One matrix per dense layer as the step reads it: conv kernels [out, in, k] as [in * k, out].
+    weights = [p.detach().reshape(p.shape[0], -1).T.contiguous().numpy() for p in model.parameters() if p.dim() >= 2]
+    vectors = [np.ones((1, w.shape[0]), np.float32) for w in weights]
+
+    def floor() -> None:
+        for vector, weight in zip(vectors, weights):
+            vector @ weight
+
     rng = np.random.default_rng(0)
     rows = []
     for frames in FRAMES:
@@ -64,7 +80,7 @@ def bench_preset(preset: str, threads: int, workdir: Path) -> list[dict]:
         tensor = torch.from_numpy(features)
         streams = {name: runtime.stream(batch=1) for name, runtime in runtimes.items()}
         state = model.init_state(1)
-        times: dict[str, list[float]] = {name: [] for name in (*BACKENDS, "eager")}
+        times: dict[str, list[float]] = {name: [] for name in (*runtimes, "eager", "floor")}
         with torch.no_grad():
             for t in range(frames):
                 feed = {"features": features[:, t: t + 1]}
@@ -73,6 +89,7 @@ def bench_preset(preset: str, threads: int, workdir: Path) -> list[dict]:
                 start = time.perf_counter_ns()
                 _, _, state = model.forward_step(tensor[:, t], state)
                 times["eager"].append((time.perf_counter_ns() - start) * 1e-9)
+                times["floor"].append(seconds(floor))
             points = np.unique(np.linspace(1, frames, 8).round().astype(int))
             model.forward_prefix(tensor[:, :points[0]])  # warm-up
             costs = [min(seconds(lambda: model.forward_prefix(tensor[:, :t])) for _ in range(2)) for t in points]
@@ -101,16 +118,21 @@ def table(rows: list[dict], threads: int) -> str:
         "Per-frame latency in microseconds (median over the T frames of one stream; recompute: mean over the "
         "clip of running the parallel PyTorch model on the whole prefix at each frame).",
         "",
-        "| preset | T | onnxruntime step | LiteRT step | PyTorch eager step | PyTorch recompute (mean / at frame T) "
-        "| eager / ORT | eager / LiteRT | recompute / best step |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| preset | T | onnxruntime step | LiteRT step | LiteRT int8 step | fp32 floor (numpy GEMVs) "
+        "| PyTorch eager step | PyTorch recompute (mean / at frame T) "
+        "| eager / ORT | eager / LiteRT | eager / LiteRT int8 | recompute / best fp32 step |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         best = min(r["onnxruntime"], r["litert"])
+        int8 = r.get("litert-int8")
+        int8_ratio = f"{r['eager'] / int8:.1f}x" if int8 else "-"
         lines.append(
-            f"| {r['preset']} | {r['frames']} | {us(r['onnxruntime'])} | {us(r['litert'])} | {us(r['eager'])} "
+            f"| {r['preset']} | {r['frames']} | {us(r['onnxruntime'])} | {us(r['litert'])} "
+            f"| {us(int8) if int8 else 'float only'} | {us(r['floor'])} | {us(r['eager'])} "
             f"| {us(r['recompute_mean'])} / {us(r['recompute_last'])} | {r['eager'] / r['onnxruntime']:.1f}x "
-            f"| {r['eager'] / r['litert']:.1f}x | {r['recompute_mean'] / best:.0f}x |")
+            f"| {r['eager'] / r['litert']:.1f}x | {int8_ratio} "
+            f"| {r['recompute_mean'] / best:.0f}x |")
     return "\n".join(lines) + "\n"
 
 

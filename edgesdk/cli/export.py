@@ -71,6 +71,8 @@ def _load_factory(target: str) -> Any:
 @click.option("--force", is_flag=True, help="Replace an existing bundle folder.")
 @click.option("--atol", type=float, help="Absolute tolerance of validation (default: the recipe's).")
 @click.option("--rtol", type=float, help="Relative tolerance of validation (default: the recipe's).")
+@click.option("--quantize", type=click.Choice(["int8"]), help="TFLite weights to int8 (dynamic range); validated by SQNR.")
+@click.option("--min-sqnr", type=float, help="SQNR in dB an int8 artifact must reach (default 30).")
 @click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset.")
 @click.option("--sample-inputs", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="An .npz of extra validation inputs (stream: stacked by step).")
 @click.option("--input", "inputs", multiple=True, metavar="NAME=SHAPE", help="Custom module: an input and its example shape, e.g. x=1x128x16.")
@@ -86,7 +88,7 @@ def _load_factory(target: str) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON on stdout.")
 @click.option("-v", "--verbose", "show_converter", is_flag=True, help="Show converter output (always kept in DIR/export.log).")
 @click.pass_context
-def command(ctx: click.Context, target: str, preset, checkpoint, stream, formats, output, force, atol, rtol, opset,
+def command(ctx: click.Context, target: str, preset, checkpoint, stream, formats, output, force, atol, rtol, quantize, min_sqnr, opset,
             sample_inputs, inputs, states, dynamic, chunk_frames, no_fold, subnet, layers, window_seconds, image_size,
             extra_options, as_json, show_converter) -> None:
     """Export TARGET (a family name, or package.module:factory) to a validated bundle."""
@@ -101,6 +103,11 @@ def command(ctx: click.Context, target: str, preset, checkpoint, stream, formats
             recipe_options[key] = value
     if no_fold:
         recipe_options["fold"] = False
+    if min_sqnr is not None and not quantize:
+        raise UsageError("--min-sqnr applies to an int8 export; add --quantize int8")
+    quantization = {"quantize": quantize} if quantize else {}
+    if min_sqnr is not None:
+        quantization["min_sqnr_db"] = min_sqnr
     mode = "stream" if stream or states else "full"
     custom = ":" in target
     if custom:
@@ -122,7 +129,8 @@ def command(ctx: click.Context, target: str, preset, checkpoint, stream, formats
     try:
         result = edgesdk.export(model, output, formats=formats, mode=mode, atol=atol, rtol=rtol, force=force,
                                 opset=opset, sample_inputs=sample_inputs, verbose=verbose, progress=progress,
-                                command_line=" ".join(["edgesdk"] + sys.argv[1:]), **arguments, **recipe_options)
+                                command_line=" ".join(["edgesdk"] + sys.argv[1:]), **quantization, **arguments,
+                                **recipe_options)
     except ValidationError as error:
         progress.finish()
         for line in error.report.get("lines", []):

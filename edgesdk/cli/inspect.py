@@ -64,14 +64,15 @@ def command(path: Path, as_json: bool) -> None:
     human.print(tensors)
 
     artifacts = Table(title="artifacts", show_edge=False)
-    for column in ("file", "format", "size", "converter / opset", "sha256", "valid"):
+    for column in ("file", "format", "precision", "size", "converter / opset", "sha256", "valid"):
         artifacts.add_column(column)
     for artifact in facts["artifacts"]:
         version = artifact.get("converter", "")
         if artifact.get("opset"):
             version += f", opset {artifact['opset']}"
         size = artifact.get("size_bytes")
-        artifacts.add_row(artifact["file"], artifact["format"], f"{size / 1e6:.2f} MB" if size else "?",
+        artifacts.add_row(artifact["file"], artifact["format"], artifact.get("precision", "float32"),
+                          f"{size / 1e6:.2f} MB" if size else "?",
                           version, artifact["sha256"][:12] + "…", str(artifact.get("valid", "?")))
     human.print(artifacts)
 

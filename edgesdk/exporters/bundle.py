@@ -26,9 +26,11 @@ from edgesdk import __version__
 from edgesdk.errors import UsageError, ValidationError
 from edgesdk.exporters.capture import ConverterLog
 from edgesdk.exporters.onnx import DEFAULT_OPSET, export_onnx
+from edgesdk.exporters.quantize import QUANTIZATIONS, quantize_tflite
 from edgesdk.exporters.spec import ExportSpec, StateSpec, as_numpy, call_module, tensor_spec
 from edgesdk.exporters.tflite import export_tflite
 from edgesdk.exporters.validate import validate
+from edgesdk.runtime.compare import MIN_SQNR_DB
 from edgesdk.runtime.introspect import op_histogram
 from edgesdk.runtime.manifest import MANIFEST_NAME, SCHEMA_VERSION, VALIDATION_NAME, sha256_file
 
@@ -180,6 +182,8 @@ def export(
     progress: Callable[[str], None] | None = None,
     factory: str | None = None,
     command_line: str | None = None,
+    quantize: str | None = None,
+    min_sqnr_db: float = MIN_SQNR_DB,
     **recipe_options: Any,
 ) -> ExportResult:
     """Export ``model`` to a validated bundle folder ``output``.
@@ -190,11 +194,15 @@ def export(
     (name -> shape); it then takes ``(inputs..., states...)`` and returns
     ``(outputs..., new_states...)``.
 
+    ``quantize="int8"`` writes the TFLite artifact with dynamic-range int8 weights (ONNX
+    artifacts stay float32); it is validated by SQNR, at least ``min_sqnr_db`` on every output.
+
     Raises UsageError (bad arguments, existing output without ``force``), ConversionError
     (a converter failed), ValidationError (an artifact disagrees; the bundle is kept and
     marked invalid).
     """
     formats = _check_formats(formats)
+    _check_quantize(quantize, formats)
     output = Path(output)
     if output.exists() and not force:
         raise UsageError(f"{output} already exists; choose another output or pass force=True (--force)")
@@ -217,6 +225,8 @@ def export(
         if mode == "stream" and not states:
             raise UsageError("a streaming export of a custom module needs states (name -> shape)")
         spec = spec_for_module(model, example_inputs, states, output_names, dynamic_axes)
+    if quantize and spec.quantization_refused:
+        raise UsageError(f"cannot quantize this export to {quantize}: {spec.quantization_refused}")
     if atol is not None:
         spec.atol = atol
     if rtol is not None:
@@ -231,7 +241,8 @@ def export(
     os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; a bundle is an ordinary folder
     converter_log = ConverterLog(echo=verbose)
     try:
-        manifest, report = _write_bundle(spec, model, staging, formats, opset, converter_log, say, factory, command_line)
+        manifest, report = _write_bundle(spec, model, staging, formats, opset, converter_log, say, factory, command_line,
+                                         quantize, min_sqnr_db)
         _replace(staging, output)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -256,6 +267,15 @@ def _check_formats(formats: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(formats))
 
 
+def _check_quantize(quantize: str | None, formats: Sequence[str]) -> None:
+    if quantize is None:
+        return
+    if quantize not in QUANTIZATIONS:
+        raise UsageError(f"quantize must be one of {', '.join(QUANTIZATIONS)}, not {quantize!r}")
+    if "tflite" not in formats:
+        raise UsageError(f"{quantize} quantization applies to the TFLite artifact; add tflite to the formats")
+
+
 def _replace(staging: Path, output: Path) -> None:
     """Move the finished bundle into place; an old bundle (force) is removed only after."""
     if output.exists():
@@ -267,7 +287,7 @@ def _replace(staging: Path, output: Path) -> None:
         os.replace(staging, output)
 
 
-def _write_bundle(spec, model, folder: Path, formats, opset, converter_log, say, factory, command_line):
+def _write_bundle(spec, model, folder: Path, formats, opset, converter_log, say, factory, command_line, quantize, min_sqnr_db):
     reference = call_module(spec, {n: as_numpy(v) for n, v in zip(spec.input_names, spec.example_args())})
     inputs = [tensor_spec(n, t, spec.dynamic_axes.get(n)) for n, t in spec.example_inputs.items()]
     outputs = [tensor_spec(n, reference[n], spec.dynamic_axes.get(n)) for n in spec.output_names]
@@ -305,11 +325,16 @@ def _write_bundle(spec, model, folder: Path, formats, opset, converter_log, say,
         else:
             say("converting to TFLite (litert-torch)")
             artifact_facts[fmt] = export_tflite(spec, path, converter_log)
+        artifact_facts[fmt]["precision"] = "float32"
+        if quantize and fmt == "tflite":
+            say(f"quantizing TFLite weights to {quantize} (ai-edge-quantizer)")
+            keep = {name: as_numpy(weight) for name, weight in spec.keep_float.items()}
+            artifact_facts[fmt].update(quantize_tflite(path, keep, converter_log))
 
     say("validating " + " and ".join(formats) + (f" over {spec.validation_steps} steps" if spec.mode == "stream" else ""))
     with converter_log.capture("validation (backend logs)"):
         report, sample_inputs, sample_outputs = validate(
-            spec, {fmt: (folder / ARTIFACT_FILES[fmt], facts) for fmt, facts in artifact_facts.items()}
+            spec, {fmt: (folder / ARTIFACT_FILES[fmt], facts) for fmt, facts in artifact_facts.items()}, min_sqnr_db
         )
     for line in report["lines"]:
         log.info(line)
@@ -342,6 +367,7 @@ def _write_bundle(spec, model, folder: Path, formats, opset, converter_log, say,
             "rtol": spec.rtol,
             "output_tolerances": {k: list(v) for k, v in spec.output_tolerances.items()},
             "family_checked_outputs": sorted(spec.output_checks),
+            "min_sqnr_db": min_sqnr_db if quantize else None,
             "steps": spec.validation_steps if spec.mode == "stream" else None,
             "report": VALIDATION_NAME,
         },

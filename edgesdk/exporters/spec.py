@@ -79,6 +79,9 @@ class ExportSpec:
             standard normal float32); families with index or waveform inputs override it.
         metadata: manifest sections the family contributes: "model", "streaming",
             "frontend", "ops", and anything else under "extra".
+        keep_float: int8 export only: name -> weight that must stay float32 (e.g. a recurrence
+            whose rounding error would accumulate over frames).
+        quantization_refused: why this export cannot be int8-quantized (None: it can).
     """
 
     module: torch.nn.Module
@@ -96,6 +99,8 @@ class ExportSpec:
     stream_reference: Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]] | None = None
     random_input: Callable[[str, tuple[int, ...], np.random.Generator], np.ndarray] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    keep_float: dict[str, torch.Tensor] = field(default_factory=dict)
+    quantization_refused: str | None = None
 
     def __post_init__(self) -> None:
         from edgesdk.errors import UsageError

@@ -6,6 +6,10 @@ consecutive steps, each carrying *its own* state, so drift accumulates as it wou
 device; and where the recipe gives an independent ``stream_reference`` (e.g. the
 full-sequence model), both are also compared with it. Shapes are compared before values; every
 failure is collected before anything is raised.
+
+Float artifacts must meet the element-wise tolerance at every step. An int8 artifact is judged
+by its signal-to-quantization-noise ratio over the whole case (all steps of a stream at once),
+which must reach ``min_sqnr_db``; its max abs error is still reported.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import numpy as np
 
 from edgesdk.exporters.spec import ExportSpec, as_numpy, call_module
 from edgesdk.runtime.backends.base import BACKEND_OF_FORMAT, open_backend
-from edgesdk.runtime.compare import elementwise_error
+from edgesdk.runtime.compare import MIN_SQNR_DB, elementwise_error, sqnr_db
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +43,14 @@ class Comparison:
     worst_step: int | None = None
     per_step_max_abs: list[float] | None = None
     check: dict[str, Any] | None = None
+    sqnr_db: float | None = None
+    min_sqnr_db: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         facts = {k: v for k, v in self.__dict__.items() if v is not None and k != "name"}
+        if self.sqnr_db is not None:
+            facts.pop("atol", None)
+            facts.pop("rtol", None)
         for key in ("max_abs", "mean_abs"):
             if key in facts and not np.isfinite(facts[key]):
                 facts.pop(key)
@@ -51,8 +60,12 @@ class Comparison:
         mark = "✓" if self.passed else "✗"
         if self.error:
             return f"{mark} {fmt:6s} {case:22s} {self.name:24s} {self.error}"
-        text = f"{mark} {fmt:6s} {case:22s} {self.name:24s} max abs {self.max_abs:.1e}  atol {self.atol:.0e}"
-        if self.rtol:
+        if self.sqnr_db is not None:
+            text = (f"{mark} {fmt:6s} {case:22s} {self.name:24s} SQNR {self.sqnr_db:.1f} dB, "
+                    f"needs {self.min_sqnr_db:.0f}  (max abs {self.max_abs:.1e})")
+        else:
+            text = f"{mark} {fmt:6s} {case:22s} {self.name:24s} max abs {self.max_abs:.1e}  atol {self.atol:.0e}"
+        if self.rtol and self.sqnr_db is None:
             text += f" + rtol {self.rtol:.0e}·|ref|"
         if self.worst_step is not None:
             text += f"  (worst step {self.worst_step})"
@@ -79,11 +92,24 @@ def compare_arrays(name: str, reference: np.ndarray, candidate: np.ndarray, atol
     return Comparison(name, bool(within.all()), float(difference.max()), float(difference.mean()), atol, rtol)
 
 
+def compare_quantized(name: str, reference: np.ndarray, candidate: np.ndarray, min_sqnr: float) -> Comparison:
+    """An int8 artifact's output against the float reference: SQNR over the whole array."""
+    if reference.shape != candidate.shape:
+        return Comparison(name, False, error=f"shape {candidate.shape} vs reference {reference.shape}")
+    if not np.isfinite(candidate).all() and np.isfinite(reference).all():
+        return Comparison(name, False, error="non-finite values where the reference is finite")
+    difference = np.abs(candidate.astype(np.float64) - reference.astype(np.float64))
+    ratio = sqnr_db(reference, candidate)
+    return Comparison(name, bool(ratio >= min_sqnr), float(difference.max(initial=0.0)),
+                      float(difference.mean()) if difference.size else 0.0, sqnr_db=ratio, min_sqnr_db=min_sqnr)
+
+
 class ArtifactRunner:
     """Runs one artifact with logical names (the artifact facts map them)."""
 
     def __init__(self, fmt: str, path: Path, facts: Mapping[str, Any]):
         self.format = fmt
+        self.quantized = facts.get("precision", "float32") != "float32"
         self.engine = open_backend(BACKEND_OF_FORMAT[fmt], path)
         self.input_map = facts["inputs"]
         self.output_map = facts["outputs"]
@@ -186,12 +212,13 @@ def run_stream(spec: ExportSpec, sequence: Mapping[str, np.ndarray], run: Callab
 
 
 def validate(
-    spec: ExportSpec, artifacts: Mapping[str, tuple[Path, Mapping[str, Any]]]
+    spec: ExportSpec, artifacts: Mapping[str, tuple[Path, Mapping[str, Any]]], min_sqnr: float = MIN_SQNR_DB
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Compare every artifact with the reference module.
 
     Args:
         artifacts: format -> (path, the artifact's manifest facts).
+        min_sqnr: the SQNR in dB an int8 artifact must reach on every output and case.
     Returns:
         (report for validation.json, the first case's inputs, its reference outputs): the
         case is what ``samples/`` keeps for on-device re-validation.
@@ -220,7 +247,10 @@ def validate(
                 if got is None:
                     format_report["cases"].append(case)
                     continue
-                comparisons = [_compare_output(spec, n, reference[n], got[n]) for n in spec.output_names]
+                if runner.quantized:
+                    comparisons = [_compare_quantized(spec, n, reference[n], got[n], min_sqnr) for n in spec.output_names]
+                else:
+                    comparisons = [_compare_output(spec, n, reference[n], got[n]) for n in spec.output_names]
             else:
                 first_step = {n: feeds[n][0] for n in spec.example_inputs}
                 if not runner.accepts(first_step):
@@ -233,21 +263,27 @@ def validate(
                     format_report["cases"].append(case)
                     continue
                 case["steps"] = len(got_steps)
-                comparisons = [
-                    _merge_steps(n, [_compare_output(spec, n, r[n], g[n]) for r, g in zip(reference, got_steps)])
-                    for n in spec.output_names
-                ]
+                if runner.quantized:
+                    comparisons = [_quantized_steps(spec, n, reference, got_steps, min_sqnr) for n in spec.output_names]
+                else:
+                    comparisons = [
+                        _merge_steps(n, [_compare_output(spec, n, r[n], g[n]) for r, g in zip(reference, got_steps)])
+                        for n in spec.output_names
+                    ]
                 if spec.stream_reference is not None:
-                    case["vs_stream_reference"] = _against_stream_reference(spec, feeds, reference, got_steps)
+                    case["vs_stream_reference"] = _against_stream_reference(
+                        spec, feeds, reference, got_steps, min_sqnr if runner.quantized else None)
             case["outputs"] = {c.name: c.as_dict() for c in comparisons}
             case["passed"] = all(c.passed for c in comparisons) and case.get("vs_stream_reference", {}).get("passed", True)
             lines += [c.line(fmt, case_name) for c in comparisons]
             if "vs_stream_reference" in case:
                 for name, facts in case["vs_stream_reference"]["outputs"].items():
                     mark = "✓" if facts["passed"] else "✗"
-                    lines.append(
-                        f"{mark} {fmt:6s} {case_name:22s} {name + ' vs full model':24s} max abs {facts['max_abs']:.1e}  atol {facts['atol']:.0e}"
-                    )
+                    if "sqnr_db" in facts:
+                        measure = f"SQNR {facts['sqnr_db']:.1f} dB, needs {facts['min_sqnr_db']:.0f}  (max abs {facts['max_abs']:.1e})"
+                    else:
+                        measure = f"max abs {facts['max_abs']:.1e}  atol {facts['atol']:.0e}"
+                    lines.append(f"{mark} {fmt:6s} {case_name:22s} {name + ' vs full model':24s} {measure}")
             format_report["cases"].append(case)
         ran = [c for c in format_report["cases"] if "skipped" not in c]
         format_report["passed"] = bool(ran) and all(c["passed"] for c in ran)
@@ -271,14 +307,42 @@ def _guarded(run: Callable[[], Any], fmt: str, case: dict[str, Any], lines: list
         return None
 
 
-def _against_stream_reference(spec, sequence, reference_steps, artifact_steps) -> dict[str, Any]:
-    """Both the PyTorch step and the artifact against the independent full-sequence reference."""
+def _compare_quantized(spec: ExportSpec, name: str, reference: np.ndarray, candidate: np.ndarray, min_sqnr: float) -> Comparison:
+    comparison = compare_quantized(name, reference, candidate, min_sqnr)
+    check = spec.output_checks.get(name)
+    if check is not None and comparison.error is None:
+        facts = dict(check(reference, candidate))
+        comparison.check = facts
+        comparison.passed = comparison.passed and bool(facts["passed"])
+    return comparison
+
+
+def _quantized_steps(spec: ExportSpec, name: str, reference_steps, artifact_steps, min_sqnr: float) -> Comparison:
+    """SQNR over all steps at once (early steps may be all zeros), plus the per-step max abs."""
+    reference = np.stack([step[name] for step in reference_steps])
+    candidate = np.stack([step[name] for step in artifact_steps])
+    comparison = _compare_quantized(spec, name, reference, candidate, min_sqnr)
+    if comparison.error is None:
+        maxima = np.abs(candidate.astype(np.float64) - reference).reshape(len(reference), -1).max(axis=1)
+        comparison.per_step_max_abs = [float(m) for m in maxima]
+        comparison.worst_step = int(np.argmax(maxima))
+    return comparison
+
+
+def _against_stream_reference(spec, sequence, reference_steps, artifact_steps, min_sqnr: float | None) -> dict[str, Any]:
+    """Both the PyTorch step and the artifact against the independent full-sequence reference.
+
+    ``min_sqnr`` is set for an int8 artifact, which is then judged by SQNR over all steps.
+    """
     expected = spec.stream_reference(sequence)
     result: dict[str, Any] = {"outputs": {}}
     for name, target in expected.items():
         atol, rtol = spec.tolerance(name)
-        per_step = [compare_arrays(name, target[i], step[name], atol, rtol) for i, step in enumerate(artifact_steps)]
-        merged = _merge_steps(name, per_step)
+        if min_sqnr is not None:
+            merged = compare_quantized(name, target, np.stack([step[name] for step in artifact_steps]), min_sqnr)
+        else:
+            per_step = [compare_arrays(name, target[i], step[name], atol, rtol) for i, step in enumerate(artifact_steps)]
+            merged = _merge_steps(name, per_step)
         torch_steps = [compare_arrays(name, target[i], step[name], atol, rtol) for i, step in enumerate(reference_steps)]
         facts = merged.as_dict()
         facts["pytorch_step_max_abs"] = float(max(c.max_abs for c in torch_steps)) if all(c.error is None for c in torch_steps) else None

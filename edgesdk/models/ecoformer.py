@@ -903,6 +903,8 @@ def recipe(model: EcoFormer, mode: str = "full", **options: Any) -> ExportSpec:
         atol=logits_atol,
         rtol=0.0,
         output_checks=checks,
+        # Hash codes are signs of projections; int8 rounding near zero flips bits.
+        quantization_refused="int8 activations flip hash-code bits; EcoFormer exports in float32",
         sample_inputs=[{"image": _smooth_image(config.in_channels, image_size, seed)} for seed in (1, 2)],
         metadata={
             "ops": energy_account(config, image_size),

@@ -947,6 +947,9 @@ def recipe(model: LMUFormer, mode: str, **options: Any) -> ExportSpec:
         raise UsageError(f"lmuformer exports modes full and stream, not {mode!r}")
     if options:
         raise UsageError(f"unknown lmuformer export options: {', '.join(sorted(options))}")
+    # int8: LIF thresholds turn small activation errors into flipped spikes, so spiking presets
+    # stay float; the LMU recurrence (eigenvalues next to 1) stays float in every preset.
+    refused = "int8 activations flip spikes at the LIF thresholds; spiking presets export in float32" if config.spiking else None
     sample_frames = config.train_frames if mode == "full" else max(steps * chunk, LOOKAHEAD_FRAMES + 8)
     if samples is None:
         sample_tensors = [torch.randn(1, sample_frames, mel, generator=generator)]
@@ -988,7 +991,8 @@ def recipe(model: LMUFormer, mode: str, **options: Any) -> ExportSpec:
             module=module.eval(), example_inputs={"features": example}, output_names=["logits"],
             mode="full", dynamic_axes=dynamic, atol=1e-4, rtol=1e-4,
             sample_inputs=[{"features": t.numpy()} for t in sample_tensors if t.shape[1] == frames],
-            metadata=metadata)
+            metadata=metadata, quantization_refused=refused,
+            keep_float={f"memory_kernel{i}": getattr(module, f"memory_kernel{i}") for i in range(len(model.blocks))})
 
     module = StreamStep(model, chunk).eval()
     shapes = model.state_shapes()
@@ -1017,7 +1021,9 @@ def recipe(model: LMUFormer, mode: str, **options: Any) -> ExportSpec:
         module=module, example_inputs={"features": torch.randn(1, chunk, mel, generator=generator)},
         output_names=["frame_logits", "mean_logits"], states=states, mode="stream",
         atol=1e-4, rtol=1e-4, validation_steps=steps, sample_inputs=sequences,
-        stream_reference=stream_reference, metadata=metadata)
+        stream_reference=stream_reference, metadata=metadata, quantization_refused=refused,
+        keep_float={f"blocks.{i}.attn.lmu.{m}": getattr(block.attn.lmu, m).float()
+                    for i, block in enumerate(model.blocks) for m in ("A", "B")})
 
 
 def _stream_reference(model: LMUFormer, features: np.ndarray) -> dict[str, np.ndarray]:

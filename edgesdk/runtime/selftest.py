@@ -3,7 +3,7 @@
 The bundle's ``samples/inputs.npz`` holds the inputs of the first validation case and
 ``samples/expected.npz`` the PyTorch reference outputs for them (stacked by step for a
 streaming bundle). This compares each installed backend with them, using the manifest's
-tolerances, without torch.
+tolerances, without torch: the element-wise rule for float artifacts, SQNR for int8 ones.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from edgesdk.errors import BackendUnavailable, BundleError, UsageError
 from edgesdk.runtime.backends.base import BACKEND_OF_FORMAT, available_backends
-from edgesdk.runtime.compare import elementwise_error
+from edgesdk.runtime.compare import MIN_SQNR_DB, elementwise_error, sqnr_db
 from edgesdk.runtime.manifest import read_manifest
 from edgesdk.runtime.model import load, stream_batch
 
@@ -45,6 +45,8 @@ def selftest(bundle: str | Path, backends: Sequence[str] | None = None) -> dict[
     atol, rtol = float(settings.get("atol", 1e-4)), float(settings.get("rtol", 1e-4))
     per_output = {k: tuple(v) for k, v in settings.get("output_tolerances", {}).items()}
     family_checked = set(settings.get("family_checked_outputs", []))
+    min_sqnr = float(settings.get("min_sqnr_db") or MIN_SQNR_DB)
+    precision = {BACKEND_OF_FORMAT.get(a["format"]): a.get("precision", "float32") for a in manifest["artifacts"]}
     formats = [a["format"] for a in manifest["artifacts"]]
     candidates = [BACKEND_OF_FORMAT[f] for f in formats if f in BACKEND_OF_FORMAT]
     if backends:
@@ -77,7 +79,11 @@ def selftest(bundle: str | Path, backends: Sequence[str] | None = None) -> dict[
             facts: dict[str, Any] = {"max_abs": float(difference.max()) if difference.size else 0.0,
                                      "mean_abs": float(difference.mean()) if difference.size else 0.0,
                                      "atol": tol_abs, "rtol": tol_rel}
-            if out_name in family_checked:
+            if precision.get(name, "float32") != "float32":
+                facts = {key: facts[key] for key in ("max_abs", "mean_abs")}
+                facts.update(sqnr_db=sqnr_db(reference, candidate), min_sqnr_db=min_sqnr)
+                facts["passed"] = facts["sqnr_db"] >= min_sqnr
+            elif out_name in family_checked:
                 facts["agreement"] = float(within.mean()) if within.size else 1.0
                 facts["passed"] = facts["agreement"] >= MIN_AGREEMENT
             else:
