@@ -85,6 +85,20 @@ def test_demo_detects_every_bundled_clip_on_both_backends(tmp_path):
     assert manifest["extra"]["labels"] == list(LABELS)
 
 
+def test_int8_spotter_still_detects_every_bundled_clip(tmp_path):
+    """The trained model with int8 TFLite weights, judged by what matters: the detections."""
+    import edgesdk
+    from examples.kws.demo import bundled_clips, clip_features, stream_clips
+    from examples.kws.model import load_kws_model
+
+    clips = bundled_clips()
+    exported = edgesdk.export(load_kws_model(CHECKPOINT), tmp_path / "int8", formats=("tflite",), mode="stream",
+                              quantize="int8", sample_features=clip_features([clips[0], clips[-1]]))
+    assert exported.manifest["artifacts"][0]["precision"] == "int8-dynamic"
+    rows = stream_clips(edgesdk.load(exported.path, backend="litert"), clips, early_exit=0.98, early_exit_frames=30)
+    assert {row["clip"]: row["detected"] for row in rows} == {c["file"]: c["label"] for c in shipped_clips()}
+
+
 def test_demo_refuses_to_replace_a_folder_that_is_not_a_bundle(tmp_path):
     from edgesdk.cli import cli
 
