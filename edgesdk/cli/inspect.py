@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from edgesdk.cli.common import emit_json, human
@@ -25,7 +26,7 @@ def _flatten(section: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 def _number(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return str(value)
+        return escape(str(value))
     if isinstance(value, int) or float(value).is_integer():
         return f"{int(value):,}"
     return f"{value:.4g}"
@@ -55,11 +56,11 @@ def command(path: Path, as_json: bool) -> None:
     for column in ("kind", "name", "shape", "dtype"):
         tensors.add_column(column)
     for entry in facts["inputs"]:
-        tensors.add_row("input", entry["name"], _shape(entry["shape"]), entry["dtype"])
+        tensors.add_row("input", escape(entry["name"]), _shape(entry["shape"]), entry["dtype"])
     for entry in facts["outputs"]:
-        tensors.add_row("output", entry["name"], _shape(entry["shape"]), entry["dtype"])
+        tensors.add_row("output", escape(entry["name"]), _shape(entry["shape"]), entry["dtype"])
     for entry in facts["state"]:
-        tensors.add_row("state", f"{entry['input']} → {entry['output']}", _shape(entry["shape"]),
+        tensors.add_row("state", escape(f"{entry['input']} → {entry['output']}"), _shape(entry["shape"]),
                         f"{entry['dtype']}, batch axis {entry['batch_axis']}, init {entry['init']}")
     human.print(tensors)
 
@@ -73,7 +74,7 @@ def command(path: Path, as_json: bool) -> None:
         size = artifact.get("size_bytes")
         artifacts.add_row(artifact["file"], artifact["format"], artifact.get("precision", "float32"),
                           f"{size / 1e6:.2f} MB" if size else "?",
-                          version, artifact["sha256"][:12] + "…", str(artifact.get("valid", "?")))
+                          escape(version), artifact["sha256"][:12] + "…", str(artifact.get("valid", "?")))
     human.print(artifacts)
 
     for section in ("streaming", "frontend", "ops"):
@@ -82,7 +83,7 @@ def command(path: Path, as_json: bool) -> None:
             table.add_column("key")
             table.add_column("value", justify="right")
             for key, value in _flatten(facts[section]):
-                table.add_row(key, _number(value))
+                table.add_row(escape(key), _number(value))  # keys like "W_h[m]" are not markup
             human.print(table)
 
     for artifact in facts["artifacts"]:
@@ -91,5 +92,5 @@ def command(path: Path, as_json: bool) -> None:
         table.add_column("op")
         table.add_column("count", justify="right")
         for op, count in histogram.items():
-            table.add_row(op, str(count))
+            table.add_row(escape(op), str(count))
         human.print(table)

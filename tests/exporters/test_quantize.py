@@ -136,6 +136,8 @@ def test_cli_quantize_and_min_sqnr(tmp_path):
     inspected = runner.invoke(cli, ["inspect", str(out), "--json"])
     facts = json.loads(inspected.output[inspected.output.index("{"):])
     assert [a["precision"] for a in facts["artifacts"]] == ["int8-dynamic"]
+    shown = runner.invoke(cli, ["inspect", str(out)]).output
+    assert "int8" in shown and "W_h[m]" in shown  # manifest keys are not read as rich markup
     result = runner.invoke(cli, ["export", "lmuformer", "--preset", "tiny", "--min-sqnr", "25", "-o", str(tmp_path / "y")])
     assert result.exit_code == 2 and "--quantize int8" in result.output
 
