@@ -33,6 +33,29 @@ def seeded(config, seed=0):
     return slab.build(config).eval()
 
 
+def with_random_norms(model, seed=0):
+    """``model`` with every RepBN's BN weight and bias and alpha drawn at random, its running
+    mean and variance perturbed around their current values, and every Linear and Conv2d bias
+    drawn at random: a fold that dropped any of these terms fails, whatever ``build``
+    initialises (the authors' init leaves gamma 1, beta 0, alpha 1, zero Linear biases)."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def uniform(like, low, high):
+        return low + (high - low) * torch.rand(like.shape, generator=generator, dtype=like.dtype)
+
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, slab.RepBN):
+                module.alpha.copy_(uniform(module.alpha, 0.5, 1.5))
+                module.bn.weight.copy_(uniform(module.bn.weight, 0.5, 1.5))
+                module.bn.bias.copy_(uniform(module.bn.bias, -0.2, 0.2))
+                module.bn.running_mean.add_(uniform(module.bn.running_mean, -0.3, 0.3))
+                module.bn.running_var.mul_(uniform(module.bn.running_var, 0.5, 1.5))
+            elif isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)) and module.bias is not None:
+                module.bias.copy_(uniform(module.bias, -0.05, 0.05))
+    return model
+
+
 def relative_error(expected: torch.Tensor, got: torch.Tensor) -> float:
     return float((expected - got).abs().max() / expected.abs().max())
 
@@ -233,7 +256,7 @@ def test_every_preset_builds_with_the_derived_parameter_count():
 
 @pytest.mark.parametrize("name", ["swin-t", pytest.param("deit-t", marks=pytest.mark.fullsize)])
 def test_full_size_forward_and_fold(name):
-    model = seeded(slab.PRESETS[name].config)
+    model = with_random_norms(seeded(slab.PRESETS[name].config))
     image = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         logits = model(image)
@@ -256,7 +279,7 @@ def tiny_configs():
 
 @pytest.mark.parametrize("config", tiny_configs())
 def test_fold_matches_unfolded_on_random_and_sample_images(config):
-    model = seeded(config)
+    model = with_random_norms(seeded(config))
     before = {key: value.clone() for key, value in model.state_dict().items()}
     folded = slab.fold_repbn(model)
     assert slab.count_norms(model) > 0 and slab.count_norms(folded) == 0
@@ -279,7 +302,7 @@ def test_fold_matches_unfolded_on_random_and_sample_images(config):
 def test_fold_keeps_the_alpha_times_conv_bias_term_that_upstream_drops():
     """Upstream's Swin PatchEmbed.merge_bn sets bias = gamma (b - mu) / sigma + beta; the alpha * b
     term is missing. Writing that formula into our fold must show up as an error."""
-    model = seeded(slab.PRESETS["tiny-swin"].config)
+    model = with_random_norms(seeded(slab.PRESETS["tiny-swin"].config))
     folded = slab.fold_repbn(model)
     image = torch.randn(1, 3, 112, 112)
     bn = model.patch_embed.norm.norm2.bn
@@ -454,7 +477,7 @@ def test_foreign_keys_are_named():
 def test_mid_schedule_checkpoint_folds_what_eval_computes(tmp_path, caplog):
     import edgesdk
 
-    source = seeded(slab.PRESETS["tiny"].config, seed=7)
+    source = with_random_norms(seeded(slab.PRESETS["tiny"].config, seed=7))
     for module in source.modules():
         if isinstance(module, slab.LinearNorm):
             module.iter.fill_(30000)  # lambda = 30000 / 60000
@@ -553,7 +576,7 @@ def test_wrong_image_size_and_options_are_usage_errors():
 @pytest.mark.fullsize
 @pytest.mark.parametrize("name", ["swin-t", "swin-s", "pvt-t", "cswin-t", "deit-s-prepbn", "pvt-m-prepbn"])
 def test_full_size_fold_is_exact_in_float64(name):
-    model = seeded(slab.PRESETS[name].config).double()
+    model = with_random_norms(seeded(slab.PRESETS[name].config)).double()
     image = torch.randn(1, 3, 224, 224, dtype=torch.float64)
     with torch.no_grad():
         assert relative_error(model(image), slab.fold_repbn(model)(image)) < 1e-10
