@@ -13,12 +13,15 @@ which must reach ``min_sqnr_db``; its max abs error is still reported.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
+import torch
 
 from edgesdk.exporters.spec import ExportSpec, as_numpy, call_module
 from edgesdk.runtime.backends.base import BACKEND_OF_FORMAT, open_backend
@@ -233,6 +236,7 @@ def validate(
             references.append(run_stream(spec, feeds, lambda f: call_module(spec, f)))
 
     lines = []
+    gaps: dict[int, dict[str, float] | None] = {}
     for fmt, (path, facts) in artifacts.items():
         runner = ArtifactRunner(fmt, path, facts)
         format_report: dict[str, Any] = {"backend": runner.engine.name, "providers": runner.engine.providers, "cases": []}
@@ -276,6 +280,13 @@ def validate(
             case["outputs"] = {c.name: c.as_dict() for c in comparisons}
             case["passed"] = all(c.passed for c in comparisons) and case.get("vs_stream_reference", {}).get("passed", True)
             lines += [c.line(fmt, case_name) for c in comparisons]
+            failed = [c for c in comparisons if not c.passed and c.error is None and c.sqnr_db is None]
+            if failed:
+                index = next(i for i, (name, _) in enumerate(cases) if name == case_name)
+                if index not in gaps:
+                    gaps[index] = float64_gaps(spec, feeds, reference)
+                case["pytorch_float64_gap"] = gaps[index]
+                lines += _gap_lines(fmt, case_name, failed, gaps[index])
             if "vs_stream_reference" in case:
                 for name, facts in case["vs_stream_reference"]["outputs"].items():
                     mark = "✓" if facts["passed"] else "✗"
@@ -293,6 +304,46 @@ def validate(
     report["passed"] = all(f["passed"] for f in report["formats"].values())
     report["lines"] = lines
     return report, dict(cases[0][1]), _first_case_outputs(spec, references)
+
+
+def float64_gaps(spec: ExportSpec, feeds: Mapping[str, np.ndarray], reference) -> dict[str, float] | None:
+    """PyTorch's own float32 rounding on one case: max |float32 - float64| per output.
+
+    Shown when a float artifact fails, so that an ill-conditioned model (where PyTorch itself
+    moves that much) can be told from an export that computes something else. None when the
+    module cannot run in float64.
+    """
+    def widen(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {k: v.astype(np.float64) if v.dtype == np.float32 else v for k, v in feeds.items()}
+
+    previous = torch.get_default_dtype()
+    try:
+        spec64 = dataclasses.replace(spec, module=copy.deepcopy(spec.module).double())
+        torch.set_default_dtype(torch.float64)  # tensors the module creates inside, too
+        if spec.mode == "full":
+            steps64, steps32 = [call_module(spec64, widen(feeds))], [reference]
+        else:
+            steps64 = run_stream(spec64, widen(feeds), lambda f: call_module(spec64, widen(f)))
+            steps32 = reference
+        return {name: float(max(np.abs(a[name] - b[name].astype(np.float64)).max() for a, b in zip(steps64, steps32)))
+                for name in spec.output_names}
+    except Exception as error:  # any op without a float64 kernel, any dtype clash inside
+        log.debug("float64 reference failed: %s", error)
+        return None
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def _gap_lines(fmt: str, case_name: str, failed: list[Comparison], gaps: dict[str, float] | None) -> list[str]:
+    if gaps is None:
+        return [f"  {fmt:6s} {case_name:22s} (the module does not run in float64: no rounding reference)"]
+    lines = []
+    for comparison in failed:
+        gap = gaps[comparison.name]
+        ratio = f", artifact error {comparison.max_abs / gap:.1f}x that" if gap > 0 else ""
+        lines.append(f"  {fmt:6s} {case_name:22s} {comparison.name:24s} PyTorch float32 vs float64 here: "
+                     f"max abs {gap:.1e}{ratio}")
+    return lines
 
 
 def _guarded(run: Callable[[], Any], fmt: str, case: dict[str, Any], lines: list[str], case_name: str) -> Any:

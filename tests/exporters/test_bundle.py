@@ -96,6 +96,22 @@ def test_validation_failure_keeps_files_marks_manifest_invalid_and_raises(tmp_pa
     report = json.loads((out / "validation.json").read_text())
     assert report["formats"]["onnx"]["cases"][0]["outputs"]["output"]["max_abs"] == pytest.approx(1.0)
     assert any(line.startswith("✗") for line in caught.value.report["lines"])
+    # PyTorch's own rounding is tiny here, so the failure is the export's, and the report says so.
+    assert report["formats"]["onnx"]["cases"][0]["pytorch_float64_gap"]["output"] < 1e-6
+    assert any("PyTorch float32 vs float64 here" in line for line in caught.value.report["lines"])
+
+
+def test_failure_from_rounding_alone_shows_pytorchs_own_rounding(tmp_path, stateless_bundle):
+    """With no tolerance at all, the artifact's float32 error is the size of PyTorch's own."""
+    from examples.python.tiny_models import classifier
+
+    with pytest.raises(ValidationError) as caught:
+        edgesdk.export(classifier(), tmp_path / "exact", formats=("onnx",), example_inputs={"features": (1, 40, 17)},
+                       atol=0.0, rtol=0.0)
+    case = caught.value.report["formats"]["onnx"]["cases"][0]
+    gap = case["pytorch_float64_gap"]["output"]
+    assert 0 < gap < 1e-5
+    assert 0 < case["outputs"]["output"]["max_abs"] < 20 * gap
 
 
 class DataDependent(torch.nn.Module):
