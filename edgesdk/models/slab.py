@@ -903,39 +903,76 @@ class SlabCswin(nn.Module):
 MODEL_CLASSES = {"deit": SlabDeit, "swin": SlabSwin, "pvt": SlabPvt, "cswin": SlabCswin}
 
 
+# Seeded noise images whose activations set the running statistics of a seeded model's norms.
+CALIBRATION_IMAGES = 4
+
+
 def _init_weights(model: nn.Module) -> None:
-    """Seeded stand-in weights: the authors' init (truncated normal 0.02 for linear layers),
-    plus non-trivial biases, position encodings, BatchNorm statistics and alpha, so that a
-    model built without a checkpoint exercises every term of the RepBN fold. PRepBN counters
-    are set to the end of the schedule (lambda = 0), as in a finished training run."""
+    """The authors' initialisation, the same in all four families (``_init_weights`` and
+    ``init_weights`` of classification/models/{slab_deit, deit, slab_swin, swin_transformer,
+    slab_pvt, slab_cswin}.py at f58db00): every Linear truncated-normal(std 0.02) with zero
+    bias; DeiT's and PVT's position embeddings, DeiT's class token and Swin's relative-position
+    bias table truncated-normal(std 0.02); everything else as constructed, i.e. convolutions
+    at PyTorch's default, SLA positional encodings and CSwin's ``scale`` at 0, LayerNorm and
+    BatchNorm at weight 1 / bias 0 / running mean 0 / running var 1, RepBN alpha at 1.
+    (Only slab_pvt_v2.py, which edgesdk does not build, gives convolutions normal(0,
+    sqrt(2 / fan_out)).) PRepBN counters are set to the end of the schedule (lambda = 0), as
+    in a finished training run."""
     for module in model.modules():
         if isinstance(module, nn.Linear):
             # timm's trunc_normal_(std=0.02) cuts at +-2 (absolute), i.e. a plain normal here.
             nn.init.normal_(module.weight, std=0.02)
             if module.bias is not None:
-                nn.init.normal_(module.bias, std=0.02)
-        elif isinstance(module, nn.Conv2d) and module.bias is not None:
-            nn.init.normal_(module.bias, std=0.05)
-        elif isinstance(module, RepBN):
-            module.alpha.data.uniform_(0.5, 1.5)
-            module.bn.weight.data.uniform_(0.5, 1.5)
-            module.bn.bias.data.normal_(0.0, 0.1)
-            module.bn.running_mean.normal_(0.0, 0.2)
-            module.bn.running_var.uniform_(0.5, 2.0)
+                nn.init.zeros_(module.bias)
         elif isinstance(module, LinearNorm):
-            # A stand-in for a finished training run: the schedule has reached lambda = 0.
             module.iter.zero_()
         elif isinstance(module, WindowAttention):
             nn.init.normal_(module.relative_position_bias_table, std=0.02)
     for name, parameter in model.named_parameters():
-        if name.endswith(("positional_encoding", "pos_embed", "cls_token")) or re.search(r"pos_embed\d$", name):
+        if name.endswith(("pos_embed", "cls_token")) or re.search(r"pos_embed\d$", name):
             nn.init.normal_(parameter, std=0.02)
 
 
+def recalibrate_repbn(model: nn.Module, images: torch.Tensor) -> None:
+    """Set every RepBN's running mean and variance to the statistics of its input on ``images``.
+
+    This is the authors' closing step (``update_model`` in classification/main.py): the model
+    in eval mode except its BatchNorms, which see the batch in training mode; no gradients.
+    Here the statistics are the plain average over ``images`` (one batch, (B, 3, S, S)), not
+    a momentum average. Weights, BatchNorm affine and alpha are left as they are.
+    """
+    norms = [module for module in model.modules() if isinstance(module, nn.BatchNorm1d)]
+    momenta = [norm.momentum for norm in norms]
+    was_training = model.training
+    model.eval()
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average: after one batch, exactly its statistics
+        norm.train()
+    with torch.no_grad():
+        model(images)
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    model.train(was_training)
+
+
 def build(config: SlabConfig) -> nn.Module:
-    """A SLAB model for ``config`` with seeded stand-in weights (see ``_init_weights``)."""
+    """A SLAB model for ``config`` with seeded stand-in weights: the authors' initialisation,
+    then their BatchNorm recalibration on seeded noise images.
+
+    The recalibration is what conditions the stand-in like a trained network. At init every
+    RepBN holds running mean 0 and variance 1, so in eval it is the fixed map
+    x / sqrt(1 + eps) + alpha x ~ 2x, not a normaliser: the residual stream grows block by
+    block, and in deep softmax stacks (SLAB-Swin-S stage 3, PVT-M) attention logits spread
+    over thousands, where float32 rounding flips the softmax. With the statistics of its own
+    input each RepBN centres and scales it as in a trained network. A checkpoint, when
+    loaded, replaces all of it.
+    """
     model = MODEL_CLASSES[config.architecture](config)
+    # Follows the authors' init and BN recalibration, so seeded models are conditioned like theirs.
     _init_weights(model)
+    side = config.image_size
+    recalibrate_repbn(model, torch.randn(CALIBRATION_IMAGES, config.in_channels, side, side))
     return model
 
 
