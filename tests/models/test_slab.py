@@ -641,7 +641,8 @@ def test_full_size_seeded_models_are_well_conditioned(name):
 
 
 @pytest.mark.fullsize
-@pytest.mark.parametrize("preset", ["deit-t", "swin-t", "pvt-t", "cswin-t", "swin-t-prepbn", "deit-t-prepbn"])
+@pytest.mark.parametrize("preset", ["deit-t", "swin-t", "swin-s", "pvt-t", "cswin-t", "swin-t-prepbn", "deit-t-prepbn",
+                                    "pvt-m-prepbn"])
 def test_full_size_export_validates(tmp_path, preset):
     import edgesdk
 
