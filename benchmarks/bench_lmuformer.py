@@ -66,7 +66,9 @@ def bench_preset(preset: str, threads: int, workdir: Path) -> list[dict]:
         edgesdk.export(model, int8_bundle, formats=("tflite",), mode="stream", quantize="int8")
         runtimes["litert-int8"] = edgesdk.load(int8_bundle, backend="litert", num_threads=threads)
     # One matrix per dense layer as the step reads it: conv kernels [out, in, k] as [in * k, out].
-    weights = [p.detach().reshape(p.shape[0], -1).T.contiguous().numpy() for p in model.parameters() if p.dim() >= 2]
+    # The LMU's A is a buffer, not a parameter, but the step reads it too (its H is not read).
+    matrices = [p for p in model.parameters() if p.dim() >= 2] + [block.attn.lmu.A.float() for block in model.blocks]
+    weights = [m.detach().reshape(m.shape[0], -1).T.contiguous().numpy() for m in matrices]
     vectors = [np.ones((1, w.shape[0]), np.float32) for w in weights]
 
     def floor() -> None:
