@@ -240,7 +240,7 @@ def validate(
     for fmt, (path, facts) in artifacts.items():
         runner = ArtifactRunner(fmt, path, facts)
         format_report: dict[str, Any] = {"backend": runner.engine.name, "providers": runner.engine.providers, "cases": []}
-        for (case_name, feeds), reference in zip(cases, references):
+        for index, ((case_name, feeds), reference) in enumerate(zip(cases, references)):
             case: dict[str, Any] = {"name": case_name, "outputs": {}}
             if spec.mode == "full":
                 if not runner.accepts(feeds):
@@ -282,7 +282,6 @@ def validate(
             lines += [c.line(fmt, case_name) for c in comparisons]
             failed = [c for c in comparisons if not c.passed and c.error is None and c.sqnr_db is None]
             if failed:
-                index = next(i for i, (name, _) in enumerate(cases) if name == case_name)
                 if index not in gaps:
                     gaps[index] = float64_gaps(spec, feeds, reference)
                 case["pytorch_float64_gap"] = gaps[index]
