@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -66,13 +67,18 @@ class LiteRTBackend(Backend):
             self.output_names = list(self._output_index)
         self.providers = [f"{DEFAULT_DELEGATE} (CPU, {self.package})"]
         self.fallback = []
+        # A LiteRT interpreter owns one set of input/output buffers: two threads calling it at
+        # once overwrite each other's tensors and get each other's outputs. One lock per
+        # interpreter makes a shared Model safe; benchmarks/bench_threads.py measures its cost.
+        self._lock = threading.Lock()
 
     def run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str]) -> list[np.ndarray]:
-        if self.runner is not None:
-            results = self.runner(**feeds)
-            # The runner returns views into interpreter buffers: copy before the next call.
-            return [np.array(results[name]) for name in output_names]
-        for name, value in feeds.items():
-            self.interpreter.set_tensor(self._input_index[name], value)
-        self.interpreter.invoke()
-        return [np.array(self.interpreter.get_tensor(self._output_index[name])) for name in output_names]
+        with self._lock:
+            if self.runner is not None:
+                results = self.runner(**feeds)
+                # The runner returns views into interpreter buffers: copy before releasing them.
+                return [np.array(results[name]) for name in output_names]
+            for name, value in feeds.items():
+                self.interpreter.set_tensor(self._input_index[name], value)
+            self.interpreter.invoke()
+            return [np.array(self.interpreter.get_tensor(self._output_index[name])) for name in output_names]
