@@ -96,8 +96,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"({reason}). Re-save its state_dict with torch.save(model.state_dict(), ...), "
             f"or ask for the class to be allowlisted if it is plain configuration data."
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {error}") from None
+    except Exception as error:  # torch.load meets garbage with KeyError, TypeError, struct.error, ...
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint ({type(error).__name__}: {first_line})") from None
 
     if _is_state_dict(loaded):
         state_dict, extra = dict(loaded), {}

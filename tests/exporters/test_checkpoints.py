@@ -103,3 +103,29 @@ def test_strict_loading_names_missing_unexpected_and_misshapen_keys():
 def test_strip_prefix_only_when_every_key_has_it():
     assert list(strip_prefix({"module.a": 1, "module.b": 2}, "module.")) == ["a", "b"]
     assert list(strip_prefix({"module.a": 1, "b": 2}, "module.")) == ["module.a", "b"]
+
+
+class ConfigObject:
+    """A class of the user's own, as a training script pickles it beside the weights."""
+
+    def __init__(self):
+        self.depth = 4
+
+
+def test_refusal_is_edgesdks_sentence_not_torchs_advice_to_disable_safety(tmp_path):
+    path = tmp_path / "custom.pth"
+    torch.save({"model": _weights(), "config": ConfigObject()}, path)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    message = str(caught.value)
+    assert "needs arbitrary code to unpickle" in message
+    assert "ConfigObject" in message
+    assert "weights_only=False" not in message
+
+
+def test_a_text_file_as_checkpoint_is_a_usage_error(tmp_path):
+    path = tmp_path / "notes.pth"
+    path.write_text("hello, this is no checkpoint\n")
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint") as caught:
+        load_checkpoint(path)
+    assert caught.value.exit_code == 2
