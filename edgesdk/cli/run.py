@@ -10,12 +10,18 @@ from edgesdk.cli.common import emit_json, human, summarize_array
 from edgesdk.errors import UsageError
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path) as data:
-            return {k: data[k] for k in data.files}
-    except (ValueError, OSError) as error:
-        raise UsageError(f"{path} is not a readable .npz file: {error}") from None
+def _read_inputs(path: Path) -> dict[str, np.ndarray]:
+    from edgesdk.runtime.manifest import read_npz
+
+    feeds = read_npz(path)
+    if not feeds:
+        raise UsageError(f"{path} holds no arrays; it needs one array per model input, named as the model names them")
+    return feeds
+
+
+def _npz_path(output: Path) -> Path:
+    """numpy.savez adds .npz to a name without it: say the name it will really write."""
+    return output if output.suffix == ".npz" else output.with_name(output.name + ".npz")
 
 
 @click.command("run")
@@ -30,7 +36,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 @click.option("--strict-providers", is_flag=True, help="Fail (exit 5) instead of falling back to another provider.")
 @click.option("--early-exit", type=float, help="--wav: stop once the top class holds probability >= P ...")
 @click.option("--early-exit-frames", type=int, default=10, show_default=True, help="... for this many frames.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Save the outputs to this .npz.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Save the outputs to this .npz (with --wav: per-frame top class, probability, latency).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 def command(bundle, inputs_path, wav, stream, backend, providers, strict_providers, early_exit, early_exit_frames,
             output, as_json) -> None:
@@ -40,12 +46,17 @@ def command(bundle, inputs_path, wav, stream, backend, providers, strict_provide
 
     if (inputs_path is None) == (wav is None):
         raise UsageError("give exactly one of --inputs F.npz or --wav F.wav")
+    for option, given in (("--inputs", inputs_path), ("--wav", wav)):
+        if given is not None and not given.is_file():
+            raise UsageError(f"{option} {given} is not a regular file (a device, pipe or folder)")
+    if output is not None and not output.absolute().parent.is_dir():
+        raise UsageError(f"-o {output}: the folder {output.absolute().parent} does not exist")
     model = load(bundle, backend=backend, providers=providers or None, strict_providers=strict_providers)
     human.print(f"backend {model.backend} ({', '.join(model.providers)}); {model.backend_choice}", markup=False)
     if wav is not None:
-        _run_wav(model, wav, early_exit, early_exit_frames, as_json)
+        _run_wav(model, wav, early_exit, early_exit_frames, as_json, output)
         return
-    feeds = _read_npz(inputs_path)
+    feeds = _read_inputs(inputs_path)
     if stream:
         if not model.is_streaming:
             raise UsageError(f"{bundle} is not a streaming bundle; drop --stream")
@@ -53,12 +64,15 @@ def command(bundle, inputs_path, wav, stream, backend, providers, strict_provide
         if len(set(lengths.values())) != 1:
             raise UsageError(f"with --stream every input is stacked by step; step counts differ: {lengths}")
         steps = next(iter(lengths.values()))
+        if steps == 0:
+            raise UsageError(f"{inputs_path}: with --stream the inputs hold zero steps; stack at least one on axis 0")
         session = model.stream(batch=stream_batch(model, feeds))
         results = [session.push({name: array[i] for name, array in feeds.items()}) for i in range(steps)]
         outputs = {name: np.stack([r[name] for r in results]) for name in results[0]}
     else:
         outputs = model.run(feeds)
     if output is not None:
+        output = _npz_path(output)
         np.savez(output, **outputs)
         human.print(f"wrote {output}", markup=False)
     summary = {"backend": model.backend, "providers": model.providers,
@@ -73,10 +87,17 @@ def command(bundle, inputs_path, wav, stream, backend, providers, strict_provide
         human.print(text, markup=False)
 
 
-def _run_wav(model, wav: Path, early_exit, early_exit_frames: int, as_json: bool) -> None:
+def _run_wav(model, wav: Path, early_exit, early_exit_frames: int, as_json: bool, output: Path | None) -> None:
     from edgesdk.runtime.audio import stream_wav
 
     result = stream_wav(model, wav, early_exit=early_exit, early_exit_frames=early_exit_frames)
+    if output is not None:
+        output = _npz_path(output)
+        np.savez(output, frame_top=np.asarray(result.frame_top, dtype=np.int64),
+                 frame_probability=np.asarray(result.frame_probability, dtype=np.float32),
+                 latency_ms=np.asarray(result.latency_ms, dtype=np.float64),
+                 decided_class=np.int64(result.decided_class))
+        human.print(f"wrote {output}", markup=False)
     if as_json:
         emit_json(result.as_dict())
         return

@@ -23,6 +23,7 @@ features); an empty file or a clip shorter than one 25 ms analysis window is ref
 from __future__ import annotations
 
 import logging
+import stat
 import struct
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -46,16 +47,33 @@ _WAVE_FORMAT_EXTENSIBLE = 0xFFFE
 # WAV reading
 
 
+# The most read_wav takes into memory at once: 256 MiB of 16-bit PCM, ~140 min at 16 kHz.
+MAX_WAV_BYTES = 256 << 20
+
+
 def read_wav(path: str | Path, sample_rate_hz: int = 16000) -> np.ndarray:
     """Read a 16-bit PCM mono WAV at ``sample_rate_hz``; returns int16 samples [n].
 
     Raises UsageError, with the reason and a fix, for: a missing or non-RIFF file, a float or
     compressed encoding, a sample width other than 16 bits, more than one channel, another sample
-    rate, or no samples at all.
+    rate, no samples at all, a path that is not a regular file (``/dev/zero``, a pipe), or a
+    file larger than ``MAX_WAV_BYTES``.
     """
     path = Path(path)
     try:
-        data = path.read_bytes()
+        status = path.stat()
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error.strerror}") from None
+    if not stat.S_ISREG(status.st_mode):
+        raise UsageError(f"{path} is not a regular file (a device, pipe or folder); give a WAV file")
+    if status.st_size > MAX_WAV_BYTES:
+        raise UsageError(
+            f"{path} is {status.st_size / 2**20:.0f} MiB; edgesdk reads WAV files of at most "
+            f"{MAX_WAV_BYTES >> 20} MiB (about {MAX_WAV_BYTES // 32000 // 60} minutes of 16 kHz audio) "
+            f"into memory at once: split it first, e.g. `sox {path.name} part.wav trim 0 600 : newfile : restart`")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_WAV_BYTES + 1)
     except OSError as error:
         raise UsageError(f"cannot read {path}: {error.strerror}") from None
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":

@@ -7,14 +7,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
-from typing import Any, Mapping
+import math
+import zipfile
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any, Mapping, Sequence
+
+import numpy as np
 
 from edgesdk.errors import BundleError
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "edgesdk.json"
 VALIDATION_NAME = "validation.json"
+# A manifest is a few kB; anything near this is not one.
+MAX_MANIFEST_BYTES = 16 << 20
 REQUIRED_KEYS = ("schema_version", "model", "artifacts", "inputs", "outputs", "state")
 # Keys a lone ONNX file carries in metadata_props (as JSON, prefixed with "edgesdk.").
 ONNX_METADATA_KEYS = ("schema_version", "model", "mode", "inputs", "outputs", "state", "streaming", "frontend", "ops", "extra")
@@ -28,27 +34,152 @@ def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def check_manifest(manifest: Mapping[str, Any], source: str) -> None:
-    """Raise BundleError naming the first problem: a missing key or a newer schema."""
+# The dtypes a manifest may name: what the backends feed and return.
+DTYPES = frozenset({"float32", "float16", "float64", "bfloat16", "int8", "uint8", "int16", "uint16",
+                    "int32", "uint32", "int64", "uint64", "bool"})
+FORMATS = frozenset({"onnx", "tflite"})
+# Sections that are optional, but must be objects when present.
+OPTIONAL_SECTIONS = ("streaming", "frontend", "ops", "validation", "provenance", "extra")
+
+
+class _Checker:
+    """Checks one manifest and raises BundleError naming the field: ``artifacts[0].file: ...``."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, field: str, problem: str) -> None:
+        raise BundleError(f"{self.source}: {field} {problem}")
+
+    def object(self, value: Any, field: str) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            self.fail(field, f"must be an object, not {_json_kind(value)}")
+        return value
+
+    def array(self, value: Any, field: str) -> Sequence[Any]:
+        if not isinstance(value, list):
+            self.fail(field, f"must be a list, not {_json_kind(value)}")
+        return value
+
+    def text(self, value: Any, field: str) -> str:
+        if not isinstance(value, str) or not value:
+            self.fail(field, f"must be a non-empty string, not {_json_kind(value)}")
+        return value
+
+    def integer(self, value: Any, field: str, minimum: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(field, f"must be an integer, not {_json_kind(value)}")
+        if minimum is not None and value < minimum:
+            self.fail(field, f"must be at least {minimum}, not {value}")
+        return value
+
+    def dtype(self, value: Any, field: str) -> str:
+        if value not in DTYPES:
+            self.fail(field, f"is {value!r}, not a known dtype ({', '.join(sorted(DTYPES))})")
+        return value
+
+    def keys(self, entry: Mapping[str, Any], field: str, names: Sequence[str]) -> None:
+        for name in names:
+            if name not in entry:
+                self.fail(field, f"has no {name!r} key")
+
+    def shape(self, value: Any, field: str, symbolic: bool) -> None:
+        for axis, dim in enumerate(self.array(value, field)):
+            if symbolic and isinstance(dim, str) and dim:
+                continue
+            self.integer(dim, f"{field}[{axis}]", minimum=0)
+
+    def tensors(self, value: Any, field: str) -> None:
+        for index, entry in enumerate(self.array(value, field)):
+            where = f"{field}[{index}]"
+            entry = self.object(entry, where)
+            self.keys(entry, where, ("name", "shape", "dtype"))
+            self.text(entry["name"], f"{where}.name")
+            self.shape(entry["shape"], f"{where}.shape", symbolic=True)
+            self.dtype(entry["dtype"], f"{where}.dtype")
+
+    def state(self, value: Any, field: str) -> None:
+        for index, entry in enumerate(self.array(value, field)):
+            where = f"{field}[{index}]"
+            entry = self.object(entry, where)
+            self.keys(entry, where, ("name", "input", "output", "shape", "dtype", "batch_axis", "init"))
+            for key in ("name", "input", "output"):
+                self.text(entry[key], f"{where}.{key}")
+            self.shape(entry["shape"], f"{where}.shape", symbolic=False)
+            self.dtype(entry["dtype"], f"{where}.dtype")
+            rank = len(entry["shape"])
+            axis = self.integer(entry["batch_axis"], f"{where}.batch_axis", minimum=0)
+            if axis >= rank:
+                self.fail(f"{where}.batch_axis", f"is {axis}, but the state has only {rank} axes")
+            init = entry["init"]
+            if isinstance(init, bool) or not isinstance(init, (int, float)) or not math.isfinite(init):
+                self.fail(f"{where}.init", f"must be a finite number, not {init!r}")
+
+    def artifacts(self, value: Any, field: str) -> None:
+        if not self.array(value, field):
+            self.fail(field, "is empty: the bundle lists no artifact")
+        for index, entry in enumerate(value):
+            where = f"{field}[{index}]"
+            entry = self.object(entry, where)
+            self.keys(entry, where, ("file", "format", "sha256", "inputs", "outputs"))
+            check_relative_path(self.text(entry["file"], f"{where}.file"), f"{self.source}: {where}.file")
+            if entry["format"] not in FORMATS:
+                self.fail(f"{where}.format", f"is {entry['format']!r}; edgesdk knows {', '.join(sorted(FORMATS))}")
+            digest = self.text(entry["sha256"], f"{where}.sha256")
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                self.fail(f"{where}.sha256", "must be 64 lowercase hex digits")
+            for key in ("inputs", "outputs"):
+                names = self.object(entry[key], f"{where}.{key}")
+                for logical, own in names.items():
+                    self.text(own, f"{where}.{key}.{logical}")
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: f"the string {value!r}",
+            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def check_relative_path(relative: str, field: str) -> None:
+    """Refuse a path that could leave its bundle: absolute, or with a ``..`` part."""
+    pure = PurePosixPath(relative.replace("\\", "/"))
+    if pure.is_absolute() or PureWindowsPath(relative).drive or ".." in pure.parts:
+        raise BundleError(f"{field} is {relative!r}: a bundle's files must lie inside its folder (no '..', no absolute path)")
+
+
+def inside_bundle(bundle: str | Path, relative: str, field: str) -> Path:
+    """``bundle/relative``, refused when it (or a symlink on the way) resolves outside ``bundle``."""
+    check_relative_path(relative, field)
+    root = Path(bundle).resolve()
+    path = Path(bundle) / relative
+    resolved = path.resolve()
+    if resolved != root and root not in resolved.parents:
+        raise BundleError(f"{field} {relative!r} resolves to {resolved}, outside the bundle {root} (a symlink?)")
+    return path
+
+
+def check_manifest(manifest: Any, source: str) -> None:
+    """Check every field the runtime reads; raise BundleError naming the first bad one."""
+    checker = _Checker(source)
+    manifest = checker.object(manifest, "the manifest")
     for key in REQUIRED_KEYS:
         if key not in manifest:
             raise BundleError(f"{source}: manifest has no {key!r} key")
-    version = manifest["schema_version"]
-    if not isinstance(version, int):
-        raise BundleError(f"{source}: schema_version must be an integer, not {version!r}")
+    version = checker.integer(manifest["schema_version"], "schema_version")
     if version > SCHEMA_VERSION:
         raise BundleError(
             f"{source}: manifest schema {version} is newer than this edgesdk understands "
             f"({SCHEMA_VERSION}); upgrade edgesdk to load it"
         )
-    for index, artifact in enumerate(manifest["artifacts"]):
-        for key in ("file", "format", "sha256", "inputs", "outputs"):
-            if key not in artifact:
-                raise BundleError(f"{source}: artifacts[{index}] has no {key!r} key")
-    for index, state in enumerate(manifest["state"]):
-        for key in ("name", "input", "output", "shape", "dtype", "batch_axis", "init"):
-            if key not in state:
-                raise BundleError(f"{source}: state[{index}] has no {key!r} key")
+    checker.object(manifest["model"], "model")
+    checker.artifacts(manifest["artifacts"], "artifacts")
+    checker.tensors(manifest["inputs"], "inputs")
+    checker.tensors(manifest["outputs"], "outputs")
+    checker.state(manifest["state"], "state")
+    for key in OPTIONAL_SECTIONS:
+        if key in manifest:
+            checker.object(manifest[key], key)
 
 
 def read_manifest(bundle: str | Path, verify_hashes: bool = True) -> dict[str, Any]:
@@ -57,14 +188,19 @@ def read_manifest(bundle: str | Path, verify_hashes: bool = True) -> dict[str, A
     path = bundle / MANIFEST_NAME
     if not path.is_file():
         raise BundleError(f"{bundle} is not an edgesdk bundle: {MANIFEST_NAME} is missing")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{path} is {path.stat().st_size} bytes; a manifest is at most {MAX_MANIFEST_BYTES}")
     try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise BundleError(f"{path} is not UTF-8 text: {error}") from None
+    except (json.JSONDecodeError, RecursionError) as error:
         raise BundleError(f"{path} is not valid JSON: {error}") from None
     check_manifest(manifest, str(path))
-    if verify_hashes:
-        for artifact in manifest["artifacts"]:
-            file = bundle / artifact["file"]
+    for index, artifact in enumerate(manifest["artifacts"]):
+        field = f"{path}: artifacts[{index}].file"
+        file = inside_bundle(bundle, artifact["file"], field)
+        if verify_hashes:
             if not file.is_file():
                 raise BundleError(f"{bundle}: artifact {artifact['file']} is missing")
             if sha256_file(file) != artifact["sha256"]:
@@ -72,6 +208,23 @@ def read_manifest(bundle: str | Path, verify_hashes: bool = True) -> dict[str, A
                     f"{file}: sha256 no longer matches the manifest; the file was changed after export"
                 )
     return manifest
+
+
+def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file, read now; a damaged or non-npz file is a BundleError."""
+    path = Path(path)
+    if not path.is_file():
+        raise BundleError(f"{path} is not a regular file")
+    try:
+        data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.ndarray):
+            raise BundleError(f"{path} holds one array (.npy); an .npz archive of named arrays is needed")
+        with data:
+            return {name: data[name] for name in data.files}
+    except BundleError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as error:
+        raise BundleError(f"{path} is not a readable .npz archive: {error}") from None
 
 
 def manifest_from_onnx_metadata(metadata: Mapping[str, str], path: str | Path) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from edgesdk.runtime.backends.base import (
     available_backends,
     open_backend,
 )
-from edgesdk.runtime.manifest import MANIFEST_NAME, manifest_from_onnx_metadata, read_manifest
+from edgesdk.runtime.manifest import MANIFEST_NAME, inside_bundle, manifest_from_onnx_metadata, read_manifest, read_npz
 
 log = logging.getLogger(__name__)
 
@@ -145,18 +145,20 @@ class Model:
         return feeds
 
     def _sample_sizes(self) -> dict[tuple[str, int], int]:
-        path = self.path / "samples" / "inputs.npz"
-        if not self.path.is_dir() or not path.is_file():
+        if not self.path.is_dir():
             return {}
+        path = inside_bundle(self.path, "samples/inputs.npz", f"{self.path}: samples")
+        if not path.exists():
+            return {}
+        samples = read_npz(path)
         sizes = {}
-        with np.load(path) as samples:
-            for info in self.inputs:
-                if info.name in samples:
-                    array = samples[info.name]
-                    if self.is_streaming:
-                        array = array[0]  # stream samples are stacked by step
-                    for axis, size in enumerate(array.shape):
-                        sizes[(info.name, axis)] = int(size)
+        for info in self.inputs:
+            if info.name in samples:
+                array = samples[info.name]
+                if self.is_streaming and array.ndim:
+                    array = array[0]  # stream samples are stacked by step
+                for axis, size in enumerate(array.shape):
+                    sizes[(info.name, axis)] = int(size)
         return sizes
 
     # ------------------------------------------------------------------ running
@@ -369,7 +371,7 @@ def load(
     models = []
     for name in candidates:
         artifact = artifacts[FORMAT_OF_BACKEND[name]]
-        file = bundle_dir / artifact["file"] if path.is_dir() else path
+        file = inside_bundle(bundle_dir, artifact["file"], f"{path}: artifact") if path.is_dir() else path
         engine = open_backend(name, file, providers=providers, strict_providers=strict_providers,
                               num_threads=num_threads, provider_options=provider_options)
         models.append(Model(manifest, engine, artifact, bundle_dir if path.is_dir() else path, ""))

@@ -15,7 +15,7 @@ import numpy as np
 from edgesdk.errors import BackendUnavailable, BundleError, UsageError
 from edgesdk.runtime.backends.base import BACKEND_OF_FORMAT, available_backends
 from edgesdk.runtime.compare import MIN_SQNR_DB, elementwise_error, sqnr_db
-from edgesdk.runtime.manifest import read_manifest
+from edgesdk.runtime.manifest import inside_bundle, read_manifest, read_npz
 from edgesdk.runtime.model import load, stream_batch
 
 # Outputs that the family checks with its own rule at export (e.g. binary hash codes, where a
@@ -23,11 +23,11 @@ from edgesdk.runtime.model import load, stream_batch
 MIN_AGREEMENT = 0.999
 
 
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
+def _load_npz(bundle: Path, relative: str) -> dict[str, np.ndarray]:
+    path = inside_bundle(bundle, relative, f"{bundle}: samples")
     if not path.is_file():
         raise BundleError(f"{path} is missing; the bundle has no samples to re-validate")
-    with np.load(path) as data:
-        return {k: data[k] for k in data.files}
+    return read_npz(path)
 
 
 def selftest(bundle: str | Path, backends: Sequence[str] | None = None) -> dict[str, Any]:
@@ -39,8 +39,8 @@ def selftest(bundle: str | Path, backends: Sequence[str] | None = None) -> dict[
     if not bundle.is_dir():
         raise UsageError(f"{bundle} is not a bundle folder")
     manifest = read_manifest(bundle)
-    inputs = _load_npz(bundle / "samples" / "inputs.npz")
-    expected = _load_npz(bundle / "samples" / "expected.npz")
+    inputs = _load_npz(bundle, "samples/inputs.npz")
+    expected = _load_npz(bundle, "samples/expected.npz")
     settings = manifest.get("validation", {})
     atol, rtol = float(settings.get("atol", 1e-4)), float(settings.get("rtol", 1e-4))
     per_output = {k: tuple(v) for k, v in settings.get("output_tolerances", {}).items()}

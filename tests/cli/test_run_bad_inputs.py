@@ -1,0 +1,73 @@
+"""edgesdk run: every bad input is exit 2 with a sentence, and -o writes what it says."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgesdk.cli import cli
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def test_npy_and_truncated_npz_as_inputs_are_exit_2(runner, stateless_bundle, tmp_path):
+    npy = tmp_path / "x.npy"
+    np.save(npy, np.ones((1, 40, 17), np.float32))
+    result = runner.invoke(cli, ["run", str(stateless_bundle), "--inputs", str(npy), "--backend", "onnxruntime"])
+    assert result.exit_code == 2, result.output
+    assert "(.npy)" in result.output
+    good = tmp_path / "good.npz"
+    np.savez(good, features=np.ones((1, 40, 17), np.float32))
+    truncated = tmp_path / "cut.npz"
+    truncated.write_bytes(good.read_bytes()[:100])
+    result = runner.invoke(cli, ["run", str(stateless_bundle), "--inputs", str(truncated), "--backend", "onnxruntime"])
+    assert result.exit_code == 2, result.output
+    assert "not a readable .npz" in result.output
+
+
+def test_stream_with_zero_steps_is_exit_2(runner, streaming_bundle, tmp_path):
+    empty = tmp_path / "empty.npz"
+    np.savez(empty, features=np.zeros((0, 1, 1, 40), np.float32))
+    result = runner.invoke(cli, ["run", str(streaming_bundle), "--inputs", str(empty), "--stream"])
+    assert result.exit_code == 2, result.output
+    assert "zero steps" in result.output
+
+
+def test_output_into_a_missing_folder_is_exit_2(runner, stateless_bundle, tmp_path):
+    feeds = tmp_path / "x.npz"
+    np.savez(feeds, features=np.ones((1, 40, 17), np.float32))
+    result = runner.invoke(cli, ["run", str(stateless_bundle), "--inputs", str(feeds),
+                                 "-o", str(tmp_path / "no" / "such" / "y.npz")])
+    assert result.exit_code == 2, result.output
+    assert "does not exist" in result.output
+
+
+def test_output_without_suffix_reports_the_file_it_writes(runner, stateless_bundle, tmp_path):
+    feeds = tmp_path / "x.npz"
+    np.savez(feeds, features=np.ones((1, 40, 17), np.float32))
+    result = runner.invoke(cli, ["run", str(stateless_bundle), "--inputs", str(feeds), "-o", str(tmp_path / "y"),
+                                 "--backend", "onnxruntime"])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {tmp_path / 'y.npz'}" in result.output
+    assert np.load(tmp_path / "y.npz")["output"].shape == (1, 12)
+
+
+def test_wav_from_a_device_file_is_refused_without_reading_it(runner, streaming_bundle):
+    result = runner.invoke(cli, ["run", str(streaming_bundle), "--wav", "/dev/zero"])
+    assert result.exit_code == 2, result.output
+    assert "not a regular file" in result.output
+
+
+def test_wav_larger_than_the_limit_is_refused(tmp_path, monkeypatch):
+    from edgesdk.errors import UsageError
+    from edgesdk.runtime import audio
+
+    monkeypatch.setattr(audio, "MAX_WAV_BYTES", 1 << 20)
+    big = tmp_path / "big.wav"
+    with open(big, "wb") as handle:
+        handle.truncate(2 << 20)  # sparse: 2 MiB without writing them
+    with pytest.raises(UsageError, match="at most 1 MiB"):
+        audio.read_wav(big)
