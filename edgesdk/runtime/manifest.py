@@ -74,7 +74,7 @@ class _Checker:
         return value
 
     def dtype(self, value: Any, field: str) -> str:
-        if value not in DTYPES:
+        if not isinstance(value, str) or value not in DTYPES:
             self.fail(field, f"is {value!r}, not a known dtype ({', '.join(sorted(DTYPES))})")
         return value
 
@@ -123,15 +123,70 @@ class _Checker:
             entry = self.object(entry, where)
             self.keys(entry, where, ("file", "format", "sha256", "inputs", "outputs"))
             check_relative_path(self.text(entry["file"], f"{where}.file"), f"{self.source}: {where}.file")
-            if entry["format"] not in FORMATS:
+            if not isinstance(entry["format"], str) or entry["format"] not in FORMATS:
                 self.fail(f"{where}.format", f"is {entry['format']!r}; edgesdk knows {', '.join(sorted(FORMATS))}")
             digest = self.text(entry["sha256"], f"{where}.sha256")
             if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
                 self.fail(f"{where}.sha256", "must be 64 lowercase hex digits")
+            self.optional(entry, where, ARTIFACT_OPTIONAL)
             for key in ("inputs", "outputs"):
                 names = self.object(entry[key], f"{where}.{key}")
                 for logical, own in names.items():
                     self.text(own, f"{where}.{key}.{logical}")
+
+
+    def number(self, value: Any, field: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            self.fail(field, f"must be a finite number >= 0, not {_json_kind(value)}")
+        return float(value)
+
+    def validation(self, section: Mapping[str, Any], field: str) -> None:
+        """The tolerances the on-device self-test judges by."""
+        for key in ("atol", "rtol"):
+            if key in section:
+                self.number(section[key], f"{field}.{key}")
+        if section.get("min_sqnr_db") is not None:
+            self.number(section["min_sqnr_db"], f"{field}.min_sqnr_db")
+        for name, pair in self.object(section.get("output_tolerances", {}), f"{field}.output_tolerances").items():
+            where = f"{field}.output_tolerances.{name}"
+            if not isinstance(pair, list) or len(pair) != 2:
+                self.fail(where, f"must be [atol, rtol], not {_json_kind(pair)}")
+            for value in pair:
+                self.number(value, where)
+        for index, name in enumerate(self.array(section.get("family_checked_outputs", []),
+                                                f"{field}.family_checked_outputs")):
+            self.text(name, f"{field}.family_checked_outputs[{index}]")
+
+    def optional(self, entry: Mapping[str, Any], where: str, kinds: Mapping[str, tuple[type, ...]]) -> None:
+        """Fields that may be absent, but have the given JSON kind when present."""
+        for key, allowed in kinds.items():
+            if key in entry:
+                value = entry[key]
+                if isinstance(value, bool) and bool not in allowed:
+                    self.fail(f"{where}.{key}", f"must not be {_json_kind(value)}")
+                if not isinstance(value, allowed):
+                    self.fail(f"{where}.{key}", f"must be {' or '.join(KIND_NAMES[k] for k in allowed)}, "
+                                                f"not {_json_kind(value)}")
+        histogram = entry.get("op_histogram")
+        if isinstance(histogram, Mapping):
+            for op, count in histogram.items():
+                self.integer(count, f"{where}.op_histogram.{op}", minimum=0)
+
+
+KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean", dict: "an object",
+              list: "a list", type(None): "null"}
+# An artifact's optional fields and their JSON kinds (what inspect, validate and profile read).
+ARTIFACT_OPTIONAL: dict[str, tuple[type, ...]] = {
+    "converter": (str,), "opset": (int, type(None)), "size_bytes": (int,), "precision": (str,),
+    "valid": (bool, type(None)), "op_histogram": (dict,), "recipe": (dict, type(None)),
+}
+
+# The model section's fields, all optional (a foreign file knows none of them).
+MODEL_OPTIONAL: dict[str, tuple[type, ...]] = {
+    "family": (str,), "preset": (str, type(None)), "parameters": (int, type(None)),
+    "checkpoint": (str, type(None)), "checkpoint_sha256": (str, type(None)), "class": (str, type(None)),
+    "source": (str,), "weights": (str,),
+}
 
 
 def _json_kind(value: Any) -> str:
@@ -172,7 +227,7 @@ def check_manifest(manifest: Any, source: str) -> None:
             f"{source}: manifest schema {version} is newer than this edgesdk understands "
             f"({SCHEMA_VERSION}); upgrade edgesdk to load it"
         )
-    checker.object(manifest["model"], "model")
+    checker.optional(checker.object(manifest["model"], "model"), "model", MODEL_OPTIONAL)
     checker.artifacts(manifest["artifacts"], "artifacts")
     checker.tensors(manifest["inputs"], "inputs")
     checker.tensors(manifest["outputs"], "outputs")
@@ -180,6 +235,24 @@ def check_manifest(manifest: Any, source: str) -> None:
     for key in OPTIONAL_SECTIONS:
         if key in manifest:
             checker.object(manifest[key], key)
+    if "validation" in manifest:
+        checker.validation(manifest["validation"], "validation")
+    _check_names_are_mapped(manifest, source)
+
+
+def _check_names_are_mapped(manifest: Mapping[str, Any], source: str) -> None:
+    """Every logical input, output and state name has a tensor in every artifact, and no name is used twice."""
+    inputs = [t["name"] for t in manifest["inputs"]] + [s["input"] for s in manifest["state"]]
+    outputs = [t["name"] for t in manifest["outputs"]] + [s["output"] for s in manifest["state"]]
+    for kind, names in (("input", inputs), ("output", outputs)):
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise BundleError(f"{source}: {kind} name(s) {', '.join(map(repr, repeated))} listed twice")
+    for index, artifact in enumerate(manifest["artifacts"]):
+        for key, names in (("inputs", inputs), ("outputs", outputs)):
+            missing = [n for n in names if n not in artifact[key]]
+            if missing:
+                raise BundleError(f"{source}: artifacts[{index}].{key} has no tensor for {', '.join(map(repr, missing))}")
 
 
 def read_manifest(bundle: str | Path, verify_hashes: bool = True) -> dict[str, Any]:

@@ -68,6 +68,10 @@ def selftest(bundle: str | Path, backends: Sequence[str] | None = None) -> dict[
             got = {n: np.stack([step[n] for step in got_steps]) for n in expected}
         else:
             got = model.run(inputs)
+        unlisted = [n for n in expected if n not in got]
+        if unlisted:
+            raise BundleError(f"{bundle}: samples/expected.npz holds {', '.join(map(repr, unlisted))}, "
+                              f"which the manifest does not list as outputs")
         outputs = {}
         for out_name, reference in expected.items():
             tol_abs, tol_rel = per_output.get(out_name, (atol, rtol))
