@@ -53,3 +53,7 @@ class MeasurementUnavailable(EdgeSDKError):
     """A measurement was asked for explicitly and cannot be made here."""
 
     exit_code = 6
+
+
+class NoSpaceError(UsageError):
+    """Not enough free disk space for the bundle (estimated before writing, or ENOSPC while writing)."""

@@ -9,12 +9,13 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import signal
 import sys
 from typing import Any
 
 import click
 
-from edgesdk import __version__
+from edgesdk import __version__, interrupts
 from edgesdk.errors import EdgeSDKError
 
 VERBS = ("export", "run", "validate", "inspect", "profile", "devices", "models", "demo")
@@ -53,9 +54,11 @@ class VerbGroup(click.Group):
             return super().invoke(ctx)
         except EdgeSDKError as error:
             raise EdgeSDKClickError(error) from None
-        except KeyboardInterrupt:
-            click.echo("Interrupted. (An export in progress leaves no partial bundle behind.)", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt as error:
+            signum = getattr(error, "signum", signal.SIGINT)
+            click.echo(f"Interrupted by {signal.Signals(signum).name}. (An export in progress leaves no partial "
+                       "bundle behind.)", err=True)
+            ctx.exit(128 + signum)
 
 
 @click.group(cls=VerbGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -73,8 +76,20 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     )
 
 
+INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """Turn the signal into Interrupted, and remember it in case a converter swallows it."""
+    interrupts.request(signum)
+    raise interrupts.Interrupted(signum)
+
+
 def main() -> None:
     """Console-script entry point."""
+    for signum in INTERRUPT_SIGNALS:
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup and friends keep their choice
+            signal.signal(signum, _interrupt)
     if os.environ.get("EDGESDK_DEBUG"):
         cli()  # tracebacks included
         return

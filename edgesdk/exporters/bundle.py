@@ -7,10 +7,15 @@ false``) and then ValidationError is raised.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
+import errno
+import fcntl
+import glob
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -22,8 +27,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from edgesdk import __version__
-from edgesdk.errors import UsageError, ValidationError
+from edgesdk import __version__, interrupts
+from edgesdk.errors import NoSpaceError, UsageError, ValidationError
 from edgesdk.exporters.capture import ConverterLog
 from edgesdk.exporters.onnx import DEFAULT_OPSET, export_onnx
 from edgesdk.exporters.quantize import QUANTIZATIONS, quantize_tflite
@@ -38,6 +43,8 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("onnx", "tflite")
 ARTIFACT_FILES = {"onnx": "model.onnx", "tflite": "model.tflite"}
+MIN_OPSET = 18  # the dynamo exporter writes opset 18 or newer; it turns a lower request into 18
+SPACE_PER_FORMAT = 3  # estimate: free bytes needed per format, as a multiple of the weights' bytes
 
 
 @dataclass
@@ -102,6 +109,7 @@ def spec_for_module(
                 "a streaming module returns (outputs..., new_states...)"
             )
         output_names = ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
+    _check_dynamic_axes(dynamic_axes or {}, inputs, state_specs, output_names)
     return ExportSpec(
         module=module,
         example_inputs=inputs,
@@ -112,6 +120,24 @@ def spec_for_module(
         atol=atol,
         rtol=rtol,
     )
+
+
+def _check_dynamic_axes(dynamic_axes: Mapping[str, Mapping[int, str]], inputs: Mapping[str, torch.Tensor],
+                        states: Sequence[StateSpec], output_names: Sequence[str]) -> None:
+    """Every dynamic axis names a known tensor and, where its rank is known, an axis it has."""
+    ranks: dict[str, int | None] = {name: tensor.dim() for name, tensor in inputs.items()}
+    for state in states:
+        for name in (state.name, state.input_name, state.output_name):
+            ranks[name] = len(state.shape)
+    for name in output_names:
+        ranks.setdefault(name, None)
+    for name, axes in dynamic_axes.items():
+        if name not in ranks:
+            raise UsageError(f"dynamic axis for unknown tensor {name!r}; the inputs are {', '.join(inputs)}")
+        rank = ranks[name]
+        for axis in axes:
+            if rank is not None and not 0 <= axis < rank:
+                raise UsageError(f"dynamic axis {axis} of {name!r} is out of range: {name!r} has {rank} axes")
 
 
 def _versions() -> dict[str, str | None]:
@@ -203,7 +229,13 @@ def export(
     """
     formats = _check_formats(formats)
     _check_quantize(quantize, formats)
+    _check_opset(opset)
+    for name, tolerance in (("atol", atol), ("rtol", rtol)):
+        if tolerance is not None and not tolerance >= 0:
+            raise UsageError(f"{name} must be a number >= 0, not {tolerance}")
     output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"{output} is a file, not a bundle folder; refusing to replace it")
     if output.exists() and not force:
         raise UsageError(f"{output} already exists; choose another output or pass force=True (--force)")
     if output.exists() and not (output / MANIFEST_NAME).is_file() and any(output.iterdir()):
@@ -234,19 +266,34 @@ def export(
     if sample_inputs is not None:
         spec.sample_inputs = list(spec.sample_inputs) + [_load_sample_inputs(sample_inputs, spec)]
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; a bundle is an ordinary folder
-    converter_log = ConverterLog(echo=verbose)
     try:
-        manifest, report = _write_bundle(spec, model, staging, formats, opset, converter_log, say, factory, command_line,
-                                         quantize, min_sqnr_db)
-        _replace(staging, output)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"cannot create the folder {output.parent} for {output}: {error.strerror}") from None
+    needed = SPACE_PER_FORMAT * len(formats) * _weight_bytes(spec.module)
+    with export_lock(output):
+        sweep_stale_partials(output)
+        _check_free_space(output, needed)
+        try:
+            staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.{os.getpid()}.", suffix=".partial",
+                                            dir=output.parent))
+        except OSError as error:
+            raise UsageError(f"cannot write into {output.parent}: {error.strerror}") from None
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; a bundle is an ordinary folder
+        converter_log = ConverterLog(echo=verbose)
+        try:
+            manifest, report = _write_bundle(spec, model, staging, formats, opset, converter_log, say, factory,
+                                             command_line, quantize, min_sqnr_db)
+            interrupts.check()
+            _replace(staging, output)
+        except BaseException as error:
+            shutil.rmtree(staging, ignore_errors=True)
+            if _is_no_space(error):
+                raise NoSpaceError(f"no space left on {_device(output.parent)} while writing {output} "
+                                   f"(needs ~{_megabytes(needed)} MB); nothing was written") from None
+            raise
     result = ExportResult(output, manifest, report)
     if not result.valid:
         failed = [fmt for fmt, facts in report["formats"].items() if not facts["passed"]]
@@ -256,6 +303,114 @@ def export(
             report,
         )
     return result
+
+
+def _check_opset(opset: int) -> None:
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
+        raise UsageError(f"opset {opset} is not supported: the dynamo exporter writes opsets {MIN_OPSET} to {newest}")
+
+
+def _weight_bytes(module: torch.nn.Module) -> int:
+    tensors = list(module.parameters()) + list(module.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _megabytes(size: int) -> int:
+    return max(1, -(-size // 1_000_000))
+
+
+def _device(path: Path) -> str:
+    """The mount point that holds ``path``: what a user frees space on."""
+    path = path.resolve()
+    while not os.path.ismount(path):
+        path = path.parent
+    return str(path)
+
+
+def _check_free_space(output: Path, needed: int) -> None:
+    """Refuse early when the estimate (SPACE_PER_FORMAT x weight bytes per format) does not fit."""
+    free = shutil.disk_usage(output.parent).free
+    if free < needed:
+        raise NoSpaceError(f"no space left on {_device(output.parent)} for {output} "
+                           f"(needs ~{_megabytes(needed)} MB, {free // 1_000_000} MB free)")
+
+
+def _is_no_space(error: BaseException | None) -> bool:
+    """Whether ``error`` or an error it was raised from is ENOSPC (converters wrap OSError)."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
+
+
+@contextlib.contextmanager
+def export_lock(output: str | Path):
+    """Hold ``.NAME.lock`` beside ``output`` (flock) for one export; a second writer gets UsageError."""
+    output = Path(output)
+    lock_path = output.parent / f".{output.name}.lock"
+    while True:
+        try:
+            descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise UsageError(f"cannot write into {output.parent}: {error.strerror}") from None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(descriptor)
+            raise UsageError(f"another export is writing {output} (pid {owner}); wait for it or choose another output") from None
+        try:
+            same_file = os.fstat(descriptor).st_ino == os.stat(lock_path).st_ino
+        except FileNotFoundError:
+            same_file = False
+        if same_file:
+            break
+        os.close(descriptor)  # the holder removed the file while we waited for it: lock the new one
+    try:
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock_path)
+        os.close(descriptor)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def sweep_stale_partials(output: str | Path) -> list[Path]:
+    """Remove ``.NAME.<pid>.*.partial`` folders beside ``output`` whose process is gone.
+
+    Call it while holding ``export_lock(output)``. The owning pid is in the folder's name;
+    a partial folder without one (written before pids were recorded) is stale too.
+    """
+    output = Path(output)
+    pattern = re.compile(r"(?:(\d+)\.)?[^.]+\.partial")
+    removed = []
+    prefix = f".{output.name}."
+    for candidate in output.parent.glob(f".{glob.escape(output.name)}.*.partial"):
+        match = pattern.fullmatch(candidate.name[len(prefix):])
+        if not match or not candidate.is_dir():
+            continue
+        if match.group(1) and _process_alive(int(match.group(1))):
+            continue
+        shutil.rmtree(candidate, ignore_errors=True)
+        log.info("removed %s, left by an export that did not finish", candidate)
+        removed.append(candidate)
+    return removed
 
 
 def _check_formats(formats: Sequence[str]) -> list[str]:
@@ -322,14 +477,17 @@ def _write_bundle(spec, model, folder: Path, formats, opset, converter_log, say,
         if fmt == "onnx":
             say("exporting ONNX (torch.onnx dynamo)")
             artifact_facts[fmt] = export_onnx(spec, path, described, converter_log, opset=opset)
+            interrupts.check()  # converters may catch KeyboardInterrupt and carry on
         else:
             say("converting to TFLite (litert-torch)")
             artifact_facts[fmt] = export_tflite(spec, path, converter_log)
+            interrupts.check()
         artifact_facts[fmt]["precision"] = "float32"
         if quantize and fmt == "tflite":
             say(f"quantizing TFLite weights to {quantize} (ai-edge-quantizer)")
             keep = {name: as_numpy(weight) for name, weight in spec.keep_float.items()}
             artifact_facts[fmt].update(quantize_tflite(path, keep, converter_log))
+            interrupts.check()
 
     say("validating " + " and ".join(formats) + (f" over {spec.validation_steps} steps" if spec.mode == "stream" else ""))
     with converter_log.capture("validation (backend logs)"):
