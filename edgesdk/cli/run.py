@@ -51,12 +51,14 @@ def command(bundle, inputs_path, wav, stream, backend, providers, strict_provide
             raise UsageError(f"{option} {given} is not a regular file (a device, pipe or folder)")
     if output is not None and not output.absolute().parent.is_dir():
         raise UsageError(f"-o {output}: the folder {output.absolute().parent} does not exist")
-    model = load(bundle, backend=backend, providers=providers or None, strict_providers=strict_providers)
+    feeds = _read_inputs(inputs_path) if inputs_path is not None else None
+    first_step = {name: array[0] for name, array in feeds.items() if array.ndim and len(array)} if feeds and stream else feeds
+    model = load(bundle, backend=backend, providers=providers or None, strict_providers=strict_providers,
+                 feeds=first_step or None)
     human.print(f"backend {model.backend} ({', '.join(model.providers)}); {model.backend_choice}", markup=False)
     if wav is not None:
         _run_wav(model, wav, early_exit, early_exit_frames, as_json, output)
         return
-    feeds = _read_inputs(inputs_path)
     if stream:
         if not model.is_streaming:
             raise UsageError(f"{bundle} is not a streaming bundle; drop --stream")

@@ -223,6 +223,17 @@ class Model:
         self._check(feeds, self._expected)
         return self._run_backend(feeds)
 
+    def refusal(self, feeds: Mapping[str, np.ndarray]) -> str | None:
+        """Why this artifact cannot take ``feeds`` (one step's, for a stream), or None if it can."""
+        try:
+            if self.is_streaming:
+                self._check(feeds, self._input_infos)
+            else:
+                self._check(feeds, self._expected)
+        except UsageError as error:
+            return str(error)
+        return None
+
     def stream(self, batch: int = 1) -> "Stream":
         """A new stream with zeroed state (the manifest's init), ``batch`` streams stacked."""
         if not self.is_streaming:
@@ -336,6 +347,7 @@ def load(
     num_threads: int | None = None,
     verify_hashes: bool = True,
     provider_options: Mapping[str, Mapping[str, Any]] | None = None,
+    feeds: Mapping[str, np.ndarray] | None = None,
 ) -> Model:
     """Load a bundle folder, or a lone .onnx / .tflite file.
 
@@ -350,6 +362,9 @@ def load(
         verify_hashes: check each artifact's sha256 against the manifest.
         provider_options: onnxruntime provider name -> its options, e.g.
             ``{"TensorrtExecutionProvider": {"trt_engine_cache_enable": True}}``.
+        feeds: inputs the caller is about to run (one step's, for a streaming bundle). With
+            auto, only artifacts that accept their shapes and dtypes are candidates (a
+            static-shape TFLite file cannot take what a dynamic ONNX file can); the choice says so.
     """
     path = Path(path)
     if not path.exists():
@@ -375,8 +390,18 @@ def load(
         engine = open_backend(name, file, providers=providers, strict_providers=strict_providers,
                               num_threads=num_threads, provider_options=provider_options)
         models.append(Model(manifest, engine, artifact, bundle_dir if path.is_dir() else path, ""))
+    refused = ""
+    if feeds is not None and backend == "auto":
+        reasons = {m.backend: m.refusal(feeds) for m in models}
+        if all(reasons.values()):
+            raise UsageError(next(iter(reasons.values())))
+        refused = "; ".join(f"{name} refused these feeds ({why})" for name, why in reasons.items() if why)
+        models = [m for m in models if not reasons[m.backend]]
     if len(models) == 1:
         chosen = models[0]
+        if refused:
+            chosen.backend_choice = f"{chosen.backend}: the only artifact that takes these feeds ({refused})"
+            return chosen
         chosen.backend_choice = (
             f"{chosen.backend}: asked for" if backend != "auto" else f"{chosen.backend}: the only backend installed for this bundle's artifacts"
         )

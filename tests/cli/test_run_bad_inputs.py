@@ -71,3 +71,18 @@ def test_wav_larger_than_the_limit_is_refused(tmp_path, monkeypatch):
         handle.truncate(2 << 20)  # sparse: 2 MiB without writing them
     with pytest.raises(UsageError, match="at most 1 MiB"):
         audio.read_wav(big)
+
+
+def test_auto_chooses_only_among_artifacts_that_take_the_feeds(runner, stateless_bundle, tmp_path):
+    # The ONNX file keeps the dynamic frame axis; the TFLite file is static at 17 frames.
+    feeds = tmp_path / "x33.npz"
+    np.savez(feeds, features=np.ones((1, 40, 33), np.float32))
+    result = runner.invoke(cli, ["run", str(stateless_bundle), "--inputs", str(feeds), "--json"])
+    assert result.exit_code == 0, result.output
+    assert "onnxruntime: the only artifact that takes these feeds" in result.stderr
+    assert "litert refused these feeds" in result.stderr
+    feeds_wrong = tmp_path / "x_wrong.npz"
+    np.savez(feeds_wrong, features=np.ones((1, 41, 33), np.float32))
+    refused = runner.invoke(cli, ["run", str(stateless_bundle), "--inputs", str(feeds_wrong)])
+    assert refused.exit_code == 2
+    assert "feed 'features' has shape (1, 41, 33)" in refused.output
