@@ -97,10 +97,9 @@ def spec_for_module(
     inputs = {name: _tensor(value, name) for name, value in example_inputs.items()}
     state_specs = _states(states)
     module.eval()
+    arguments = list(inputs.values()) + [torch.from_numpy(s.initial(s.shape[s.batch_axis])) for s in state_specs]
+    result = _trial_call(module, arguments, inputs, state_specs)
     if output_names is None:
-        arguments = list(inputs.values()) + [torch.from_numpy(s.initial(s.shape[s.batch_axis])) for s in state_specs]
-        with torch.no_grad():
-            result = module(*arguments)
         count = 1 if isinstance(result, torch.Tensor) else len(result)
         count -= len(state_specs)
         if count < 1:
@@ -120,6 +119,19 @@ def spec_for_module(
         atol=atol,
         rtol=rtol,
     )
+
+
+def _trial_call(module: torch.nn.Module, arguments: Sequence[torch.Tensor], inputs: Mapping[str, torch.Tensor],
+                states: Sequence[StateSpec]) -> Any:
+    """One forward on the example inputs: a shape the module cannot take is the user's mistake (exit 2)."""
+    try:
+        with torch.no_grad():
+            return module(*arguments)
+    except (RuntimeError, ValueError, TypeError, IndexError) as error:
+        given = ", ".join([f"{name} {list(t.shape)}" for name, t in inputs.items()]
+                          + [f"state {s.name} {list(s.shape)}" for s in states])
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise UsageError(f"the module cannot run on the example shapes ({given}): {first_line}") from None
 
 
 def _check_dynamic_axes(dynamic_axes: Mapping[str, Mapping[int, str]], inputs: Mapping[str, torch.Tensor],

@@ -44,3 +44,18 @@ def test_permission_denied_output_folder_exits_2(tmp_path, monkeypatch):
     assert result.exit_code == 2, result.output
     assert f"cannot write into {tmp_path}: Permission denied" in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_wrong_example_or_state_shape_is_exit_2_with_the_shapes_given(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(cli, ["export", "examples.python.tiny_models:classifier", "--input", "features=1x41x17",
+                                 "-o", str(tmp_path / "wrong")])
+    assert result.exit_code == 2, result.output
+    assert "cannot run on the example shapes (features [1, 41, 17])" in result.output
+    assert "40 channels" in result.output
+    result = runner.invoke(cli, ["export", "examples.python.tiny_models:streaming_classifier", "--input",
+                                 "features=1x1x40", "--state", "conv_buffer=1x2x40", "--state", "hidden=1x64x1",
+                                 "-o", str(tmp_path / "wrong_state")])
+    assert result.exit_code == 2, result.output
+    assert "state hidden [1, 64, 1]" in result.output
+    assert not (tmp_path / "wrong").exists() and not (tmp_path / "wrong_state").exists()
