@@ -7,7 +7,7 @@ import click
 import numpy as np
 
 from edgesdk.cli.common import emit_json, human, summarize_array
-from edgesdk.errors import UsageError
+from edgesdk.errors import UsageError, ValidationError
 
 
 def _read_inputs(path: Path) -> dict[str, np.ndarray]:
@@ -38,8 +38,9 @@ def _npz_path(output: Path) -> Path:
 @click.option("--early-exit-frames", type=int, default=10, show_default=True, help="... for this many frames.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Save the outputs to this .npz (with --wav: per-frame top class, probability, latency).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
+@click.option("--require-valid", is_flag=True, help="Refuse (exit 4) an artifact that failed validation at export.")
 def command(bundle, inputs_path, wav, stream, backend, providers, strict_providers, early_exit, early_exit_frames,
-            output, as_json) -> None:
+            output, as_json, require_valid) -> None:
     """Run BUNDLE (a folder, .onnx or .tflite) without torch."""
     from edgesdk.runtime import load
     from edgesdk.runtime.model import stream_batch
@@ -56,6 +57,12 @@ def command(bundle, inputs_path, wav, stream, backend, providers, strict_provide
     model = load(bundle, backend=backend, providers=providers or None, strict_providers=strict_providers,
                  feeds=first_step or None)
     human.print(f"backend {model.backend} ({', '.join(model.providers)}); {model.backend_choice}", markup=False)
+    if model.valid is False:
+        message = (f"{model.artifact.get('file')} failed validation at export (see {bundle}/validation.json); "
+                   "its outputs may be wrong")
+        if require_valid:
+            raise ValidationError(message)
+        human.print(f"warning: {message}", markup=False)
     if wav is not None:
         _run_wav(model, wav, early_exit, early_exit_frames, as_json, output)
         return

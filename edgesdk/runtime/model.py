@@ -102,6 +102,12 @@ class Model:
 
     # ------------------------------------------------------------------ facts
     @property
+    def valid(self) -> bool | None:
+        """Whether this artifact passed validation at export (None: the file does not say)."""
+        value = self.artifact.get("valid", self.manifest.get("valid"))
+        return value if isinstance(value, bool) else None
+
+    @property
     def is_streaming(self) -> bool:
         return bool(self.state_spec)
 
@@ -401,18 +407,25 @@ def load(
         chosen = models[0]
         if refused:
             chosen.backend_choice = f"{chosen.backend}: the only artifact that takes these feeds ({refused})"
-            return chosen
+            return _warn_if_invalid(chosen)
         chosen.backend_choice = (
             f"{chosen.backend}: asked for" if backend != "auto" else f"{chosen.backend}: the only backend installed for this bundle's artifacts"
         )
-        return chosen
+        return _warn_if_invalid(chosen)
     timings = {m.backend: _time_one_call(m) for m in models}
     chosen = min(models, key=lambda m: timings[m.backend])
     chosen.backend_choice = f"{chosen.backend}: fastest here (" + ", ".join(
         f"{name} {seconds * 1e6:.0f} µs" for name, seconds in timings.items()
     ) + " per call, median of 5)"
     log.info("backend auto: %s", chosen.backend_choice)
-    return chosen
+    return _warn_if_invalid(chosen)
+
+
+def _warn_if_invalid(model: Model) -> Model:
+    if model.valid is False:
+        log.warning("%s: the %s artifact %s FAILED validation at export; its outputs may be wrong "
+                    "(see validation.json)", model.path, model.format, model.artifact.get("file"))
+    return model
 
 
 def _lone_onnx_manifest(path: Path) -> dict[str, Any]:

@@ -86,3 +86,29 @@ def test_auto_chooses_only_among_artifacts_that_take_the_feeds(runner, stateless
     refused = runner.invoke(cli, ["run", str(stateless_bundle), "--inputs", str(feeds_wrong)])
     assert refused.exit_code == 2
     assert "feed 'features' has shape (1, 41, 33)" in refused.output
+
+
+def test_an_artifact_that_failed_validation_warns_and_require_valid_refuses(runner, stateless_bundle, tmp_path):
+    import json
+    import shutil
+
+    import edgesdk
+
+    bundle = tmp_path / "invalid"
+    shutil.copytree(stateless_bundle, bundle)
+    manifest = json.loads((bundle / "edgesdk.json").read_text())
+    manifest["valid"] = False
+    for artifact in manifest["artifacts"]:
+        artifact["valid"] = False
+    (bundle / "edgesdk.json").write_text(json.dumps(manifest))
+    assert edgesdk.load(bundle, backend="onnxruntime").valid is False
+    assert edgesdk.load(stateless_bundle, backend="onnxruntime").valid is True
+    feeds = tmp_path / "x.npz"
+    np.savez(feeds, features=np.ones((1, 40, 17), np.float32))
+    warned = runner.invoke(cli, ["run", str(bundle), "--inputs", str(feeds), "--backend", "onnxruntime"])
+    assert warned.exit_code == 0
+    assert "warning: model.onnx failed validation at export" in warned.stderr
+    refused = runner.invoke(cli, ["run", str(bundle), "--inputs", str(feeds), "--backend", "onnxruntime",
+                                  "--require-valid"])
+    assert refused.exit_code == 4
+    assert "failed validation at export" in refused.output
