@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from edgesdk._version import __version__
+
 __all__ = ["create_model", "export", "load", "__version__"]
 
 if TYPE_CHECKING:

@@ -15,7 +15,8 @@ from typing import Any
 
 import click
 
-from edgesdk import __version__, interrupts
+from edgesdk import interrupts
+from edgesdk._version import __version__
 from edgesdk.errors import EdgeSDKError
 
 VERBS = ("export", "run", "validate", "inspect", "profile", "devices", "models", "demo")

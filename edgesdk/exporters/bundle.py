@@ -27,17 +27,19 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from edgesdk import __version__, interrupts
+from edgesdk import interrupts
+from edgesdk._version import __version__
 from edgesdk.errors import NoSpaceError, UsageError, ValidationError
 from edgesdk.exporters.capture import ConverterLog
 from edgesdk.exporters.onnx import DEFAULT_OPSET, export_onnx
 from edgesdk.exporters.quantize import QUANTIZATIONS, quantize_tflite
-from edgesdk.exporters.spec import ExportSpec, StateSpec, as_numpy, call_module, tensor_spec
 from edgesdk.exporters.tflite import export_tflite
 from edgesdk.exporters.validate import validate
+from edgesdk.models.registry import get_family
 from edgesdk.runtime.compare import MIN_SQNR_DB
 from edgesdk.runtime.introspect import op_histogram
 from edgesdk.runtime.manifest import MANIFEST_NAME, SCHEMA_VERSION, VALIDATION_NAME, sha256_file
+from edgesdk.spec import ExportSpec, StateSpec, as_numpy, call_module, tensor_spec
 
 log = logging.getLogger(__name__)
 
@@ -256,8 +258,6 @@ def export(
 
     info = getattr(model, "edgesdk_info", None)
     if info is not None and example_inputs is None:
-        from edgesdk.models.registry import get_family
-
         family = get_family(info["family"])
         if mode not in family.modes:
             raise UsageError(f"{family.name} exports in mode(s) {', '.join(family.modes)}, not {mode!r}")

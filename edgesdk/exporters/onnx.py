@@ -14,7 +14,7 @@ import torch
 
 from edgesdk.errors import ConversionError
 from edgesdk.exporters.capture import ConverterLog
-from edgesdk.exporters.spec import ExportSpec
+from edgesdk.spec import ExportSpec
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ def quantizer_version() -> str:
         return "ai-edge-quantizer (unknown version)"
 
 
-def _ops_to_keep_float(path: Path, keep_float: Mapping[str, np.ndarray]) -> tuple[list[tuple[Any, str]], list[str]]:
+def ops_to_keep_float(path: Path, keep_float: Mapping[str, np.ndarray]) -> tuple[list[tuple[Any, str]], list[str]]:
     """(op name, scope) of every weight op whose constant operand is one of ``keep_float``."""
     from ai_edge_quantizer import qtyping
     from ai_edge_quantizer.utils import tfl_flatbuffer_utils as flatbuffer
@@ -77,7 +77,7 @@ def quantize_tflite(path: Path, keep_float: Mapping[str, np.ndarray], converter_
     except ImportError as error:
         raise BackendUnavailable(f"int8 quantization needs ai-edge-quantizer ({error}); pip install 'edgesdk[export]'") from None
 
-    keep_ops, kept = _ops_to_keep_float(path, keep_float)
+    keep_ops, kept = ops_to_keep_float(path, keep_float)
     try:
         with converter_log.capture("ai_edge_quantizer dynamic_wi8_afp32"):
             engine = quantizer.Quantizer(str(path))

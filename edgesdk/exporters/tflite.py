@@ -16,7 +16,7 @@ import torch
 from edgesdk.errors import BackendUnavailable
 from edgesdk.exporters.capture import ConverterLog
 from edgesdk.exporters.onnx import conversion_error
-from edgesdk.exporters.spec import ExportSpec
+from edgesdk.spec import ExportSpec
 
 log = logging.getLogger(__name__)
 

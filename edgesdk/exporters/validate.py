@@ -23,9 +23,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from edgesdk.exporters.spec import ExportSpec, as_numpy, call_module
 from edgesdk.runtime.backends.base import BACKEND_OF_FORMAT, open_backend
 from edgesdk.runtime.compare import MIN_SQNR_DB, elementwise_error, sqnr_db
+from edgesdk.spec import ExportSpec, as_numpy, call_module
 
 log = logging.getLogger(__name__)
 

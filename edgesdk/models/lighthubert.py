@@ -42,8 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgesdk.errors import CheckpointError, UsageError
-from edgesdk.exporters.spec import ExportSpec
 from edgesdk.models.registry import Family, Preset
+from edgesdk.spec import ExportSpec
 
 SAMPLE_RATE_HZ = 16000
 HEAD_DIM = 64  # fixed by upstream: every head is 64 wide, a_i = 64 * h_i

@@ -41,8 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgesdk.errors import CheckpointError, UsageError
-from edgesdk.exporters.spec import ExportSpec, StateSpec
 from edgesdk.models.registry import Family, Preset
+from edgesdk.spec import ExportSpec, StateSpec
 
 VARIANTS = ("lmu", "spiking-ms", "spiking-conv")
 

@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from edgesdk.errors import CheckpointError, UsageError
+from edgesdk.models.checkpoints import load_checkpoint, load_state_dict_strict
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +133,6 @@ def create_model(
     reproducible. The returned module carries ``edgesdk_info`` (family, preset, checkpoint
     sha256) for the manifest.
     """
-    from edgesdk.exporters.checkpoints import load_checkpoint, load_state_dict_strict
-
     family = get_family(name)
     chosen = get_preset(family, preset)
     config = chosen.config

@@ -46,8 +46,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgesdk.errors import CheckpointError, UsageError
-from edgesdk.exporters.spec import ExportSpec
 from edgesdk.models.registry import Family, Preset
+from edgesdk.spec import ExportSpec
 
 log = logging.getLogger(__name__)
 

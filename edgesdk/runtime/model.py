@@ -441,7 +441,7 @@ def _lone_onnx_manifest(path: Path) -> dict[str, Any]:
     if any(key.startswith("edgesdk.") for key in metadata):
         return manifest_from_onnx_metadata(metadata, path)
     # A foreign ONNX file: describe it from its own graph, stateless.
-    from edgesdk.runtime.backends.onnxruntime import _ONNX_TYPES
+    from edgesdk.runtime.backends.onnxruntime import ONNX_TYPES as _ONNX_TYPES
 
     def describe(values: Sequence[Any]) -> list[dict[str, Any]]:
         return [

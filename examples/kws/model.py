@@ -43,7 +43,7 @@ def load_kws_model(checkpoint: str | Path) -> Any:
     """
     import edgesdk
     from edgesdk.errors import CheckpointError
-    from edgesdk.exporters.checkpoints import load_checkpoint
+    from edgesdk.models.checkpoints import load_checkpoint
 
     if not isinstance(load_checkpoint(checkpoint)["extra"].get("config"), dict):
         raise CheckpointError(f"{checkpoint} has no 'config' entry; it is not a keyword-spotter checkpoint "

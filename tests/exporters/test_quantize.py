@@ -11,7 +11,7 @@ from click.testing import CliRunner
 import edgesdk
 from edgesdk.cli import cli
 from edgesdk.errors import UsageError, ValidationError
-from edgesdk.exporters.quantize import _ops_to_keep_float
+from edgesdk.exporters.quantize import ops_to_keep_float
 from edgesdk.runtime.compare import sqnr_db
 from edgesdk.runtime.selftest import selftest
 
@@ -76,9 +76,9 @@ def test_recurrence_is_found_by_content_in_the_float_file(tmp_path, lmu_model):
     path = tmp_path / "float"
     edgesdk.export(lmu_model, path, formats=("tflite",), mode="stream")
     keep = {"A": lmu_model.blocks[0].attn.lmu.A.float().numpy()}
-    ops, found = _ops_to_keep_float(path / "model.tflite", keep)
+    ops, found = ops_to_keep_float(path / "model.tflite", keep)
     assert found == ["A"] and len(ops) == 1
-    ops, found = _ops_to_keep_float(path / "model.tflite", {"noise": np.random.default_rng(0).random((4, 4))})
+    ops, found = ops_to_keep_float(path / "model.tflite", {"noise": np.random.default_rng(0).random((4, 4))})
     assert ops == [] and found == []
 
 

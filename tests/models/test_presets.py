@@ -11,7 +11,7 @@ import torch
 
 import edgesdk
 from edgesdk.errors import CheckpointError
-from edgesdk.exporters.spec import call_module
+from edgesdk.spec import call_module
 from edgesdk.models.registry import available_families
 
 SMALL = [

@@ -21,7 +21,7 @@ DEFAULT_PROVIDER_ORDER = (
     "CPUExecutionProvider",
 )
 
-_ONNX_TYPES = {
+ONNX_TYPES = {
     "tensor(float)": "float32",
     "tensor(double)": "float64",
     "tensor(float16)": "float16",
@@ -107,7 +107,7 @@ class OnnxRuntimeBackend(Backend):
         self.input_shapes = {
             i.name: [d if isinstance(d, int) else str(d) for d in i.shape] for i in self.session.get_inputs()
         }
-        self.input_dtypes = {i.name: _ONNX_TYPES.get(i.type, i.type) for i in self.session.get_inputs()}
+        self.input_dtypes = {i.name: ONNX_TYPES.get(i.type, i.type) for i in self.session.get_inputs()}
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
 

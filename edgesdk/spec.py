@@ -16,6 +16,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
+from edgesdk.errors import UsageError
+
 MODES = ("full", "stream")
 
 # A family-specific comparison of one output: (reference, candidate) -> facts to record.
@@ -103,8 +105,6 @@ class ExportSpec:
     quantization_refused: str | None = None
 
     def __post_init__(self) -> None:
-        from edgesdk.errors import UsageError
-
         if self.mode not in MODES:
             raise UsageError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if self.mode == "stream" and not self.states:
@@ -160,8 +160,6 @@ def split_outputs(spec: ExportSpec, result: Any) -> dict[str, np.ndarray]:
         result = (result,)
     names = spec.all_output_names
     if len(result) != len(names):
-        from edgesdk.errors import UsageError
-
         raise UsageError(
             f"the module returned {len(result)} tensors but the export declares {len(names)} "
             f"({', '.join(names)})"

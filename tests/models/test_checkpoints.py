@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from edgesdk.errors import CheckpointError
-from edgesdk.exporters.checkpoints import load_checkpoint, load_state_dict_strict, strip_prefix
+from edgesdk.models.checkpoints import load_checkpoint, load_state_dict_strict, strip_prefix
 
 
 def _weights():
