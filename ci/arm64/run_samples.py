@@ -31,7 +31,7 @@ def run_bundle(bundle: Path, backend: str) -> dict[str, np.ndarray]:
 
 def main(bundles: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    for bundle in sorted(p for p in bundles.iterdir() if (p / "manifest.json").is_file()):
+    for bundle in sorted(p for p in bundles.iterdir() if (p / "edgesdk.json").is_file()):
         for backend in BACKENDS:
             outputs = run_bundle(bundle, backend)
             np.savez(out / f"{bundle.name}.{backend}.npz", **outputs)
