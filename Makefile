@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JOBS ?= 2
 
-.PHONY: demo test test-full lint benchmarks clean
+.PHONY: demo test test-full test-arm64 lint benchmarks clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
+
+# The torch-free runtime from the wheel in an aarch64 Debian userland under qemu-user (root).
+test-arm64: $(STAMP)
+	ci/arm64/test_arm64.sh $(BIN)
 
 test-full: $(STAMP)
 	$(BIN)/python -m pytest -q -m fullsize

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 import click
 
 from edgesdk.cli.common import StepProgress, emit_json, human, parse_named_shapes
-from edgesdk.errors import UsageError, ValidationError
+from edgesdk.errors import BackendUnavailable, UsageError, ValidationError
 
 
 def _parse_dynamic(values: tuple[str, ...]) -> dict[str, dict[int, str]]:
@@ -92,6 +93,9 @@ def command(ctx: click.Context, target: str, preset, checkpoint, stream, formats
             sample_inputs, inputs, states, dynamic, chunk_frames, no_fold, subnet, layers, window_seconds, image_size,
             extra_options, as_json, show_converter) -> None:
     """Export TARGET (a family name, or package.module:factory) to a validated bundle."""
+    if importlib.util.find_spec("torch") is None:  # a runtime-only install (edgesdk[runtime])
+        raise BackendUnavailable("edgesdk export needs PyTorch and the converters, not installed here: "
+                                 "pip install 'edgesdk[export]'")
     import edgesdk
 
     verbose = show_converter or bool(ctx.obj and ctx.obj.get("verbose"))

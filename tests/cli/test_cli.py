@@ -135,3 +135,19 @@ def test_inspect_a_lone_onnx_reads_its_metadata(runner, streaming_bundle):
     assert [s["name"] for s in facts["state"]] == ["conv_buffer", "hidden"]
     assert facts["inputs"][0]["name"] == "features"
     assert facts["artifacts"][0]["op_histogram"]["Conv"] == 1
+
+
+def test_export_without_torch_names_the_extra_and_exits_5(monkeypatch, tmp_path):
+    # A runtime-only install (edgesdk[runtime], as on an ARM64 board) has no torch.
+    import importlib.util
+
+    from edgesdk.cli import EdgeSDKClickError
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a, **k: None if name == "torch" else real_find_spec(name, *a, **k))
+    with pytest.raises(EdgeSDKClickError) as caught:
+        cli(["export", "lmuformer", "--preset", "tiny", "-o", str(tmp_path / "b")], standalone_mode=False)
+    assert caught.value.exit_code == 5
+    assert "pip install 'edgesdk[export]'" in caught.value.message
+    assert not (tmp_path / "b").exists()
