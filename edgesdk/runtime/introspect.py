@@ -48,14 +48,14 @@ def describe(path: str | Path) -> dict:
     """
     from edgesdk.errors import UsageError
     from edgesdk.runtime.manifest import read_manifest
-    from edgesdk.runtime.model import _lone_onnx_manifest, _lone_tflite_manifest
+    from edgesdk.runtime.model import lone_onnx_manifest, lone_tflite_manifest
 
     path = Path(path)
     if path.is_dir():
         manifest = read_manifest(path, verify_hashes=True)
         folder = path
     elif path.suffix in (".onnx", ".tflite") and path.is_file():
-        manifest = _lone_onnx_manifest(path) if path.suffix == ".onnx" else _lone_tflite_manifest(path)
+        manifest = lone_onnx_manifest(path) if path.suffix == ".onnx" else lone_tflite_manifest(path)
         folder = path.parent
     else:
         raise UsageError(f"{path} is neither a bundle folder nor a .onnx/.tflite file")

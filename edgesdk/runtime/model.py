@@ -379,10 +379,10 @@ def load(
         manifest = read_manifest(path, verify_hashes=verify_hashes)
         bundle_dir = path
     elif path.suffix == ".onnx":
-        manifest = _lone_onnx_manifest(path)
+        manifest = lone_onnx_manifest(path)
         bundle_dir = path.parent
     elif path.suffix == ".tflite":
-        manifest = _lone_tflite_manifest(path)
+        manifest = lone_tflite_manifest(path)
         bundle_dir = path.parent
     else:
         raise UsageError(f"{path} is neither a bundle folder (with {MANIFEST_NAME}) nor a .onnx or .tflite file")
@@ -428,7 +428,7 @@ def _warn_if_invalid(model: Model) -> Model:
     return model
 
 
-def _lone_onnx_manifest(path: Path) -> dict[str, Any]:
+def lone_onnx_manifest(path: Path) -> dict[str, Any]:
     try:
         import onnxruntime
     except ImportError:
@@ -452,7 +452,7 @@ def _lone_onnx_manifest(path: Path) -> dict[str, Any]:
     return _foreign_manifest(path, "onnx", describe(session.get_inputs()), describe(session.get_outputs()))
 
 
-def _lone_tflite_manifest(path: Path) -> dict[str, Any]:
+def lone_tflite_manifest(path: Path) -> dict[str, Any]:
     from edgesdk.runtime.backends.litert import LiteRTBackend
 
     engine = LiteRTBackend(path)
