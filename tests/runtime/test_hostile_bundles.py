@@ -32,12 +32,6 @@ def _edit(bundle, change):
     path.write_text(json.dumps(manifest))
 
 
-def _set_state(key, value):
-    def change(manifest):
-        manifest["state"][0][key] = value
-    return change
-
-
 TAMPERED_STATE = [
     ("init", "nan", "state[0].init"),
     ("init", float("inf"), "state[0].init"),
