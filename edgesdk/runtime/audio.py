@@ -28,7 +28,7 @@ import struct
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -48,72 +48,126 @@ _WAVE_FORMAT_EXTENSIBLE = 0xFFFE
 
 
 # The most read_wav takes into memory at once: 256 MiB of 16-bit PCM, ~140 min at 16 kHz.
+# ``stream_wav`` has no such limit: it reads ``WAV_BLOCK_SECONDS`` at a time.
 MAX_WAV_BYTES = 256 << 20
+WAV_BLOCK_SECONDS = 1.0
+
+
+class WavFile:
+    """A 16-bit PCM mono WAV opened for reading, its header checked, its samples not yet read.
+
+    Only the RIFF chunk headers are read on open (the ``data`` chunk is skipped by seeking), so a
+    recording of any length can be streamed block by block in constant memory (``blocks``).
+    Raises UsageError, with the reason and a fix, for: a missing or non-RIFF file, a float or
+    compressed encoding, a sample width other than 16 bits, more than one channel, another sample
+    rate, no samples at all, or a path that is not a regular file (``/dev/zero``, a pipe).
+    Use it as a context manager.
+    """
+
+    def __init__(self, path: str | Path, sample_rate_hz: int = 16000):
+        self.path = Path(path)
+        try:
+            status = self.path.stat()
+        except OSError as error:
+            raise UsageError(f"cannot read {self.path}: {error.strerror}") from None
+        if not stat.S_ISREG(status.st_mode):
+            raise UsageError(f"{self.path} is not a regular file (a device, pipe or folder); give a WAV file")
+        self.size_bytes = status.st_size
+        try:
+            self._handle = open(self.path, "rb")
+        except OSError as error:
+            raise UsageError(f"cannot read {self.path}: {error.strerror}") from None
+        try:
+            self.data_offset, self.num_samples = self._read_header(sample_rate_hz)
+        except BaseException:
+            self._handle.close()
+            raise
+        self.sample_rate_hz = sample_rate_hz
+
+    def _read_header(self, sample_rate_hz: int) -> tuple[int, int]:
+        path, handle = self.path, self._handle
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            raise UsageError(f"{path} is not a RIFF/WAVE file")
+        fmt: tuple[int, int, int, int] | None = None
+        data: tuple[int, int] | None = None
+        offset = 12
+        while offset + 8 <= self.size_bytes and (fmt is None or data is None):
+            handle.seek(offset)
+            chunk_id, size = struct.unpack("<4sI", handle.read(8))
+            if chunk_id == b"fmt ":
+                body = handle.read(min(size, 64))
+                if len(body) < 16:
+                    raise UsageError(f"{path}: truncated fmt chunk")
+                tag, channels, rate, _, _, bits = struct.unpack("<HHIIHH", body[:16])
+                if tag == _WAVE_FORMAT_EXTENSIBLE and len(body) >= 26:
+                    tag = struct.unpack("<H", body[24:26])[0]  # first two bytes of the sub-format GUID
+                fmt = (tag, channels, rate, bits)
+            elif chunk_id == b"data":
+                # A recorder that could not seek back writes 0xFFFFFFFF or 0: trust the file's size.
+                available = self.size_bytes - (offset + 8)
+                data = (offset + 8, available if size in (0, 0xFFFFFFFF) else min(size, available))
+            offset += 8 + size + (size & 1)  # chunks are padded to even sizes
+        if fmt is None or data is None:
+            raise UsageError(f"{path}: no {'fmt' if fmt is None else 'data'} chunk")
+        tag, channels, rate, bits = fmt
+        convert = f"convert it first, e.g. `sox {path.name} -r {sample_rate_hz} -b 16 -c 1 -e signed-integer out.wav`"
+        if tag == _WAVE_FORMAT_IEEE_FLOAT:
+            raise UsageError(f"{path} holds {bits}-bit float samples; edgesdk reads 16-bit PCM only: {convert}")
+        if tag != _WAVE_FORMAT_PCM:
+            raise UsageError(f"{path} uses WAV encoding 0x{tag:04x}; edgesdk reads 16-bit PCM only: {convert}")
+        if bits != 16:
+            raise UsageError(f"{path} holds {bits}-bit samples; edgesdk reads 16-bit PCM only: {convert}")
+        if channels != 1:
+            raise UsageError(f"{path} has {channels} channels; the model takes mono audio: {convert}")
+        if rate != sample_rate_hz:
+            raise UsageError(
+                f"{path} is sampled at {rate} Hz; the model's front-end needs {sample_rate_hz} Hz and edgesdk "
+                f"does not resample (a resampler changes the features the model was trained on): {convert}")
+        data_offset, data_bytes = data
+        if data_bytes < 2:
+            raise UsageError(f"{path} holds no audio samples")
+        return data_offset, data_bytes // 2
+
+    def read(self, start_sample: int, count: int) -> np.ndarray:
+        """int16 samples [start_sample, start_sample + count), clipped to the file's end."""
+        count = max(0, min(count, self.num_samples - start_sample))
+        self._handle.seek(self.data_offset + 2 * start_sample)
+        raw = self._handle.read(2 * count)
+        if len(raw) != 2 * count:
+            raise UsageError(f"{self.path}: the file ended while reading (was it truncated while open?)")
+        return np.frombuffer(raw, dtype="<i2").astype(np.int16)
+
+    def blocks(self, block_samples: int) -> Iterator[np.ndarray]:
+        """The samples in order, ``block_samples`` at a time (the last block may be shorter)."""
+        for start in range(0, self.num_samples, block_samples):
+            yield self.read(start, block_samples)
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> "WavFile":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def read_wav(path: str | Path, sample_rate_hz: int = 16000) -> np.ndarray:
-    """Read a 16-bit PCM mono WAV at ``sample_rate_hz``; returns int16 samples [n].
+    """Read a whole 16-bit PCM mono WAV at ``sample_rate_hz`` into memory; returns int16 samples [n].
 
-    Raises UsageError, with the reason and a fix, for: a missing or non-RIFF file, a float or
-    compressed encoding, a sample width other than 16 bits, more than one channel, another sample
-    rate, no samples at all, a path that is not a regular file (``/dev/zero``, a pipe), or a
-    file larger than ``MAX_WAV_BYTES``.
+    Refuses what ``WavFile`` refuses, and a file larger than ``MAX_WAV_BYTES`` (to stream a long
+    recording, use ``WavFile.blocks`` or ``stream_wav``, which read it block by block).
     """
     path = Path(path)
-    try:
-        status = path.stat()
-    except OSError as error:
-        raise UsageError(f"cannot read {path}: {error.strerror}") from None
-    if not stat.S_ISREG(status.st_mode):
-        raise UsageError(f"{path} is not a regular file (a device, pipe or folder); give a WAV file")
-    if status.st_size > MAX_WAV_BYTES:
-        raise UsageError(
-            f"{path} is {status.st_size / 2**20:.0f} MiB; edgesdk reads WAV files of at most "
-            f"{MAX_WAV_BYTES >> 20} MiB (about {MAX_WAV_BYTES // 32000 // 60} minutes of 16 kHz audio) "
-            f"into memory at once: split it first, e.g. `sox {path.name} part.wav trim 0 600 : newfile : restart`")
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_WAV_BYTES + 1)
-    except OSError as error:
-        raise UsageError(f"cannot read {path}: {error.strerror}") from None
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        raise UsageError(f"{path} is not a RIFF/WAVE file")
-    fmt: tuple[int, int, int, int] | None = None
-    samples: bytes | None = None
-    offset = 12
-    while offset + 8 <= len(data):
-        chunk_id, size = struct.unpack("<4sI", data[offset: offset + 8])
-        body = data[offset + 8: offset + 8 + size]
-        if chunk_id == b"fmt ":
-            if len(body) < 16:
-                raise UsageError(f"{path}: truncated fmt chunk")
-            tag, channels, rate, _, _, bits = struct.unpack("<HHIIHH", body[:16])
-            if tag == _WAVE_FORMAT_EXTENSIBLE and len(body) >= 26:
-                tag = struct.unpack("<H", body[24:26])[0]  # first two bytes of the sub-format GUID
-            fmt = (tag, channels, rate, bits)
-        elif chunk_id == b"data":
-            samples = body
-        offset += 8 + size + (size & 1)  # chunks are padded to even sizes
-    if fmt is None or samples is None:
-        raise UsageError(f"{path}: no {'fmt' if fmt is None else 'data'} chunk")
-    tag, channels, rate, bits = fmt
-    convert = f"convert it first, e.g. `sox {path.name} -r {sample_rate_hz} -b 16 -c 1 -e signed-integer out.wav`"
-    if tag == _WAVE_FORMAT_IEEE_FLOAT:
-        raise UsageError(f"{path} holds {bits}-bit float samples; edgesdk reads 16-bit PCM only: {convert}")
-    if tag != _WAVE_FORMAT_PCM:
-        raise UsageError(f"{path} uses WAV encoding 0x{tag:04x}; edgesdk reads 16-bit PCM only: {convert}")
-    if bits != 16:
-        raise UsageError(f"{path} holds {bits}-bit samples; edgesdk reads 16-bit PCM only: {convert}")
-    if channels != 1:
-        raise UsageError(f"{path} has {channels} channels; the model takes mono audio: {convert}")
-    if rate != sample_rate_hz:
-        raise UsageError(
-            f"{path} is sampled at {rate} Hz; the model's front-end needs {sample_rate_hz} Hz and edgesdk "
-            f"does not resample (a resampler changes the features the model was trained on): {convert}")
-    waveform = np.frombuffer(samples[: len(samples) // 2 * 2], dtype="<i2").astype(np.int16)
-    if waveform.size == 0:
-        raise UsageError(f"{path} holds no audio samples")
-    return waveform
+    with WavFile(path, sample_rate_hz) as wav:
+        if wav.size_bytes > MAX_WAV_BYTES:
+            raise UsageError(
+                f"{path} is {wav.size_bytes / 2**20:.0f} MiB; read_wav takes WAV files of at most "
+                f"{MAX_WAV_BYTES >> 20} MiB (about {MAX_WAV_BYTES // 32000 // 60} minutes of 16 kHz audio) "
+                f"into memory at once: stream it (`edgesdk run BUNDLE --wav {path.name}` reads any length "
+                f"block by block) or split it, e.g. `sox {path.name} part.wav trim 0 600 : newfile : restart`")
+        return wav.read(0, wav.num_samples)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -404,11 +458,20 @@ def stream_wav(model: Any, wav_path: str | Path, *, early_exit: float | None = N
         raise UsageError(f"hop_ms={hop_ms} is less than one sample")
     labels = list(manifest.get("extra", {}).get("labels", []))
 
-    waveform = read_wav(wav_path, frontend.sample_rate_hz)
-    audio_frames = frontend.num_frames(waveform.size)
+    with WavFile(wav_path, frontend.sample_rate_hz) as wav:
+        return _stream_wav_file(model, wav, frontend, chunk, lookahead, labels, hop_samples,
+                                early_exit, early_exit_frames)
+
+
+def _stream_wav_file(model: Any, wav: "WavFile", frontend: "KaldiFbankFrontend", chunk: int, lookahead: int,
+                     labels: list[str], hop_samples: int, early_exit: float | None,
+                     early_exit_frames: int) -> StreamResult:
+    """``stream_wav`` once the WAV is open: reads it a block at a time, so any length fits in memory."""
+    wav_path = wav.path
+    audio_frames = frontend.num_frames(wav.num_samples)
     if audio_frames == 0:
         raise UsageError(
-            f"{wav_path}: {1000.0 * waveform.size / frontend.sample_rate_hz:.1f} ms of audio is shorter than "
+            f"{wav_path}: {1000.0 * wav.num_samples / frontend.sample_rate_hz:.1f} ms of audio is shorter than "
             f"one {1000.0 * frontend.frame_length_samples / frontend.sample_rate_hz:.0f} ms analysis window")
     target_decided = max(audio_frames, frontend.clip_frames)
 
@@ -454,14 +517,21 @@ def stream_wav(model: Any, wav_path: str | Path, *, early_exit: float | None = N
                     return False
         return False
 
-    for start in range(0, waveform.size, hop_samples):
-        pending = np.concatenate([pending, fbank.push(waveform[start: start + hop_samples])])
-        whole = (pending.shape[0] // chunk) * chunk
-        if whole:
-            exited = push(pending[:whole])
-            pending = pending[whole:]
-            if exited or len(tops) >= target_decided:
-                break
+    # Whole hops per block, so the hops fed to the front-end are the same as from one array.
+    block_samples = hop_samples * max(1, round(WAV_BLOCK_SECONDS * frontend.sample_rate_hz / hop_samples))
+    finished = False
+    for block in wav.blocks(block_samples):
+        for start in range(0, block.size, hop_samples):
+            pending = np.concatenate([pending, fbank.push(block[start: start + hop_samples])])
+            whole = (pending.shape[0] // chunk) * chunk
+            if whole:
+                exited = push(pending[:whole])
+                pending = pending[whole:]
+                if exited or len(tops) >= target_decided:
+                    finished = True
+                    break
+        if finished:
+            break
     padding = 0
     if not exited and len(tops) < target_decided:
         missing = target_decided + lookahead - consumed - pending.shape[0]

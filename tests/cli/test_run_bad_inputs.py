@@ -1,6 +1,8 @@
 """edgesdk run: every bad input is exit 2 with a sentence, and -o writes what it says."""
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -67,9 +69,12 @@ def test_wav_larger_than_the_limit_is_refused(tmp_path, monkeypatch):
 
     monkeypatch.setattr(audio, "MAX_WAV_BYTES", 1 << 20)
     big = tmp_path / "big.wav"
-    with open(big, "wb") as handle:
-        handle.truncate(2 << 20)  # sparse: 2 MiB without writing them
-    with pytest.raises(UsageError, match="at most 1 MiB"):
+    data_bytes = 2 << 20
+    with open(big, "wb") as handle:  # a real 16 kHz mono header, then 2 MiB of sparse samples
+        handle.write(struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + data_bytes, b"WAVE", b"fmt ", 16, 1, 1,
+                                 16000, 32000, 2, 16, b"data", data_bytes))
+        handle.truncate(44 + data_bytes)
+    with pytest.raises(UsageError, match="at most 1 MiB.*stream it"):
         audio.read_wav(big)
 
 

@@ -201,3 +201,54 @@ def test_stream_wav_with_chunked_step_decides_like_single_frames(stream_bundle, 
     assert triple.frame_top == single.frame_top
     assert np.abs(np.subtract(triple.frame_probability, single.frame_probability)).max() <= 1e-5
     assert (triple.audio_frames + triple.padding_frames) % 3 == 0 and len(triple.latency_ms) * 3 >= 128 + 5
+
+
+def test_stream_wav_streams_a_file_larger_than_read_wav_takes(stream_bundle, tmp_path, monkeypatch):
+    """A long recording is read block by block: never more than a block in memory, and the
+    decisions on its first clip are PyTorch's (the same known answer as the offline test)."""
+    import torch
+
+    import edgesdk
+    from edgesdk.runtime import audio
+
+    model, out = stream_bundle
+    clips = [read_wav(FIXTURES / f"{name}.wav") for name in ("yes", "no", "stop", "go")]
+    long_wav = write_wav(tmp_path / "long.wav", np.concatenate(clips * 3))  # ~12 s, ~390 kB
+    monkeypatch.setattr(audio, "MAX_WAV_BYTES", 64 << 10)
+    monkeypatch.setattr(audio, "WAV_BLOCK_SECONDS", 0.37)  # not a whole number of hops: rounded to 37
+    with pytest.raises(UsageError, match="at most 0 MiB"):
+        read_wav(long_wav)  # the in-memory reader keeps its limit
+    largest_read = []
+    original_read = audio.WavFile.read
+
+    def recording_read(self, start_sample, count):
+        largest_read.append(count)
+        return original_read(self, start_sample, count)
+
+    monkeypatch.setattr(audio.WavFile, "read", recording_read)
+    result = stream_wav(edgesdk.load(out), long_wav)
+    total_samples = sum(clip.size for clip in clips) * 3
+    assert result.audio_frames == KaldiFbankFrontend().num_frames(total_samples)
+    assert result.frames_used == result.audio_frames and not result.early_exit
+    assert max(largest_read) == 37 * 160 and len(largest_read) == -(-total_samples // (37 * 160))
+    # The first clip ("yes", 98 frames) decides as PyTorch does on it, up to the look-ahead.
+    offline = KaldiFbankFrontend().model_input(clips[0])
+    with torch.no_grad():
+        prefix = model.forward_prefix(torch.from_numpy(offline)[None])[0].numpy()
+    usable = 98 - 5
+    assert result.frame_top[:usable] == [int(i) for i in prefix[:usable].argmax(axis=1)]
+
+
+def test_wav_with_an_unknown_data_size_reads_to_the_end_of_the_file(tmp_path):
+    """Recorders writing to a pipe leave the data size at 0xFFFFFFFF: the file's length decides."""
+    from edgesdk.runtime.audio import WavFile
+
+    tone = (1000 * np.sin(np.arange(4000) / 5.0)).astype(np.int16)
+    path = write_wav(tmp_path / "piped.wav", tone)
+    raw = bytearray(path.read_bytes())
+    data_at = raw.index(b"data")
+    raw[data_at + 4: data_at + 8] = struct.pack("<I", 0xFFFFFFFF)
+    path.write_bytes(bytes(raw))
+    with WavFile(path) as wav:
+        assert wav.num_samples == 4000
+        assert np.array_equal(np.concatenate(list(wav.blocks(1500))), tone)
