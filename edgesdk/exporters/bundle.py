@@ -404,21 +404,31 @@ def _process_alive(pid: int) -> bool:
 
 
 def sweep_stale_partials(output: str | Path) -> list[Path]:
-    """Remove ``.NAME.<pid>.*.partial`` folders beside ``output`` whose process is gone.
+    """Clean up what exports into ``output`` that did not finish left beside it.
 
-    Call it while holding ``export_lock(output)``. The owning pid is in the folder's name;
-    a partial folder without one (written before pids were recorded) is stale too.
+    ``.NAME.<pid>.*.partial`` folders (a half-written bundle) are removed. ``.NAME.<pid>.*.old``
+    folders (an old bundle moved aside by a ``--force`` swap) are removed too, except that when
+    ``output`` itself is missing, the old bundle is moved back into place: the swap was killed
+    between its two renames, and the previous bundle is the one the user had. Folders whose
+    process is alive are left alone. Call it while holding ``export_lock(output)``. A folder
+    without a pid in its name (written before pids were recorded) is stale.
     """
     output = Path(output)
-    pattern = re.compile(r"(?:(\d+)\.)?[^.]+\.partial")
+    pattern = re.compile(r"(?:(\d+)\.)?[^.]+\.(partial|old)")
     removed = []
     prefix = f".{output.name}."
-    for candidate in output.parent.glob(f".{glob.escape(output.name)}.*.partial"):
+    candidates = sorted(output.parent.glob(f".{glob.escape(output.name)}.*.partial")) + \
+        sorted(output.parent.glob(f".{glob.escape(output.name)}.*.old"))
+    for candidate in candidates:
         match = pattern.fullmatch(candidate.name[len(prefix):])
         if not match or not candidate.is_dir():
             continue
         if match.group(1) and _process_alive(int(match.group(1))):
             continue
+        previous = candidate / "old"
+        if match.group(2) == "old" and not output.exists() and previous.is_dir():
+            os.replace(previous, output)
+            log.warning("put back %s, which an interrupted --force export had moved aside", output)
         shutil.rmtree(candidate, ignore_errors=True)
         log.info("removed %s, left by an export that did not finish", candidate)
         removed.append(candidate)
@@ -444,14 +454,25 @@ def _check_quantize(quantize: str | None, formats: Sequence[str]) -> None:
 
 
 def _replace(staging: Path, output: Path) -> None:
-    """Move the finished bundle into place; an old bundle (force) is removed only after."""
-    if output.exists():
-        trash = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".old", dir=output.parent))
+    """Move the finished bundle into place; an old bundle (force) is removed only after.
+
+    The old bundle waits in ``.NAME.<pid>.*.old/old`` between the two renames. If anything stops
+    the swap there (a signal, a failed rename), it is put back before the error goes on; if the
+    process is killed outright, the next export's ``sweep_stale_partials`` puts it back.
+    """
+    if not output.exists():
+        os.replace(staging, output)
+        return
+    trash = Path(tempfile.mkdtemp(prefix=f".{output.name}.{os.getpid()}.", suffix=".old", dir=output.parent))
+    try:
         os.replace(output, trash / "old")
         os.replace(staging, output)
+    except BaseException:
+        if not output.exists() and (trash / "old").exists():
+            os.replace(trash / "old", output)
         shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(staging, output)
+        raise
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _write_bundle(spec, model, folder: Path, formats, opset, converter_log, say, factory, command_line, quantize, min_sqnr_db):

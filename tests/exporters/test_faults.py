@@ -117,3 +117,46 @@ def test_a_second_export_into_the_same_output_is_refused_while_the_first_runs(tm
     assert list(tmp_path.iterdir()) == []
     edgesdk.export(_classifier(), out, formats=("onnx",), example_inputs=FEATURES)
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_a_force_swap_killed_between_its_renames_gets_the_old_bundle_back(tmp_path):
+    # What SIGKILL between the two renames of a --force export leaves: no bundle, the old one aside.
+    aside = tmp_path / f".out.{_dead_pid()}.k1ll3d00.old"
+    (aside / "old").mkdir(parents=True)
+    (aside / "old" / "edgesdk.json").write_text('{"the": "previous bundle"}')
+    staging = tmp_path / f".out.{_dead_pid()}.n3wb4nd1.partial"
+    staging.mkdir()
+    removed = bundle_module.sweep_stale_partials(tmp_path / "out")
+    assert (tmp_path / "out" / "edgesdk.json").read_text() == '{"the": "previous bundle"}'
+    assert not aside.exists() and not staging.exists() and set(removed) == {aside, staging}
+
+
+def test_an_old_bundle_left_aside_is_removed_when_the_new_one_is_in_place(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "edgesdk.json").write_text("new")
+    aside = tmp_path / f".out.{_dead_pid()}.d0n3d0n3.old"
+    (aside / "old").mkdir(parents=True)
+    live = tmp_path / f".out.{os.getpid()}.l1v3l1v3.old"  # a swap still running in this process
+    live.mkdir()
+    bundle_module.sweep_stale_partials(tmp_path / "out")
+    assert not aside.exists() and live.is_dir()
+    assert (tmp_path / "out" / "edgesdk.json").read_text() == "new"
+
+
+def test_an_interrupt_between_the_renames_of_a_force_export_keeps_the_old_bundle(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    edgesdk.export(_classifier(), out, formats=("onnx",), example_inputs=FEATURES)
+    before = (out / "edgesdk.json").read_text()
+    real_replace = os.replace
+    def replace_then_interrupt(source, destination):
+        if str(source).endswith(".partial") and Path(destination) == out:
+            assert not out.exists()  # the old bundle is aside; the new one is not yet in place
+            raise KeyboardInterrupt
+        return real_replace(source, destination)
+
+    monkeypatch.setattr(bundle_module.os, "replace", replace_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        edgesdk.export(_classifier(), out, formats=("onnx",), example_inputs=FEATURES, force=True)
+    monkeypatch.setattr(bundle_module.os, "replace", real_replace)
+    assert (out / "edgesdk.json").read_text() == before
+    assert not list(tmp_path.glob(".out.*"))  # neither the aside folder nor the staging folder is left
