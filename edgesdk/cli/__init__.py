@@ -95,7 +95,28 @@ def main() -> None:
         cli()  # tracebacks included
         return
     try:
-        cli(standalone_mode=True)
+        # Not click's standalone mode: it turns an interrupt that lands outside a verb (while
+        # the options are parsed) into "Aborted!" and exit 1, where DESIGN.md says 128 + signal.
+        result = cli(standalone_mode=False)
+    except click.exceptions.Abort as abort:
+        interrupt = abort.__cause__ or abort.__context__
+        if not isinstance(interrupt, KeyboardInterrupt):
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(_report_interrupt(interrupt))
+    except KeyboardInterrupt as interrupt:
+        sys.exit(_report_interrupt(interrupt))
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
     except Exception as error:  # the last line of defence: one sentence, exit 1
         click.echo(f"Internal error: {type(error).__name__}: {error} (set EDGESDK_DEBUG=1 for a traceback)", err=True)
         sys.exit(1)
+    sys.exit(result if isinstance(result, int) else 0)  # ctx.exit(code) comes back as the code
+
+
+def _report_interrupt(interrupt: KeyboardInterrupt) -> int:
+    """Say which signal stopped the command; its exit code, 128 + the signal number."""
+    signum = getattr(interrupt, "signum", signal.SIGINT)
+    click.echo(f"Interrupted by {signal.Signals(signum).name}.", err=True)
+    return 128 + signum

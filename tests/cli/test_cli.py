@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import sys
 
 import numpy as np
 import pytest
@@ -151,3 +153,31 @@ def test_export_without_torch_names_the_extra_and_exits_5(monkeypatch, tmp_path)
     assert caught.value.exit_code == 5
     assert "pip install 'edgesdk[export]'" in caught.value.message
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_an_interrupt_while_options_are_parsed_exits_128_plus_signal(monkeypatch, capsys, signum):
+    """Outside a verb (option parsing, the group itself) click alone would say 'Aborted!', exit 1."""
+    import edgesdk.cli as cli_module
+    from edgesdk.interrupts import Interrupted
+
+    def interrupted_while_parsing(*args, **kwargs):
+        raise Interrupted(signum)
+
+    monkeypatch.setattr(cli_module.cli, "make_context", interrupted_while_parsing)
+    monkeypatch.setattr(sys, "argv", ["edgesdk", "models"])
+    with pytest.raises(SystemExit) as exited:
+        cli_module.main()
+    assert exited.value.code == 128 + signum
+    assert f"Interrupted by {signal.Signals(signum).name}." in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arguments, code", [(["models", "--json"], 0), (["--version"], 0), (["nosuchverb"], 2),
+                                             (["export", "nosuch", "--preset", "x", "-o", "/tmp/x"], 2)])
+def test_main_keeps_the_exit_codes_of_the_verbs(monkeypatch, capsys, arguments, code):
+    import edgesdk.cli as cli_module
+
+    monkeypatch.setattr(sys, "argv", ["edgesdk", *arguments])
+    with pytest.raises(SystemExit) as exited:
+        cli_module.main()
+    assert exited.value.code == code, capsys.readouterr()
