@@ -441,13 +441,11 @@ def lone_onnx_manifest(path: Path) -> dict[str, Any]:
     if any(key.startswith("edgesdk.") for key in metadata):
         return manifest_from_onnx_metadata(metadata, path)
     # A foreign ONNX file: describe it from its own graph, stateless.
-    from edgesdk.runtime.backends.onnxruntime import ONNX_TYPES as _ONNX_TYPES
+    from edgesdk.runtime.backends.onnxruntime import ONNX_TYPES, graph_dims
 
     def describe(values: Sequence[Any]) -> list[dict[str, Any]]:
-        return [
-            {"name": v.name, "shape": [d if isinstance(d, int) else str(d) for d in v.shape], "dtype": _ONNX_TYPES.get(v.type, v.type)}
-            for v in values
-        ]
+        return [{"name": v.name, "shape": graph_dims(v.name, v.shape), "dtype": ONNX_TYPES.get(v.type, v.type)}
+                for v in values]
 
     return _foreign_manifest(path, "onnx", describe(session.get_inputs()), describe(session.get_outputs()))
 

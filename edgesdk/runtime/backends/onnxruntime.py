@@ -104,12 +104,21 @@ class OnnxRuntimeBackend(Backend):
                     f"onnxruntime fell back from {', '.join(dropped)} to {', '.join(self.providers)}"
                 )
             log.warning("onnxruntime: %s unavailable, running on %s", ", ".join(dropped), ", ".join(self.providers))
-        self.input_shapes = {
-            i.name: [d if isinstance(d, int) else str(d) for d in i.shape] for i in self.session.get_inputs()
-        }
+        self.input_shapes = {i.name: graph_dims(i.name, i.shape) for i in self.session.get_inputs()}
         self.input_dtypes = {i.name: ONNX_TYPES.get(i.type, i.type) for i in self.session.get_inputs()}
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
 
     def run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str]) -> list[np.ndarray]:
         return self.session.run(list(output_names), dict(feeds))
+
+
+def graph_dims(tensor: str, shape: Sequence[Any]) -> list[int | str]:
+    """An ONNX graph shape as edgesdk writes shapes: ints where fixed, a symbol where not.
+
+    onnxruntime reports a dim with no name as None. Each such dim is its own unknown, so it gets a
+    symbol of its own (``x.axis1``); one shared "None" would force every unnamed dim of every
+    input to the same size.
+    """
+    return [d if isinstance(d, int) and d >= 0 else (d if isinstance(d, str) and d else f"{tensor}.axis{axis}")
+            for axis, d in enumerate(shape)]
