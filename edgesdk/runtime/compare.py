@@ -240,6 +240,16 @@ class OutputResult:
     cosine_similarity: float | None = None
     notes: Mapping[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_dict(cls, name: str, facts: Mapping[str, Any]) -> OutputResult:
+        """Read back what ``to_dict`` wrote (validation.json, a self-test report); other keys
+        become ``notes``."""
+        fields = {k: facts[k] for k in cls.__dataclass_fields__ if k in facts and k not in ("name", "notes")}
+        if fields.get("per_step_max_abs") is not None:
+            fields["per_step_max_abs"] = tuple(fields["per_step_max_abs"])
+        notes = {k: v for k, v in facts.items() if k not in cls.__dataclass_fields__}
+        return cls(name=name, **fields, notes=notes)
+
     def to_dict(self) -> dict[str, Any]:
         """The facts validation.json and the self-test report hold (absent ones left out)."""
         facts = {k: getattr(self, k) for k in self.__dataclass_fields__

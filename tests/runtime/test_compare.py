@@ -202,3 +202,11 @@ def test_case_verdict_and_record():
     assert record["vs_stream_reference"]["passed"] is False and record["outputs"]["a"]["max_abs"] == 0.0
     skipped = CaseResult("c", skipped="shapes differ").to_dict()
     assert "passed" not in skipped and skipped["skipped"] == "shapes differ"
+
+
+def test_a_result_reads_back_from_its_record():
+    result = compare_steps("y", [np.zeros(2), np.zeros(2)], [np.zeros(2), np.ones(2)], OutputRule(check=BitAgreement(0.5)))
+    back = type(result).from_dict("y", {**result.to_dict(), "pytorch_step_max_abs": 0.25})
+    assert back.passed == result.passed and back.per_step_max_abs == (0.0, 1.0) and back.check == result.check
+    assert back.notes == {"pytorch_step_max_abs": 0.25}
+    assert tick_line(back, [("onnx", 6)]) == tick_line(result, [("onnx", 6)])
