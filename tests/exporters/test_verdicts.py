@@ -116,3 +116,16 @@ def test_an_old_ecoformer_bundle_falls_back_to_the_share_within_tolerance(ecofor
     (copy / "edgesdk.json").write_text(json.dumps(manifest))
     facts = selftest(copy)["backends"]["onnxruntime"]["outputs"][name]
     assert "agreement" in facts["check"] and "bit_agreement" not in facts["check"]
+
+
+def test_a_manifest_with_an_unknown_family_check_is_refused_by_name(stateless_bundle, tmp_path):
+    from edgesdk.errors import BundleError
+    from edgesdk.runtime.manifest import read_manifest
+
+    copy = tmp_path / "hostile"
+    shutil.copytree(stateless_bundle, copy)
+    manifest = json.loads((copy / "edgesdk.json").read_text())
+    manifest["validation"]["output_checks"] = {"output": {"kind": "vibes"}}
+    (copy / "edgesdk.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=r"validation.output_checks.output kind 'vibes' is not one of bit_agreement"):
+        read_manifest(copy)
