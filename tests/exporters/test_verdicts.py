@@ -32,7 +32,7 @@ def _assert_same_verdicts(bundle):
         for name, facts in case["outputs"].items():
             again = on_device["outputs"][name]
             assert again["passed"] == facts["passed"], (backend, name)
-            assert again["max_abs"] == pytest.approx(facts["max_abs"], rel=1e-3, abs=1e-9), (backend, name)
+            assert again["max_abs"] == pytest.approx(facts["max_abs"], rel=1e-2, abs=1e-8), (backend, name)
             if "sqnr_db" in facts:
                 assert again["sqnr_db"] == pytest.approx(facts["sqnr_db"], abs=0.01), (backend, name)
     return exported, device
@@ -43,7 +43,7 @@ def test_a_passing_stream_bundle_gets_the_same_verdict(streaming_bundle):
     assert device["passed"] and all(case["passed"] for case in exported.values())
     for backend, case in exported.items():
         assert device["backends"][backend]["outputs"]["logits"]["per_step_max_abs"] == pytest.approx(
-            case["outputs"]["logits"]["per_step_max_abs"], rel=1e-3, abs=1e-9)
+            case["outputs"]["logits"]["per_step_max_abs"], rel=1e-2, abs=1e-8)
 
 
 def test_a_failing_int8_bundle_gets_the_same_verdict(tmp_path):
