@@ -17,12 +17,13 @@ import numpy as np
 import torch
 
 from edgesdk.errors import UsageError
+from edgesdk.runtime.compare import FamilyCheck
 
 MODES = ("full", "stream")
 
-# A family-specific comparison of one output: (reference, candidate) -> facts to record.
-# The returned dict must hold "passed" (bool); everything else is recorded in validation.json.
-OutputCheck = Callable[[np.ndarray, np.ndarray], dict]
+# A family-specific check of one output, as data (``edgesdk.runtime.compare``: e.g. BitAgreement),
+# so the manifest can carry it and the on-device self-test applies the rule export applied.
+OutputCheck = FamilyCheck
 
 
 @dataclass(frozen=True)

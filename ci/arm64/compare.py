@@ -1,8 +1,9 @@
 """Compare the aarch64 outputs with the x86-64 ones, per bundle and backend.
 
-Fails (exit 1) when a difference is above the bundle's validation tolerance
-(atol + rtol*|x86 value|, per output as the manifest says; outputs the family checks by
-agreement, e.g. binary hash codes, must agree on MIN_AGREEMENT of their elements).
+Fails (exit 1) when an output breaks the rule its bundle's manifest carries, applied by
+edgesdk's comparison engine with the x86-64 output as the reference: the element-wise tolerance
+(atol + rtol*|x86 value|, per output as the manifest says), or the family's own check where it
+has one (e.g. EcoFormer's hash codes by bit agreement). Prints one tick line per output.
 Usage: python compare.py BUNDLES_DIR X86_DIR ARM64_DIR
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesdk.runtime.selftest import MIN_AGREEMENT
+from edgesdk.runtime.compare import Rules, compare_output, tick_line
 
 
 def main(bundles: Path, x86: Path, arm: Path) -> int:
@@ -22,35 +23,22 @@ def main(bundles: Path, x86: Path, arm: Path) -> int:
     for host_file in sorted(x86.glob("*.npz")):
         bundle_name, backend = host_file.stem.rsplit(".", 1)
         settings = json.loads((bundles / bundle_name / "edgesdk.json").read_text()).get("validation", {})
-        atol, rtol = float(settings.get("atol", 1e-4)), float(settings.get("rtol", 1e-4))
-        per_output = settings.get("output_tolerances", {})
-        family_checked = set(settings.get("family_checked_outputs", []))
+        rules = Rules.from_manifest(settings)
         arm_file = arm / host_file.name
         if not arm_file.is_file():
             failed.append(f"{host_file.name}: no aarch64 outputs")
             continue
         host, got = dict(np.load(host_file)), dict(np.load(arm_file))
-        worst, worst_tol, notes, ok = 0.0, atol, [], True
+        ok = True
         for name, reference in host.items():
             candidate = got.get(name)
-            if candidate is None or candidate.shape != reference.shape:
+            if candidate is None:
+                print(f"✗ {bundle_name:18s} {backend:12s} {name:24s} no aarch64 output")
                 ok = False
-                notes.append(f"{name}: missing or shape differs")
                 continue
-            difference = np.abs(candidate.astype(np.float64) - reference.astype(np.float64))
-            tol_abs, tol_rel = per_output.get(name, (atol, rtol))
-            within = difference <= tol_abs + tol_rel * np.abs(reference)
-            if difference.size and difference.max() >= worst:
-                worst, worst_tol = float(difference.max()), tol_abs
-            if name in family_checked:
-                agreement = float(within.mean()) if within.size else 1.0
-                notes.append(f"{name}: agreement {agreement:.4%}")
-                ok &= agreement >= MIN_AGREEMENT
-                continue
-            ok &= bool(within.all())
-        mark = "ok  " if ok else "FAIL"
-        extra = ("  (" + "; ".join(notes) + ")") if notes else ""
-        print(f"{mark} {bundle_name:18s} {backend:12s} max abs diff aarch64 vs x86-64 {worst:.1e}  atol {worst_tol:.0e}{extra}")
+            result = compare_output(name, reference, candidate, rules.rule(name))
+            print(tick_line(result, [(bundle_name, 18), (backend, 12)]) + "  (aarch64 vs x86-64)")
+            ok &= result.passed
         rows += 1
         if not ok:
             failed.append(f"{bundle_name} on {backend}")

@@ -5,30 +5,65 @@ to ONNX and TFLite in streaming mode, validates both, then streams each bundled 
 both backends in 10 ms hops and prints the keyword, the frame that decided it, the per-frame
 latency and the energy per second of audio (measured or estimated, always labelled).
 
-The work is done by ``examples/kws/demo.py`` (``run_demo`` and ``render``); this verb parses
-options and prints. The example lives in the source checkout, not in the installed package.
+The work is done by the example's ``demo.py`` (``run_demo`` and ``render``); this verb finds the
+example, parses options and prints. The example (its code, trained model and clips) lives in the
+source tree, not in the installed package: the verb looks for ``examples/kws`` beside the
+imported package (a checkout or an editable install) and in the current folder, and loads it by
+file location under a private module name, never through ``sys.path``. Where there is none it
+exits 5 and says where to get it.
 """
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import click
 
 from edgesdk.cli.common import StepProgress, emit_json, human
-from edgesdk.errors import UsageError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO_ROOT / "examples" / "kws" / "demo.py"
+EXAMPLE = Path("examples") / "kws"
+MODULE_NAME = "_edgesdk_kws_example"
 
 
-def _example_module():
-    if not EXAMPLE.is_file():
-        raise UsageError(f"the demo runs from a source checkout; {EXAMPLE} is missing")
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))  # so that `examples.kws` imports as a package
-    return importlib.import_module("examples.kws.demo")
+class ExampleMissing(click.ClickException):
+    """The demo's example is not on this machine (exit 5: something to run on is unavailable)."""
+
+    exit_code = 5
+
+
+def example_folder(places: list[Path]) -> Path | None:
+    """The first of ``places`` holding the example (its ``demo.py`` and ``__init__.py``)."""
+    for place in places:
+        folder = place / EXAMPLE
+        if (folder / "demo.py").is_file() and (folder / "__init__.py").is_file():
+            return folder
+    return None
+
+
+def load_example(folder: Path) -> ModuleType:
+    """``folder``'s ``demo`` module, its package registered as MODULE_NAME so that its relative
+    imports resolve, without adding anything to ``sys.path``."""
+    if MODULE_NAME not in sys.modules:
+        spec = importlib.util.spec_from_file_location(MODULE_NAME, folder / "__init__.py",
+                                                      submodule_search_locations=[str(folder)])
+        package = importlib.util.module_from_spec(spec)
+        sys.modules[MODULE_NAME] = package
+        spec.loader.exec_module(package)
+    return importlib.import_module(f"{MODULE_NAME}.demo")
+
+
+def _example_module() -> ModuleType:
+    places = [Path(__file__).resolve().parents[2], Path.cwd()]
+    folder = example_folder(places)
+    if folder is None:
+        raise ExampleMissing(
+            f"edgesdk demo runs the keyword-spotting example of the edgesdk source tree ({EXAMPLE}: its code, "
+            f"trained model and clips), which the installed package does not hold and which is not in "
+            f"{' or '.join(str(p) for p in dict.fromkeys(places))}: run it from a clone of the edgesdk repository.")
+    return load_example(folder)
 
 
 @click.command("demo")

@@ -21,21 +21,8 @@ def command(bundle: Path, backends: tuple[str, ...], as_json: bool) -> None:
     report = selftest(bundle, backends or None)
     if as_json:
         emit_json(report)
-    for backend, facts in report["backends"].items():
-        if facts["passed"] is None:
-            human.print(f"- {backend:12s} skipped: {facts['skipped']}", markup=False)
-            continue
-        for name, output in facts["outputs"].items():
-            mark = "✓" if output["passed"] else "✗"
-            if "error" in output:
-                human.print(f"{mark} {backend:12s} {name:24s} {output['error']}", markup=False)
-                continue
-            if "sqnr_db" in output:
-                measure = f"SQNR {output['sqnr_db']:.1f} dB, needs {output['min_sqnr_db']:.0f}  (max abs {output['max_abs']:.1e})"
-            else:
-                measure = f"max abs {output['max_abs']:.1e}  atol {output['atol']:.0e}"
-                measure += f"  agreement {output['agreement']:.4%}" if "agreement" in output else ""
-            human.print(f"{mark} {backend:12s} {name:24s} {measure}", markup=False)
+    for line in report["lines"]:
+        human.print(line, markup=False)
     if not report["passed"]:
         raise ValidationError(f"{bundle}: the samples do not reproduce on this device", report)
     human.print(f"✓ {bundle}: samples reproduce on {', '.join(b for b, f in report['backends'].items() if f['passed'])}", markup=False)

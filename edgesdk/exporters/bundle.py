@@ -34,7 +34,7 @@ from edgesdk.exporters.capture import ConverterLog
 from edgesdk.exporters.onnx import DEFAULT_OPSET, export_onnx
 from edgesdk.exporters.quantize import QUANTIZATIONS, quantize_tflite
 from edgesdk.exporters.tflite import export_tflite
-from edgesdk.exporters.validate import validate
+from edgesdk.exporters.validate import rules_of, validate
 from edgesdk.models.registry import get_family
 from edgesdk.runtime.compare import MIN_SQNR_DB
 from edgesdk.runtime.introspect import op_histogram
@@ -554,10 +554,7 @@ def _write_bundle(spec, model, folder: Path, formats, opset, converter_log, say,
         "artifacts": artifacts,
         "validation": {
             "passed": report["passed"],
-            "atol": spec.atol,
-            "rtol": spec.rtol,
-            "output_tolerances": {k: list(v) for k, v in spec.output_tolerances.items()},
-            "family_checked_outputs": sorted(spec.output_checks),
+            **rules_of(spec, min_sqnr_db).to_manifest(),  # the rules `edgesdk validate` applies on a device
             "min_sqnr_db": min_sqnr_db if quantize else None,
             "steps": spec.validation_steps if spec.mode == "stream" else None,
             "report": VALIDATION_NAME,

@@ -9,14 +9,15 @@ failure is collected before anything is raised.
 
 Float artifacts must meet the element-wise tolerance at every step. An int8 artifact is judged
 by its signal-to-quantization-noise ratio over the whole case (all steps of a stream at once),
-which must reach ``min_sqnr_db``; its max abs error is still reported.
+which must reach ``min_sqnr_db``; its max abs error is still reported. The rules, the
+comparisons and the tick lines are ``edgesdk.runtime.compare``'s, the engine the on-device
+self-test applies to the rules the manifest carries.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -24,87 +25,13 @@ import numpy as np
 import torch
 
 from edgesdk.runtime.backends.base import BACKEND_OF_FORMAT, open_backend
-from edgesdk.runtime.compare import MIN_SQNR_DB, elementwise_error, sqnr_db
+from edgesdk.runtime.compare import (MIN_SQNR_DB, CaseResult, OutputResult, OutputRule, Rules, Tolerance,
+                                     compare_output, compare_steps, line_prefix, tick_line)
 from edgesdk.spec import ExportSpec, as_numpy, call_module
 
 log = logging.getLogger(__name__)
 
 RANDOM_SEED = 0
-
-
-@dataclass
-class Comparison:
-    """How one output of one case compares (over all steps, for streaming)."""
-
-    name: str
-    passed: bool
-    max_abs: float = float("nan")
-    mean_abs: float = float("nan")
-    atol: float = 0.0
-    rtol: float = 0.0
-    error: str | None = None
-    worst_step: int | None = None
-    per_step_max_abs: list[float] | None = None
-    check: dict[str, Any] | None = None
-    sqnr_db: float | None = None
-    min_sqnr_db: float | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        facts = {k: v for k, v in self.__dict__.items() if v is not None and k != "name"}
-        if self.sqnr_db is not None:
-            facts.pop("atol", None)
-            facts.pop("rtol", None)
-        for key in ("max_abs", "mean_abs"):
-            if key in facts and not np.isfinite(facts[key]):
-                facts.pop(key)
-        return facts
-
-    def line(self, fmt: str, case: str) -> str:
-        mark = "✓" if self.passed else "✗"
-        if self.error:
-            return f"{mark} {fmt:6s} {case:22s} {self.name:24s} {self.error}"
-        if self.sqnr_db is not None:
-            text = (f"{mark} {fmt:6s} {case:22s} {self.name:24s} SQNR {self.sqnr_db:.1f} dB, "
-                    f"needs {self.min_sqnr_db:.0f}  (max abs {self.max_abs:.1e})")
-        else:
-            text = f"{mark} {fmt:6s} {case:22s} {self.name:24s} max abs {self.max_abs:.1e}  atol {self.atol:.0e}"
-        if self.rtol and self.sqnr_db is None:
-            text += f" + rtol {self.rtol:.0e}·|ref|"
-        if self.worst_step is not None:
-            text += f"  (worst step {self.worst_step})"
-        if self.check:
-            extras = ", ".join(f"{k} {_short(v)}" for k, v in self.check.items() if k != "passed")
-            text += f"  [{extras}]"
-        return text
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
-
-
-def compare_arrays(name: str, reference: np.ndarray, candidate: np.ndarray, atol: float, rtol: float) -> Comparison:
-    if reference.shape != candidate.shape:
-        return Comparison(name, False, atol=atol, rtol=rtol, error=f"shape {candidate.shape} vs reference {reference.shape}")
-    if reference.size == 0:
-        return Comparison(name, True, 0.0, 0.0, atol, rtol)
-    if not np.isfinite(candidate).all() and np.isfinite(reference).all():
-        return Comparison(name, False, atol=atol, rtol=rtol, error="non-finite values where the reference is finite")
-    difference, within = elementwise_error(reference, candidate, atol, rtol)
-    return Comparison(name, bool(within.all()), float(difference.max()), float(difference.mean()), atol, rtol)
-
-
-def compare_quantized(name: str, reference: np.ndarray, candidate: np.ndarray, min_sqnr: float) -> Comparison:
-    """An int8 artifact's output against the float reference: SQNR over the whole array."""
-    if reference.shape != candidate.shape:
-        return Comparison(name, False, error=f"shape {candidate.shape} vs reference {reference.shape}")
-    if not np.isfinite(candidate).all() and np.isfinite(reference).all():
-        return Comparison(name, False, error="non-finite values where the reference is finite")
-    difference = np.abs(candidate.astype(np.float64) - reference.astype(np.float64))
-    ratio = sqnr_db(reference, candidate)
-    return Comparison(name, bool(ratio >= min_sqnr), float(difference.max(initial=0.0)),
-                      float(difference.mean()) if difference.size else 0.0, sqnr_db=ratio, min_sqnr_db=min_sqnr)
 
 
 class ArtifactRunner:
@@ -149,45 +76,6 @@ def random_sequence(spec: ExportSpec, seed: int) -> dict[str, np.ndarray]:
     return {name: np.stack([step[name] for step in steps]) for name in spec.example_inputs}
 
 
-def _compare_output(spec: ExportSpec, name: str, reference: np.ndarray, candidate: np.ndarray) -> Comparison:
-    atol, rtol = spec.tolerance(name)
-    comparison = compare_arrays(name, reference, candidate, atol, rtol)
-    check = spec.output_checks.get(name)
-    if check is not None and comparison.error is None:
-        facts = dict(check(reference, candidate))
-        comparison.check = facts
-        comparison.passed = bool(facts["passed"])
-    return comparison
-
-
-def _merge_steps(name: str, per_step: list[Comparison]) -> Comparison:
-    """One comparison over all steps: worst step, mean of means, all checks merged."""
-    errors = [c for c in per_step if c.error]
-    if errors:
-        first = errors[0]
-        return Comparison(name, False, atol=first.atol, rtol=first.rtol, error=f"step {per_step.index(first)}: {first.error}")
-    maxima = [c.max_abs for c in per_step]
-    worst = int(np.argmax(maxima))
-    merged = Comparison(
-        name,
-        all(c.passed for c in per_step),
-        float(maxima[worst]),
-        float(np.mean([c.mean_abs for c in per_step])),
-        per_step[0].atol,
-        per_step[0].rtol,
-        worst_step=worst,
-        per_step_max_abs=[float(m) for m in maxima],
-    )
-    checks = [c.check for c in per_step if c.check]
-    if checks:
-        merged.check = {"passed": all(c["passed"] for c in checks), "failed_steps": [i for i, c in enumerate(per_step) if c.check and not c.check["passed"]]}
-        for key, value in checks[0].items():
-            if key != "passed" and isinstance(value, (int, float)):
-                values = [c[key] for c in checks]
-                merged.check[key] = float(np.min(values)) if "agree" in key else float(np.max(values))
-    return merged
-
-
 def _full_cases(spec: ExportSpec) -> list[tuple[str, dict[str, np.ndarray]]]:
     cases = [(f"random[seed={RANDOM_SEED}]", random_feeds(spec, RANDOM_SEED))]
     cases += [(f"sample[{i}]", {k: np.asarray(v) for k, v in feeds.items()}) for i, feeds in enumerate(spec.sample_inputs)]
@@ -214,6 +102,12 @@ def run_stream(spec: ExportSpec, sequence: Mapping[str, np.ndarray], run: Callab
     return outputs
 
 
+def rules_of(spec: ExportSpec, min_sqnr: float = MIN_SQNR_DB) -> Rules:
+    """The spec's tolerances and family checks as the engine's rules (the manifest carries them)."""
+    return Rules(Tolerance(spec.atol, spec.rtol), {k: Tolerance(*v) for k, v in spec.output_tolerances.items()},
+                 dict(spec.output_checks), min_sqnr)
+
+
 def validate(
     spec: ExportSpec, artifacts: Mapping[str, tuple[Path, Mapping[str, Any]]], min_sqnr: float = MIN_SQNR_DB
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -226,83 +120,101 @@ def validate(
         (report for validation.json, the first case's inputs, its reference outputs): the
         case is what ``samples/`` keeps for on-device re-validation.
     """
+    rules = rules_of(spec, min_sqnr)
+    full = spec.mode == "full"
+    cases = _full_cases(spec) if full else _stream_cases(spec)
+    references = [_reference_outputs(spec, feeds) for _, feeds in cases]
+    gaps = _Float64Gaps(spec, cases, references)
+    judge = validate_full_case if full else validate_stream_case
     report: dict[str, Any] = {"mode": spec.mode, "atol": spec.atol, "rtol": spec.rtol, "formats": {}}
-    cases = _full_cases(spec) if spec.mode == "full" else _stream_cases(spec)
-    references = []
-    for _, feeds in cases:
-        if spec.mode == "full":
-            references.append({k: v for k, v in call_module(spec, feeds).items() if k in spec.output_names})
-        else:
-            references.append(run_stream(spec, feeds, lambda f: call_module(spec, f)))
-
-    lines = []
-    gaps: dict[int, dict[str, float] | None] = {}
+    lines: list[str] = []
     for fmt, (path, facts) in artifacts.items():
         runner = ArtifactRunner(fmt, path, facts)
-        format_report: dict[str, Any] = {"backend": runner.engine.name, "providers": runner.engine.providers, "cases": []}
+        results = []
         for index, ((case_name, feeds), reference) in enumerate(zip(cases, references)):
-            case: dict[str, Any] = {"name": case_name, "outputs": {}}
-            if spec.mode == "full":
-                if not runner.accepts(feeds):
-                    case["skipped"] = "input shapes differ from this artifact's static shapes"
-                    format_report["cases"].append(case)
-                    continue
-                got = _guarded(lambda: runner.run(feeds, spec.output_names), fmt, case, lines, case_name)
-                if got is None:
-                    format_report["cases"].append(case)
-                    continue
-                if runner.quantized:
-                    comparisons = [_compare_quantized(spec, n, reference[n], got[n], min_sqnr) for n in spec.output_names]
-                else:
-                    comparisons = [_compare_output(spec, n, reference[n], got[n]) for n in spec.output_names]
-            else:
-                first_step = {n: feeds[n][0] for n in spec.example_inputs}
-                if not runner.accepts(first_step):
-                    case["skipped"] = "step shapes differ from this artifact's static shapes"
-                    format_report["cases"].append(case)
-                    continue
-                got_steps = _guarded(lambda: run_stream(spec, feeds, lambda f: runner.run(f, spec.all_output_names)),
-                                     fmt, case, lines, case_name)
-                if got_steps is None:
-                    format_report["cases"].append(case)
-                    continue
-                case["steps"] = len(got_steps)
-                if runner.quantized:
-                    comparisons = [_quantized_steps(spec, n, reference, got_steps, min_sqnr) for n in spec.output_names]
-                else:
-                    comparisons = [
-                        _merge_steps(n, [_compare_output(spec, n, r[n], g[n]) for r, g in zip(reference, got_steps)])
-                        for n in spec.output_names
-                    ]
-                if spec.stream_reference is not None:
-                    case["vs_stream_reference"] = _against_stream_reference(
-                        spec, feeds, reference, got_steps, min_sqnr if runner.quantized else None)
-            case["outputs"] = {c.name: c.as_dict() for c in comparisons}
-            case["passed"] = all(c.passed for c in comparisons) and case.get("vs_stream_reference", {}).get("passed", True)
-            lines += [c.line(fmt, case_name) for c in comparisons]
-            failed = [c for c in comparisons if not c.passed and c.error is None and c.sqnr_db is None]
-            if failed:
-                if index not in gaps:
-                    gaps[index] = float64_gaps(spec, feeds, reference)
-                case["pytorch_float64_gap"] = gaps[index]
-                lines += _gap_lines(fmt, case_name, failed, gaps[index])
-            if "vs_stream_reference" in case:
-                for name, facts in case["vs_stream_reference"]["outputs"].items():
-                    mark = "✓" if facts["passed"] else "✗"
-                    if "sqnr_db" in facts:
-                        measure = f"SQNR {facts['sqnr_db']:.1f} dB, needs {facts['min_sqnr_db']:.0f}  (max abs {facts['max_abs']:.1e})"
-                    else:
-                        measure = f"max abs {facts['max_abs']:.1e}  atol {facts['atol']:.0e}"
-                    lines.append(f"{mark} {fmt:6s} {case_name:22s} {name + ' vs full model':24s} {measure}")
-            format_report["cases"].append(case)
-        ran = [c for c in format_report["cases"] if "skipped" not in c]
-        format_report["passed"] = bool(ran) and all(c["passed"] for c in ran)
-        if not ran:
-            format_report["error"] = "no validation case fits this artifact's shapes"
-        report["formats"][fmt] = format_report
+            case = gaps.attach(index, judge(spec, rules, runner, case_name, feeds, reference))
+            lines += case_lines(fmt, case)
+            results.append(case)
+        report["formats"][fmt] = _format_report(runner, results)
     report["passed"] = all(f["passed"] for f in report["formats"].values())
     report["lines"] = lines
     return report, dict(cases[0][1]), _first_case_outputs(spec, references)
+
+
+def validate_full_case(spec: ExportSpec, rules: Rules, runner: ArtifactRunner, case_name: str,
+                       feeds: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> CaseResult:
+    """One input through one artifact, every output judged against the module's."""
+    if not runner.accepts(feeds):
+        return CaseResult(case_name, skipped="input shapes differ from this artifact's static shapes")
+    got, error = _guarded(lambda: runner.run(feeds, spec.output_names), runner.format)
+    if error is not None:
+        return CaseResult(case_name, error=error)
+    return CaseResult(case_name, tuple(compare_output(n, reference[n], got[n], rules.rule(n, runner.quantized))
+                                       for n in spec.output_names))
+
+
+def validate_stream_case(spec: ExportSpec, rules: Rules, runner: ArtifactRunner, case_name: str,
+                         sequence: Mapping[str, np.ndarray], reference: list[dict[str, np.ndarray]]) -> CaseResult:
+    """One sequence stepped through one artifact carrying its own state, judged step by step
+    against the module's steps and, where the recipe has one, against the independent reference."""
+    if not runner.accepts({n: sequence[n][0] for n in spec.example_inputs}):
+        return CaseResult(case_name, skipped="step shapes differ from this artifact's static shapes")
+    got, error = _guarded(lambda: run_stream(spec, sequence, lambda f: runner.run(f, spec.all_output_names)),
+                          runner.format)
+    if error is not None:
+        return CaseResult(case_name, error=error)
+    outputs = tuple(compare_steps(n, [r[n] for r in reference], [g[n] for g in got], rules.rule(n, runner.quantized))
+                    for n in spec.output_names)
+    against = _against_stream_reference(spec, rules, sequence, reference, got, runner.quantized)
+    return CaseResult(case_name, outputs, steps=len(got), against_reference=against)
+
+
+def case_lines(fmt: str, case: CaseResult) -> list[str]:
+    """The tick lines of one case: one per output, the float64 diagnostic, then vs the full model."""
+    where = [(fmt, 6), (case.name, 22)]
+    if case.error is not None:
+        return [f"{line_prefix(False, where)} {case.error}"]
+    lines = [tick_line(output, where) for output in case.outputs]
+    if "pytorch_float64_gap" in case.diagnostics:
+        lines += _gap_lines(where, _diagnosable(case), case.diagnostics["pytorch_float64_gap"])
+    lines += [tick_line(output, where, output.name + " vs full model") for output in case.against_reference]
+    return lines
+
+
+def _reference_outputs(spec: ExportSpec, feeds: Mapping[str, np.ndarray]):
+    if spec.mode == "full":
+        return {k: v for k, v in call_module(spec, feeds).items() if k in spec.output_names}
+    return run_stream(spec, feeds, lambda f: call_module(spec, f))
+
+
+def _format_report(runner: ArtifactRunner, cases: list[CaseResult]) -> dict[str, Any]:
+    ran = [c for c in cases if c.skipped is None]
+    report = {"backend": runner.engine.name, "providers": runner.engine.providers,
+              "cases": [c.to_dict() for c in cases], "passed": bool(ran) and all(c.passed for c in ran)}
+    if not ran:
+        report["error"] = "no validation case fits this artifact's shapes"
+    return report
+
+
+def _diagnosable(case: CaseResult) -> list[OutputResult]:
+    """Failed float comparisons (not errors, not SQNR): where PyTorch's own rounding can tell
+    an ill-conditioned model from a wrong export."""
+    return [o for o in case.outputs if not o.passed and o.error is None and o.sqnr_db is None]
+
+
+class _Float64Gaps:
+    """float64_gaps per case, measured once (on the first failure) and shared by every format."""
+
+    def __init__(self, spec: ExportSpec, cases, references):
+        self.spec, self.cases, self.references = spec, cases, references
+        self.measured: dict[int, dict[str, float] | None] = {}
+
+    def attach(self, index: int, case: CaseResult) -> CaseResult:
+        if not _diagnosable(case):
+            return case
+        if index not in self.measured:
+            self.measured[index] = float64_gaps(self.spec, self.cases[index][1], self.references[index])
+        return dataclasses.replace(case, diagnostics={"pytorch_float64_gap": self.measured[index]})
 
 
 def float64_gaps(spec: ExportSpec, feeds: Mapping[str, np.ndarray], reference) -> dict[str, float] | None:
@@ -333,72 +245,43 @@ def float64_gaps(spec: ExportSpec, feeds: Mapping[str, np.ndarray], reference) -
         torch.set_default_dtype(previous)
 
 
-def _gap_lines(fmt: str, case_name: str, failed: list[Comparison], gaps: dict[str, float] | None) -> list[str]:
+def _gap_lines(where: list[tuple[str, int]], failed: list[OutputResult], gaps: dict[str, float] | None) -> list[str]:
+    prefix = "  " + " ".join(f"{text:{width}s}" for text, width in where)  # no mark: not a verdict
     if gaps is None:
-        return [f"  {fmt:6s} {case_name:22s} (the module does not run in float64: no rounding reference)"]
+        return [f"{prefix} (the module does not run in float64: no rounding reference)"]
     lines = []
-    for comparison in failed:
-        gap = gaps[comparison.name]
-        ratio = f", artifact error {comparison.max_abs / gap:.1f}x that" if gap > 0 else ""
-        lines.append(f"  {fmt:6s} {case_name:22s} {comparison.name:24s} PyTorch float32 vs float64 here: "
-                     f"max abs {gap:.1e}{ratio}")
+    for output in failed:
+        gap = gaps[output.name]
+        ratio = f", artifact error {output.max_abs / gap:.1f}x that" if gap > 0 else ""
+        lines.append(f"{prefix} {output.name:24s} PyTorch float32 vs float64 here: max abs {gap:.1e}{ratio}")
     return lines
 
 
-def _guarded(run: Callable[[], Any], fmt: str, case: dict[str, Any], lines: list[str], case_name: str) -> Any:
+def _guarded(run: Callable[[], Any], fmt: str) -> tuple[Any, str | None]:
     """Run an artifact; a backend that raises fails the case with its message, not the export."""
     try:
-        return run()
+        return run(), None
     except Exception as error:  # backends raise their own unrelated types
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        case["passed"] = False
-        case["error"] = f"{fmt} backend raised: {message}"
-        lines.append(f"✗ {fmt:6s} {case_name:22s} {case['error']}")
-        return None
+        return None, f"{fmt} backend raised: {message}"
 
 
-def _compare_quantized(spec: ExportSpec, name: str, reference: np.ndarray, candidate: np.ndarray, min_sqnr: float) -> Comparison:
-    comparison = compare_quantized(name, reference, candidate, min_sqnr)
-    check = spec.output_checks.get(name)
-    if check is not None and comparison.error is None:
-        facts = dict(check(reference, candidate))
-        comparison.check = facts
-        comparison.passed = comparison.passed and bool(facts["passed"])
-    return comparison
-
-
-def _quantized_steps(spec: ExportSpec, name: str, reference_steps, artifact_steps, min_sqnr: float) -> Comparison:
-    """SQNR over all steps at once (early steps may be all zeros), plus the per-step max abs."""
-    reference = np.stack([step[name] for step in reference_steps])
-    candidate = np.stack([step[name] for step in artifact_steps])
-    comparison = _compare_quantized(spec, name, reference, candidate, min_sqnr)
-    if comparison.error is None:
-        maxima = np.abs(candidate.astype(np.float64) - reference).reshape(len(reference), -1).max(axis=1)
-        comparison.per_step_max_abs = [float(m) for m in maxima]
-        comparison.worst_step = int(np.argmax(maxima))
-    return comparison
-
-
-def _against_stream_reference(spec, sequence, reference_steps, artifact_steps, min_sqnr: float | None) -> dict[str, Any]:
-    """Both the PyTorch step and the artifact against the independent full-sequence reference.
-
-    ``min_sqnr`` is set for an int8 artifact, which is then judged by SQNR over all steps.
-    """
-    expected = spec.stream_reference(sequence)
-    result: dict[str, Any] = {"outputs": {}}
-    for name, target in expected.items():
-        atol, rtol = spec.tolerance(name)
-        if min_sqnr is not None:
-            merged = compare_quantized(name, target, np.stack([step[name] for step in artifact_steps]), min_sqnr)
-        else:
-            per_step = [compare_arrays(name, target[i], step[name], atol, rtol) for i, step in enumerate(artifact_steps)]
-            merged = _merge_steps(name, per_step)
-        torch_steps = [compare_arrays(name, target[i], step[name], atol, rtol) for i, step in enumerate(reference_steps)]
-        facts = merged.as_dict()
-        facts["pytorch_step_max_abs"] = float(max(c.max_abs for c in torch_steps)) if all(c.error is None for c in torch_steps) else None
-        result["outputs"][name] = facts
-    result["passed"] = all(f["passed"] for f in result["outputs"].values())
-    return result
+def _against_stream_reference(spec: ExportSpec, rules: Rules, sequence, reference_steps, artifact_steps,
+                              quantized: bool) -> tuple[OutputResult, ...]:
+    """The artifact against the independent full-sequence reference (no family check: that
+    reference is a different computation), with the PyTorch step's own error beside it."""
+    if spec.stream_reference is None:
+        return ()
+    results = []
+    for name, target in spec.stream_reference(sequence).items():
+        rule = rules.rule(name, quantized)
+        plain = dataclasses.replace(rule, check=None)
+        artifact = compare_steps(name, list(target), [step[name] for step in artifact_steps], plain)
+        torch_step = compare_steps(name, list(target), [step[name] for step in reference_steps],
+                                   OutputRule(rule.tolerance))
+        notes = {"pytorch_step_max_abs": torch_step.max_abs if torch_step.error is None else None}
+        results.append(dataclasses.replace(artifact, notes=notes))
+    return tuple(results)
 
 
 def _first_case_outputs(spec: ExportSpec, references) -> dict[str, np.ndarray]:

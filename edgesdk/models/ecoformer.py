@@ -44,6 +44,7 @@ from torch import nn
 
 from edgesdk.errors import CheckpointError, UsageError
 from edgesdk.models.registry import Family, Preset
+from edgesdk.runtime.compare import BitAgreement, OutputRule, TopOneAgreement, compare_output
 from edgesdk.spec import ExportSpec
 
 log = logging.getLogger(__name__)
@@ -796,51 +797,20 @@ class EcoFormerExport(nn.Module):
         return (logits, *codes) if self.hash_outputs else logits
 
 
+# The family's own checks, as data the manifest carries (edgesdk.runtime.compare). Hash codes
+# are signs of projections: a flip near zero is expected, so codes are judged by the share of
+# agreeing bits; logits must meet the tolerance and pick the same class on every image. A flipped
+# bit moves logits slightly; that shows up as logits error, and in the code checks as flips, so
+# the two together say where an error came from.
+HASH_CODES_CHECK = BitAgreement(min_agreement=BIT_AGREEMENT_REQUIRED, codes="sign")
+LOGITS_CHECK = TopOneAgreement(min_agreement=1.0)
+
+
 def bit_agreement(reference: np.ndarray, candidate: np.ndarray) -> dict[str, Any]:
-    """Output check for hash codes: the fraction of code bits (signs) that agree.
-
-    Passes at BIT_AGREEMENT_REQUIRED or more. Records the flips and where they are
-    (per image) so a reader can see whether they cluster.
-    """
-    reference = np.asarray(reference)
-    candidate = np.asarray(candidate)
-    if reference.shape != candidate.shape:
-        return {"passed": False, "reason": f"shape {candidate.shape} != {reference.shape}"}
-    flipped = np.sign(reference) != np.sign(candidate)
-    total = int(flipped.size)
-    flips = int(flipped.sum())
-    agreement = 1.0 - flips / total if total else 1.0
-    return {
-        "passed": bool(agreement >= BIT_AGREEMENT_REQUIRED),
-        "bit_agreement": agreement,
-        "flipped_bits": flips,
-        "total_bits": total,
-        "flipped_bits_per_image": flipped.reshape(flipped.shape[0], -1).sum(axis=1).tolist(),
-        "required": BIT_AGREEMENT_REQUIRED,
-    }
-
-
-def logits_check(atol: float) -> Callable[[np.ndarray, np.ndarray], dict[str, Any]]:
-    """Output check for logits: top-1 must agree on every image and the logits must be within
-    ``atol``. A flipped hash bit moves logits slightly; that shows up here as error, and in the
-    code checks as flips, so the two together say where an error came from."""
-
-    def check(reference: np.ndarray, candidate: np.ndarray) -> dict[str, Any]:
-        reference = np.asarray(reference, dtype=np.float64)
-        candidate = np.asarray(candidate, dtype=np.float64)
-        if reference.shape != candidate.shape:
-            return {"passed": False, "reason": f"shape {candidate.shape} != {reference.shape}"}
-        error = np.abs(reference - candidate)
-        top1 = reference.argmax(-1) == candidate.argmax(-1)
-        return {
-            "passed": bool(top1.all() and error.max() <= atol),
-            "max_abs": float(error.max()),
-            "mean_abs": float(error.mean()),
-            "atol": atol,
-            "top1_agreement": float(top1.mean()),
-        }
-
-    return check
+    """HASH_CODES_CHECK's facts for one pair of code arrays (flips, and flips per image)."""
+    reference, candidate = np.asarray(reference), np.asarray(candidate)
+    result = compare_output("hash_codes", reference, candidate, OutputRule(check=HASH_CODES_CHECK))
+    return dict(result.check) if result.check is not None else {"passed": False, "reason": result.error}
 
 
 _RECIPE_OPTIONS = ("image_size", "hash_outputs", "batch", "logits_atol")
@@ -885,8 +855,7 @@ def recipe(model: EcoFormer, mode: str = "full", **options: Any) -> ExportSpec:
     example = torch.randn(batch, config.in_channels, *image_size, generator=generator)
     code_names = [f"hash_codes_{name}" for name in model.hash_layer_names()] if hash_outputs else []
     output_names = ["logits", *code_names]
-    checks: dict[str, Callable] = {"logits": logits_check(logits_atol)}
-    checks.update({name: bit_agreement for name in code_names})
+    checks = {"logits": LOGITS_CHECK, **{name: HASH_CODES_CHECK for name in code_names}}
 
     layers = []
     for name, stage in zip(model.hash_layer_names(), [s for s in range(3) for _ in range(config.depths[s])]):

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edgesdk.errors import BundleError
+from edgesdk.runtime.compare import family_check_from_manifest
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "edgesdk.json"
@@ -156,6 +157,11 @@ class _Checker:
         for index, name in enumerate(self.array(section.get("family_checked_outputs", []),
                                                 f"{field}.family_checked_outputs")):
             self.text(name, f"{field}.family_checked_outputs[{index}]")
+        for name, check in self.object(section.get("output_checks", {}), f"{field}.output_checks").items():
+            try:
+                family_check_from_manifest(check)
+            except ValueError as error:
+                self.fail(f"{field}.output_checks.{name}", str(error))
 
     def optional(self, entry: Mapping[str, Any], where: str, kinds: Mapping[str, tuple[type, ...]]) -> None:
         """Fields that may be absent, but have the given JSON kind when present."""

@@ -63,6 +63,13 @@ def test_demo_detects_every_bundled_clip_on_both_backends(tmp_path):
     assert set(report["validation"]["formats"]) == {"onnx", "tflite"}
     for fmt, facts in report["validation"]["formats"].items():
         assert facts["passed"] and facts["steps"] >= 40 + 2 * 128, fmt  # seeded + two real clips
+    from examples.kws.demo import validation_lines
+
+    # the report's validation part is edgesdk's own tick lines, one per format and output
+    lines = validation_lines(report["validation"])
+    assert len(lines) == 2 * len(report["validation"]["formats"]["onnx"]["outputs"])
+    for line in lines:
+        assert line.startswith(("✓ onnx   3 sequences, ", "✓ tflite 3 sequences, ")) and " max abs " in line, line
     assert set(report["backends"]) == {"onnxruntime", "litert"}
     expected = {c["file"]: c["label"] for c in shipped_clips()}
     for backend, facts in report["backends"].items():
