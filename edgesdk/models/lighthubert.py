@@ -1134,19 +1134,20 @@ def recipe(model: nn.Module, mode: str = "full", **options: Any) -> ExportSpec:
     dynamic_axes: dict[str, dict[int, str]] = {"waveform": {0: "batch", 1: "samples"}}
     dynamic_axes.update({name: {0: "batch", 1: "frames"} for name in output_names})
     macs = count_macs(config, subnet, samples)
+    from edgesdk.runtime.sections import WaveformFrontend
+
     metadata = {
         # what the artifact holds: the standalone subnet, not the supernet it was cut from
         "model": {
             "parameters": sum(p.numel() for p in standalone.parameters()),
             "supernet_parameters": sum(p.numel() for p in model.parameters()) if model is not standalone else None,
         },
-        "frontend": {
-            "kind": "waveform",
-            "sample_rate_hz": config.sample_rate_hz,
-            "channels": 1,
-            "normalization": "utterance_zero_mean_unit_variance" if config.normalize else "none",
-            "normalization_eps": LAYER_NORM_EPS,
-        },
+        "frontend": WaveformFrontend(
+            sample_rate_hz=config.sample_rate_hz,
+            channels=1,
+            normalization="utterance_zero_mean_unit_variance" if config.normalize else "none",
+            normalization_eps=LAYER_NORM_EPS,
+        ).to_manifest(),
         "ops": {
             "per": "inference",
             "macs": macs,

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edgesdk.errors import BundleError
+from edgesdk.runtime.sections import check_sections
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "edgesdk.json"
@@ -237,6 +238,7 @@ def check_manifest(manifest: Any, source: str) -> None:
             checker.object(manifest[key], key)
     if "validation" in manifest:
         checker.validation(manifest["validation"], "validation")
+    check_sections(manifest, source)
     _check_names_are_mapped(manifest, source)
 
 

@@ -270,3 +270,28 @@ class WaveformFrontend:
             normalization=read.text("normalization", "none", choices=WAVEFORM_NORMALIZATIONS),
             normalization_eps=read.number("normalization_eps", 1e-5, positive=True),
         )
+
+
+# ----------------------------------------------------------------------------------------------
+# the whole manifest
+
+
+def check_sections(manifest: Mapping[str, Any], source: str = "edgesdk.json") -> None:
+    """Read every typed section a manifest has (BundleError naming the first bad field).
+
+    Called when a bundle is written and when it is loaded, so a bad section fails before a
+    device streams a single chunk. Front-ends of kinds the runtime does not read (images) are
+    left to the application.
+    """
+    if manifest.get("streaming") is not None:
+        StreamingFacts.from_manifest(manifest["streaming"], source)
+    if manifest.get("ops") is not None:
+        OpsCount.from_manifest(manifest["ops"], source)
+    frontend = manifest.get("frontend")
+    if isinstance(frontend, Mapping):
+        if frontend.get("type") == "kaldi_fbank":
+            from edgesdk.runtime.audio import KaldiFbankFrontend  # audio.py reads its fields with this module
+
+            KaldiFbankFrontend.from_manifest(frontend, source)
+        elif frontend.get("kind") == WaveformFrontend.KIND:
+            WaveformFrontend.from_manifest(frontend, source)
