@@ -28,7 +28,7 @@ import struct
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -255,7 +255,7 @@ class KaldiFbankFrontend:
         return self.normalize(fbank)
 
     def to_manifest(self) -> dict[str, Any]:
-        """The manifest ``frontend`` section (a plain dict; ``frontend_from_manifest`` inverts it)."""
+        """The manifest ``frontend`` section (a plain dict; ``from_manifest`` inverts it)."""
         section = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
         section.update(type="kaldi_fbank", window="hanning", dither=0.0, snip_edges=True,
                        remove_dc_offset=True, use_energy=False, log_floor=LOG_FLOOR,
@@ -297,11 +297,6 @@ _FBANK_FIELDS = {"sample_rate_hz": int, "frame_length_samples": int, "hop_sample
 _DERIVED_KEYS = {"type", "window", "dither", "snip_edges", "remove_dc_offset", "use_energy", "log_floor",
                  "fft_size", "input_scale", "normalization", "pad_value"}
 _FIXED_FBANK = {"window": "hanning", "dither": 0.0, "snip_edges": True, "remove_dc_offset": True, "use_energy": False}
-
-
-def frontend_from_manifest(section: Mapping[str, Any], source: str = "edgesdk.json") -> KaldiFbankFrontend:
-    """``KaldiFbankFrontend.from_manifest`` (kept for callers of the first round)."""
-    return KaldiFbankFrontend.from_manifest(section, source)
 
 
 def check_finite(features: np.ndarray, what: str = "features") -> None:

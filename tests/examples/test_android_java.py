@@ -105,11 +105,11 @@ def bundle(tmp_path_factory) -> Path:
 def record_python_stream(bundle: Path, pcm: np.ndarray, folder: Path) -> dict:
     """Run edgesdk's Python stream over the clip, writing every step's feeds and outputs."""
     import edgesdk
-    from edgesdk.runtime.audio import StreamingFbank, frontend_from_manifest
+    from edgesdk.runtime.audio import KaldiFbankFrontend, StreamingFbank
 
     model = edgesdk.load(bundle, backend="onnxruntime")
     stream = model.stream()
-    fbank = StreamingFbank(frontend_from_manifest(model.manifest["frontend"]))
+    fbank = StreamingFbank(KaldiFbankFrontend.from_manifest(model.manifest["frontend"]))
     step = 0
     last = None
     for start in range(0, pcm.size, 160):

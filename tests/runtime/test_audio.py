@@ -14,7 +14,6 @@ from edgesdk.runtime.audio import (
     KaldiFbankFrontend,
     StreamingFbank,
     check_finite,
-    frontend_from_manifest,
     read_wav,
     stream_wav,
 )
@@ -84,13 +83,13 @@ def test_frontend_manifest_round_trip():
     frontend = KaldiFbankFrontend(num_mel_bins=64, clip_frames=100)
     section = frontend.to_manifest()
     assert section["type"] == "kaldi_fbank" and section["pad_value"] == frontend.pad_value
-    assert frontend_from_manifest(section) == frontend
+    assert KaldiFbankFrontend.from_manifest(section) == frontend
     with pytest.raises(BundleError, match="wobble"):
-        frontend_from_manifest({**section, "wobble": 1})
+        KaldiFbankFrontend.from_manifest({**section, "wobble": 1})
     with pytest.raises(BundleError, match="mfcc"):
-        frontend_from_manifest({**section, "type": "mfcc"})
+        KaldiFbankFrontend.from_manifest({**section, "type": "mfcc"})
     with pytest.raises(BundleError, match="window"):
-        frontend_from_manifest({**section, "window": "povey"})
+        KaldiFbankFrontend.from_manifest({**section, "window": "povey"})
 
 
 def test_wav_policy(tmp_path):
