@@ -8,18 +8,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from edgesdk.cli.common import emit_json, human
-from edgesdk.profiler.report import format_joules
-from edgesdk.profiler.session import BACKEND_CHOICES, ENERGY_CHOICES
+from edgesdk.profiler.report import figure_rows, summary_notes
+from edgesdk.profiler.session import BACKEND_CHOICES, ENERGY_CHOICES, ProfileOptions
 
 _PHASES = {"warmup": "warm-up", "latency": "timed runs", "energy": "energy repeats"}
 
 
-def _format_joules(value: float | None) -> str:
-    return "-" if value is None else format_joules(value)
-
-
 def _print_summary(result: dict, written: dict[str, str]) -> None:
-    backend, latency, energy = result["backend"], result["latency"], result["energy"]
+    backend = result["backend"]
     human.print(
         f"[bold]{result['bundle']['path']}[/bold] on {result['device']['model']} "
         f"(profile {result['device']['profile']}), {backend['name']} "
@@ -28,44 +24,16 @@ def _print_summary(result: dict, written: dict[str, str]) -> None:
     table = Table(show_edge=False)
     for column in ("figure", "value", "provenance"):
         table.add_column(column)
-    lp = latency["provenance"]
-    table.add_row("load time", f"{latency['load_time_s'] * 1e3:.1f} ms", lp)
-    table.add_row("first inference", f"{latency['first_inference_ms']:.3f} ms", lp)
-    table.add_row(
-        f"latency p50 / p90 / p99 ({latency['runs']} runs)",
-        f"{latency['p50_ms']:.3f} / {latency['p90_ms']:.3f} / {latency['p99_ms']:.3f} ms",
-        lp,
-    )
-    table.add_row("latency mean ± std", f"{latency['mean_ms']:.3f} ± {latency['std_ms']:.3f} ms", lp)
-    table.add_row("throughput", f"{latency['throughput_per_s']:.1f} /s", lp)
-    table.add_row("peak RSS", f"{result['memory']['peak_rss_mib']:.1f} MiB", result["memory"]["provenance"])
-    streaming = result.get("streaming")
-    if streaming and streaming.get("real_time_factor") is not None:
-        table.add_row("real-time factor", f"{streaming['real_time_factor']:.4f}", lp)
-    per = "step" if result["mode"] == "stream" else "inference"
-    if energy.get("energy_per_inference_j") is not None:
-        value = _format_joules(energy["energy_per_inference_j"])
-        if energy.get("energy_per_inference_std_j") is not None:
-            value += f" ± {_format_joules(energy['energy_per_inference_std_j'])} ({energy['repeats']} repeats)"
-        table.add_row(f"energy per {per}", value, energy["provenance"])
-        if energy.get("energy_per_audio_second_j") is not None:
-            table.add_row("energy per second of audio", _format_joules(energy["energy_per_audio_second_j"]), energy["provenance"])
-        if energy.get("idle_power_w") is not None:
-            table.add_row("idle / active power", f"{energy['idle_power_w']:.3f} / {energy['active_power_w']:.3f} W", energy["provenance"])
-            table.add_row(
-                "sensor samples",
-                f"{energy['samples']} at {energy['sampling_rate_hz']:.0f} Hz, {energy['distinct_readings']} distinct",
-                energy["provenance"],
-            )
-    else:
-        table.add_row("energy", "not available", energy.get("reason", ""))
+    for row in figure_rows(result):
+        table.add_row(row.figure, row.value, row.provenance)
     human.print(table)
-    if energy.get("provenance") == "estimated:ops":
-        human.print(f"[yellow]energy is an estimate, not a measurement[/yellow]: {energy['scope']}")
-    for name, reason in energy.get("sensors_tried", {}).items():
-        human.print(f"  sensor {name}: {reason}")
-    for warning in [*energy.get("warnings", []), *result.get("warnings", [])]:
-        human.print(f"[yellow]warning[/yellow]: {warning}")
+    for kind, text in summary_notes(result):
+        if kind == "estimate":
+            human.print(f"[yellow]energy is an estimate, not a measurement[/yellow]: {text}")
+        elif kind == "sensor":
+            human.print(f"  sensor {text}")
+        else:
+            human.print(f"[yellow]warning[/yellow]: {text}")
     for kind, path in written.items():
         human.print(f"wrote {kind}: {path}")
 
@@ -106,6 +74,10 @@ def command(
     """Measure load time, latency, memory and energy per inference of BUNDLE on this device."""
     from edgesdk.profiler import profile_bundle, write_report
 
+    options = ProfileOptions(backend=backend, runs=runs, warmup=warmup, stream=stream, energy=energy,
+                             strict_providers=strict_providers, energy_repeats=energy_repeats,
+                             idle_s=idle_seconds, min_active_s=energy_seconds)
+
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -121,19 +93,7 @@ def command(
                 tasks[phase] = bar.add_task(_PHASES.get(phase, phase), total=total)
             bar.update(tasks[phase], completed=done)
 
-        outcome = profile_bundle(
-            bundle,
-            backend=backend,
-            runs=runs,
-            warmup=warmup,
-            stream=stream,
-            energy=energy,
-            strict_providers=strict_providers,
-            energy_repeats=energy_repeats,
-            idle_s=idle_seconds,
-            min_active_s=energy_seconds,
-            progress=progress,
-        )
+        outcome = profile_bundle(bundle, options, progress=progress)
     written: dict[str, str] = {}
     if report_dir is not None:
         written = write_report(outcome.result, report_dir, outcome.latency_times_s, outcome.measurement)

@@ -44,13 +44,21 @@ def _loadable(library: str) -> bool:
     return True
 
 
-def litert_info() -> dict:
-    """``{"installed", "module", "version", "delegates"}`` for LiteRT (or tflite-runtime)."""
+def litert_module() -> str | None:
+    """The first LiteRT interpreter module that imports here, in order of preference; else None."""
     for name in LITERT_MODULES:
         try:
             importlib.import_module(name)
         except ImportError:
             continue
+        return name
+    return None
+
+
+def litert_info() -> dict:
+    """``{"installed", "module", "version", "delegates"}`` for LiteRT (or tflite-runtime)."""
+    name = litert_module()
+    if name is not None:
         package = importlib.import_module(name.split(".")[0])
         # XNNPACK is the interpreter's built-in CPU delegate in every LiteRT/TF Lite >= 2.x build.
         delegates = ["xnnpack"]
@@ -68,11 +76,24 @@ def litert_info() -> dict:
     return {"installed": False, "module": None, "version": None, "delegates": [], "reason": "no LiteRT interpreter module imports"}
 
 
+def onnxruntime_installed() -> bool:
+    """Whether onnxruntime imports here."""
+    try:
+        importlib.import_module("onnxruntime")
+    except ImportError:
+        return False
+    return True
+
+
 def available_backends() -> list[str]:
-    """Backends that can run here: ``"onnxruntime"`` and/or ``"litert"``."""
+    """Backends that can run here, in the order ``"onnxruntime"``, ``"litert"``.
+
+    The one discovery every layer uses (the runtime's loader and self-test, ``edgesdk devices``):
+    a backend counts when its package imports, not merely when it is on the path.
+    """
     found = []
-    if onnxruntime_info()["installed"]:
+    if onnxruntime_installed():
         found.append("onnxruntime")
-    if litert_info()["installed"]:
+    if litert_module() is not None:
         found.append("litert")
     return found

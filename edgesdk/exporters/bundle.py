@@ -39,6 +39,7 @@ from edgesdk.models.registry import get_family
 from edgesdk.runtime.compare import MIN_SQNR_DB
 from edgesdk.runtime.introspect import op_histogram
 from edgesdk.runtime.manifest import MANIFEST_NAME, SCHEMA_VERSION, VALIDATION_NAME, sha256_file
+from edgesdk.runtime.sections import check_sections
 from edgesdk.spec import ExportSpec, StateSpec, as_numpy, call_module, tensor_spec
 
 log = logging.getLogger(__name__)
@@ -503,6 +504,7 @@ def _write_bundle(spec, model, folder: Path, formats, opset, converter_log, say,
     for section in ("streaming", "frontend", "ops", "extra"):
         if section in spec.metadata:
             described[section] = spec.metadata[section]
+    check_sections(described, "the export recipe's metadata")  # what the device will read back
 
     artifact_facts: dict[str, dict[str, Any]] = {}
     for fmt in formats:

@@ -1134,30 +1134,31 @@ def recipe(model: nn.Module, mode: str = "full", **options: Any) -> ExportSpec:
     dynamic_axes: dict[str, dict[int, str]] = {"waveform": {0: "batch", 1: "samples"}}
     dynamic_axes.update({name: {0: "batch", 1: "frames"} for name in output_names})
     macs = count_macs(config, subnet, samples)
+    from edgesdk.runtime.sections import OpsCount, WaveformFrontend
+
     metadata = {
         # what the artifact holds: the standalone subnet, not the supernet it was cut from
         "model": {
             "parameters": sum(p.numel() for p in standalone.parameters()),
             "supernet_parameters": sum(p.numel() for p in model.parameters()) if model is not standalone else None,
         },
-        "frontend": {
-            "kind": "waveform",
-            "sample_rate_hz": config.sample_rate_hz,
-            "channels": 1,
-            "normalization": "utterance_zero_mean_unit_variance" if config.normalize else "none",
-            "normalization_eps": LAYER_NORM_EPS,
-        },
-        "ops": {
-            "per": "inference",
-            "macs": macs,
-            "accumulates": 0,
-            "binary_ops": 0,
-            "counted": (
+        "frontend": WaveformFrontend(
+            sample_rate_hz=config.sample_rate_hz,
+            channels=1,
+            normalization="utterance_zero_mean_unit_variance" if config.normalize else "none",
+            normalization_eps=LAYER_NORM_EPS,
+        ).to_manifest(),
+        "ops": OpsCount(
+            per="inference",
+            macs=macs,
+            accumulates=0,
+            binary_ops=0,
+            counted=(
                 f"multiply-accumulates of one {samples}-sample window ({frames} frames): CNN convolutions, "
                 "linear layers, positional conv and the two attention matmuls; norms, GELU and softmax not counted"
             ),
-            "macs_per_second_of_audio": count_macs(config, subnet, config.sample_rate_hz),
-        },
+            other={"macs_per_second_of_audio": count_macs(config, subnet, config.sample_rate_hz)},
+        ).to_manifest(),
         "extra": {
             "lighthubert": {
                 "supernet_type": config.supernet_type,

@@ -997,8 +997,10 @@ def recipe(model: LMUFormer, mode: str, **options: Any) -> ExportSpec:
     module = StreamStep(model, chunk).eval()
     shapes = model.state_shapes()
     states = [StateSpec(name, (1, *shape)) for name, shape in shapes.items()]
-    metadata["streaming"] = {"frames_per_step": chunk, "lookahead_frames": LOOKAHEAD_FRAMES,
-                             "hop_samples": HOP_SAMPLES, "frame_rate_hz": FRAME_RATE_HZ}
+    from edgesdk.runtime.sections import StreamingFacts
+
+    metadata["streaming"] = StreamingFacts(frames_per_step=chunk, lookahead_frames=LOOKAHEAD_FRAMES,
+                                           hop_samples=HOP_SAMPLES, frame_rate_hz=FRAME_RATE_HZ).to_manifest()
     metadata["extra"]["state_floats_per_stream"] = int(sum(np.prod(s) for s in shapes.values()))
     if config.spiking:
         flips = {}

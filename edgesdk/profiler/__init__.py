@@ -9,11 +9,12 @@ from __future__ import annotations
 from edgesdk.profiler.energy import EnergyMeasurement, Sampler, Trace, estimate_energy, measure_energy
 from edgesdk.profiler.latency import peak_rss_mib, summarize_latency, time_calls
 from edgesdk.profiler.opcount import count_onnx_macs
-from edgesdk.profiler.report import markdown_summary, write_report
+from edgesdk.profiler.report import FigureRow, figure_rows, markdown_summary, summary_notes, write_report
 from edgesdk.profiler.session import (
     BACKEND_CHOICES,
     ENERGY_CHOICES,
-    ProfileOutcome,
+    ProfileOptions,
+    ProfileResult,
     profile_bundle,
     profile_model,
     select_sensor,
@@ -23,11 +24,14 @@ __all__ = [
     "BACKEND_CHOICES",
     "ENERGY_CHOICES",
     "EnergyMeasurement",
-    "ProfileOutcome",
+    "FigureRow",
+    "ProfileOptions",
+    "ProfileResult",
     "Sampler",
     "Trace",
     "count_onnx_macs",
     "estimate_energy",
+    "figure_rows",
     "markdown_summary",
     "measure_energy",
     "peak_rss_mib",
@@ -35,6 +39,7 @@ __all__ = [
     "profile_model",
     "select_sensor",
     "summarize_latency",
+    "summary_notes",
     "time_calls",
     "write_report",
 ]

@@ -26,13 +26,14 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from edgesdk.devices.profiles import DeviceProfile
 from edgesdk.devices.sensors.base import Sensor
 from edgesdk.errors import MeasurementUnavailable
+from edgesdk.runtime.sections import OpsCount
 
 logger = logging.getLogger(__name__)
 
@@ -333,17 +334,20 @@ def measure_energy(
     )
 
 
-def estimate_energy(ops: dict, profile: DeviceProfile) -> dict:
-    """Energy of one inference (or step, per ``ops["per"]``) from op counts, ``estimated:ops``.
+def estimate_energy(ops: OpsCount | Mapping[str, Any], profile: DeviceProfile) -> dict:
+    """Energy of one inference (or step, per ``ops.per``) from op counts, ``estimated:ops``.
 
     Args:
-        ops: a manifest ``ops`` section: ``{"per", "macs", "accumulates", "binary_ops", "counted"}``
-            (missing counts are taken as zero and listed under ``missing_counts``).
+        ops: the op counts (an ``OpsCount``, or a manifest ``ops`` section, read by
+            ``OpsCount.from_manifest``); missing counts are taken as zero and listed under
+            ``missing_counts``.
         profile: the device profile whose energy-per-operation constants apply.
     """
+    if not isinstance(ops, OpsCount):
+        ops = OpsCount.from_manifest(ops, "ops counts")
     constants = profile.energy_per_op
-    counts = {name: int(ops.get(name) or 0) for name in ("macs", "accumulates", "binary_ops")}
-    if not any(counts.values()):
+    counts = ops.counts
+    if not ops.any_counted:
         raise MeasurementUnavailable("no operations counted: nothing to estimate energy from")
     breakdown_pj = {
         "macs": counts["macs"] * constants.mac_pj,
@@ -354,11 +358,11 @@ def estimate_energy(ops: dict, profile: DeviceProfile) -> dict:
         "provenance": ESTIMATE_LABEL,
         "energy_per_inference_j": sum(breakdown_pj.values()) * 1e-12,
         "breakdown_j": {name: value * 1e-12 for name, value in breakdown_pj.items()},
-        "per": ops.get("per", "inference"),
+        "per": ops.per,
         "ops": counts,
-        "ops_counted": ops.get("counted", ""),
-        "ops_source": ops.get("source", "bundle manifest"),
-        "missing_counts": [name for name in counts if name not in ops],
+        "ops_counted": ops.counted or "",
+        "ops_source": ops.source or "bundle manifest",
+        "missing_counts": ops.missing_counts,
         "constants": constants.as_dict(),
         "device_profile": profile.name,
         "scope": ESTIMATE_SCOPE,

@@ -15,7 +15,9 @@ import csv
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -138,8 +140,73 @@ def write_trace_csv(measurement: EnergyMeasurement, path: Path) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class FigureRow:
+    """One figure of a profile as every rendering shows it: name, value with unit, provenance."""
+
+    figure: str
+    value: str
+    provenance: str
+
+
+def figure_rows(result: Mapping[str, Any]) -> list[FigureRow]:
+    """The rows of a profile result (``profile.json``), in the order the table and summary.md show them.
+
+    Every row carries how its figure was obtained (``measured:perf_counter``, ``measured:rapl``,
+    ``estimated:ops``...), so an estimate never reads like a measurement.
+    """
+    latency, memory, energy = result["latency"], result["memory"], result["energy"]
+    lp = latency["provenance"]
+    rows = [
+        FigureRow("load time", f"{latency['load_time_s'] * 1e3:.1f} ms", lp),
+        FigureRow("first inference", f"{latency['first_inference_ms']:.3f} ms", lp),
+        FigureRow(f"latency p50 / p90 / p99 ({latency['runs']} runs)",
+                  f"{latency['p50_ms']:.3f} / {latency['p90_ms']:.3f} / {latency['p99_ms']:.3f} ms", lp),
+        FigureRow("latency mean ± std", f"{latency['mean_ms']:.3f} ± {latency['std_ms']:.3f} ms", lp),
+        FigureRow("throughput", f"{latency['throughput_per_s']:.1f} /s", lp),
+        FigureRow("peak RSS", f"{memory['peak_rss_mib']:.1f} MiB", memory["provenance"]),
+    ]
+    streaming = result.get("streaming")
+    if streaming and streaming.get("real_time_factor") is not None:
+        rows.append(FigureRow("real-time factor", f"{streaming['real_time_factor']:.4f}",
+                              f"{lp} (step {streaming['step_duration_s'] * 1e3:.1f} ms of audio)"))
+    if energy.get("energy_per_inference_j") is None:
+        rows.append(FigureRow("energy", "not available", energy.get("reason", "")))
+        return rows
+    ep = energy["provenance"]
+    per = "step" if result["mode"] == "stream" else "inference"
+    value = format_joules(energy["energy_per_inference_j"])
+    if energy.get("energy_per_inference_std_j") is not None:
+        value += f" ± {format_joules(energy['energy_per_inference_std_j'])} ({energy['repeats']} repeats)"
+    rows.append(FigureRow(f"energy per {per}", value, ep))
+    if energy.get("energy_per_audio_second_j") is not None:
+        rows.append(FigureRow("energy per second of audio", format_joules(energy["energy_per_audio_second_j"]), ep))
+    if energy.get("idle_power_w") is not None:
+        rows.append(FigureRow("idle / active power", f"{energy['idle_power_w']:.3f} / {energy['active_power_w']:.3f} W", ep))
+        rows.append(FigureRow(
+            "sensor samples",
+            f"{energy['samples']} at {energy['sampling_rate_hz']:.0f} Hz, {energy['distinct_readings']} distinct", ep))
+    estimate = result.get("energy_estimate")
+    if estimate and ep != estimate["provenance"] and estimate.get("energy_per_inference_j") is not None:
+        # Measured: the ops estimate is shown apart, labelled as the lower bound it is.
+        rows.append(FigureRow("energy estimate", format_joules(estimate["energy_per_inference_j"]),
+                              f"{estimate['provenance']} (lower bound)"))
+    return rows
+
+
+def summary_notes(result: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What a reader must know beside the rows, as (kind, text): ``estimate``, ``sensor`` or ``warning``."""
+    energy = result["energy"]
+    notes: list[tuple[str, str]] = []
+    if energy.get("provenance") == "estimated:ops":
+        notes.append(("estimate", energy["scope"]))
+    notes += [("sensor", f"{name}: {reason}") for name, reason in (energy.get("sensors_tried") or {}).items()]
+    notes += [("warning", warning) for warning in [*energy.get("warnings", []), *result.get("warnings", [])]]
+    return notes
+
+
 def markdown_summary(result: dict) -> str:
-    """A short human summary of a profile result; every figure with its provenance."""
+    """A short human summary of a profile result: ``figure_rows`` as a Markdown table, then the notes."""
     lines = [f"# Profile of `{result['bundle']['path']}`", ""]
     device = result["device"]
     backend = result["backend"]
@@ -151,52 +218,13 @@ def markdown_summary(result: dict) -> str:
         "| figure | value | provenance |",
         "|---|---|---|",
     ]
-    latency = result["latency"]
-    lp = latency["provenance"]
-    lines.append(f"| load time | {latency['load_time_s'] * 1e3:.1f} ms | {lp} |")
-    lines.append(f"| first inference | {latency['first_inference_ms']:.3f} ms | {lp} |")
-    for key in ("p50_ms", "p90_ms", "p99_ms", "mean_ms"):
-        lines.append(f"| latency {key[:-3]} | {latency[key]:.3f} ms | {lp} ({latency['runs']} runs) |")
-    lines.append(f"| throughput | {latency['throughput_per_s']:.1f} /s | {lp} |")
-    memory = result["memory"]
-    lines.append(f"| peak RSS | {memory['peak_rss_mib']:.1f} MiB | {memory['provenance']} |")
-    streaming = result.get("streaming")
-    if streaming and streaming.get("real_time_factor") is not None:
-        lines.append(
-            f"| real-time factor | {streaming['real_time_factor']:.4f} | {lp} (step {streaming['step_duration_s'] * 1e3:.1f} ms of audio) |"
-        )
-    energy = result["energy"]
-    if energy.get("energy_per_inference_j") is not None:
-        per = "step" if result["mode"] == "stream" else "inference"
-        spread = ""
-        if energy.get("energy_per_inference_std_j") is not None:
-            spread = f" ± {format_joules(energy['energy_per_inference_std_j'])}"
-        lines.append(
-            f"| energy per {per} | {format_joules(energy['energy_per_inference_j'])}{spread} | {energy['provenance']} |"
-        )
-        if energy.get("energy_per_audio_second_j") is not None:
-            lines.append(
-                f"| energy per second of audio | {format_joules(energy['energy_per_audio_second_j'])} | {energy['provenance']} |"
-            )
-        if energy.get("idle_power_w") is not None:
-            lines.append(f"| idle power | {energy['idle_power_w']:.3f} W | {energy['provenance']} |")
-            lines.append(f"| active power | {energy['active_power_w']:.3f} W | {energy['provenance']} |")
-    else:
-        lines.append(f"| energy | not available | {energy.get('reason', '')} |")
-    estimate = result.get("energy_estimate")
-    if estimate and energy.get("provenance") != estimate["provenance"] and estimate.get("energy_per_inference_j") is not None:
-        lines.append(
-            f"| energy estimate | {format_joules(estimate['energy_per_inference_j'])} | {estimate['provenance']} (lower bound) |"
-        )
+    lines += [f"| {row.figure} | {row.value} | {row.provenance} |" for row in figure_rows(result)]
     lines.append("")
-    if energy.get("provenance") == "estimated:ops":
-        lines.append(f"Energy is an estimate, not a measurement: {energy['scope']}.")
-    for reason_name, reason in (energy.get("sensors_tried") or {}).items():
-        lines.append(f"- sensor {reason_name}: {reason}")
-    for warning in energy.get("warnings", []):
-        lines.append(f"- warning: {warning}")
-    for warning in result.get("warnings", []):
-        lines.append(f"- warning: {warning}")
+    for kind, text in summary_notes(result):
+        if kind == "estimate":
+            lines.append(f"Energy is an estimate, not a measurement: {text}.")
+        else:
+            lines.append(f"- {kind}: {text}")
     if result.get("plots"):
         lines += ["", *[f"![{Path(p).stem}]({Path(p).name})" for p in result["plots"]]]
     return "\n".join(lines) + "\n"

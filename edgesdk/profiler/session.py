@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _datetime
 import importlib.metadata
 import logging
@@ -41,6 +42,8 @@ from edgesdk.profiler.latency import (
     time_once,
 )
 from edgesdk.profiler.opcount import count_onnx_macs
+from edgesdk.profiler.report import FigureRow, figure_rows
+from edgesdk.runtime.sections import OpsCount, StreamingFacts
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +52,77 @@ BACKEND_CHOICES = ("auto", "onnxruntime", "litert")
 ProgressCallback = Callable[[str, int, int], None]
 
 
-@dataclass
-class ProfileOutcome:
-    """A finished profile: the JSON-ready result plus the raw data the plots need."""
+@dataclass(frozen=True)
+class ProfileOptions:
+    """What to profile and how; checked once, here (UsageError, exit 2).
+
+    Attributes:
+        backend: ``auto``, ``onnxruntime`` or ``litert`` (``profile_bundle`` only: the model it loads).
+        runs: timed runs (calls or streaming steps), >= 1.
+        warmup: untimed runs before timing, >= 0.
+        stream: profile step by step (streaming bundles).
+        energy: ``auto`` (measure with the first usable sensor, else estimate), a sensor name
+            (``rapl``, ``ina3221``, ``nvml``, ``android``: must work) or ``estimate``.
+        strict_providers: a fallback away from the preferred provider is an error.
+        root: file-system root for device detection and sysfs sensors.
+        energy_repeats, idle_s, min_active_s: the energy phase (see ``measure_energy``; None
+            picks a window suited to the sensor).
+    """
+
+    backend: str = "auto"
+    runs: int = 100
+    warmup: int = 10
+    stream: bool = False
+    energy: str = "auto"
+    strict_providers: bool = False
+    root: str | os.PathLike = "/"
+    energy_repeats: int = 3
+    idle_s: float | None = None
+    min_active_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.runs < 1:
+            raise UsageError(f"runs must be at least 1, got {self.runs}")
+        if self.warmup < 0:
+            raise UsageError(f"warmup cannot be negative, got {self.warmup}")
+        if self.energy_repeats < 1:
+            raise UsageError(f"energy_repeats must be at least 1, got {self.energy_repeats}")
+        if self.energy not in ENERGY_CHOICES:
+            raise UsageError(f"unknown energy source {self.energy!r}; choose from {', '.join(ENERGY_CHOICES)}")
+        if self.backend not in BACKEND_CHOICES:
+            raise UsageError(f"unknown backend {self.backend!r}; choose from {', '.join(BACKEND_CHOICES)}")
+
+    @classmethod
+    def build(cls, options: ProfileOptions | None, fields: Mapping[str, Any]) -> ProfileOptions:
+        """``options``, or one made from keyword ``fields`` (not both); unknown names are a UsageError."""
+        if options is not None and fields:
+            raise UsageError(f"give ProfileOptions or keyword options, not both ({', '.join(fields)})")
+        if options is not None:
+            return options
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise UsageError(f"unknown profile option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
+class ProfileResult:
+    """A finished profile.
+
+    Attributes:
+        result: profile.json's content (JSON-ready; every figure section has a ``provenance``).
+        latency_times_s: each timed call's duration, for the histogram.
+        measurement: the power measurement (trace and windows), None when energy was estimated.
+    """
 
     result: dict
     latency_times_s: np.ndarray
     measurement: EnergyMeasurement | None
+
+    def rows(self) -> list[FigureRow]:
+        """(figure, value, provenance) rows: what the terminal table and summary.md show."""
+        return figure_rows(self.result)
 
 
 def _version(distribution: str) -> str | None:
@@ -121,11 +188,12 @@ def _onnx_file(bundle: Path, manifest: Mapping) -> Path | None:
     return None
 
 
-def _ops_section(bundle: Path, manifest: Mapping, feeds: Mapping[str, np.ndarray]) -> tuple[dict | None, str]:
+def _ops_section(bundle: Path, manifest: Mapping, feeds: Mapping[str, np.ndarray]) -> tuple[OpsCount | None, str]:
     """The manifest's ops section, else MACs counted from the ONNX graph; (None, why) when neither."""
-    ops = manifest.get("ops")
-    if isinstance(ops, Mapping) and any(ops.get(key) for key in ("macs", "accumulates", "binary_ops")):
-        return {**ops, "source": "bundle manifest"}, ""
+    if manifest.get("ops") is not None:
+        ops = OpsCount.from_manifest(manifest["ops"], f"{bundle}/edgesdk.json")
+        if ops.any_counted:
+            return dataclasses.replace(ops, source="bundle manifest"), ""
     onnx_path = _onnx_file(bundle, manifest)
     if onnx_path is None:
         return None, "the manifest has no ops section and the bundle has no ONNX file to count from"
@@ -135,7 +203,7 @@ def _ops_section(bundle: Path, manifest: Mapping, feeds: Mapping[str, np.ndarray
         return None, f"the manifest has no ops section and {error}"
     if counted["macs"] == 0:
         return None, "the manifest has no ops section and the ONNX graph has no countable MatMul/Gemm/Conv"
-    return counted, ""
+    return OpsCount.from_manifest(counted, str(onnx_path)), ""
 
 
 def _backend_report(model: Any, device: DeviceInfo, strict: bool) -> dict:
@@ -169,25 +237,25 @@ def _backend_report(model: Any, device: DeviceInfo, strict: bool) -> dict:
 def profile_model(
     model: Any,
     bundle: str | os.PathLike,
+    options: ProfileOptions | None = None,
     *,
     load_time_s: float,
     rss_before_load_mib: float | None = None,
-    runs: int = 100,
-    warmup: int = 10,
-    stream: bool = False,
-    energy: str = "auto",
-    strict_providers: bool = False,
-    root: str | os.PathLike = "/",
-    energy_repeats: int = 3,
-    idle_s: float | None = None,
-    min_active_s: float | None = None,
     sensor: Sensor | None = None,
     sensors_tried: dict[str, str] | None = None,
     progress: ProgressCallback | None = None,
-) -> ProfileOutcome:
-    """Profile an already loaded runtime model (see ``profile_bundle`` for the arguments)."""
+    **option_fields: Any,
+) -> ProfileResult:
+    """Profile an already loaded runtime model.
+
+    ``options`` (or its fields as keywords: ``runs=50, stream=True``) say what to measure;
+    ``sensor`` is the opened power sensor (None: estimate), ``sensors_tried`` why others were
+    not used. See ``profile_bundle`` for the errors.
+    """
+    options = ProfileOptions.build(options, option_fields)
+    stream, energy = options.stream, options.energy
     bundle_path = Path(bundle)
-    device = detect_device(root)
+    device = detect_device(options.root)
     manifest = dict(getattr(model, "manifest", None) or {})
     streaming_bundle = bool(getattr(model, "is_streaming", False))
     if stream and not streaming_bundle:
@@ -196,7 +264,7 @@ def profile_model(
     if streaming_bundle and not stream:
         warnings.append("the bundle is a streaming export: profiled one step at a time")
     streaming = streaming_bundle
-    backend = _backend_report(model, device, strict_providers)
+    backend = _backend_report(model, device, options.strict_providers)
     if backend.get("fallback_note"):
         warnings.append(backend["fallback_note"])
 
@@ -207,13 +275,13 @@ def profile_model(
     else:
         call = lambda: model.run(feeds)  # noqa: E731
     first_s = time_once(call)
-    times = time_calls(call, runs=runs, warmup=warmup, progress=progress)
+    times = time_calls(call, runs=options.runs, warmup=options.warmup, progress=progress)
     latency = {
         "provenance": LATENCY_PROVENANCE,
         "method": LATENCY_METHOD,
         "load_time_s": load_time_s,
         "first_inference_ms": first_s * 1e3,
-        "warmup_runs": warmup,
+        "warmup_runs": options.warmup,
         **summarize_latency(times),
     }
     rss_now = current_rss_mib()
@@ -227,15 +295,16 @@ def profile_model(
 
     streaming_section = None
     if streaming:
-        facts = manifest.get("streaming") or {}
-        step_s = None
-        if facts.get("frames_per_step") and facts.get("frame_rate_hz"):
-            step_s = float(facts["frames_per_step"]) / float(facts["frame_rate_hz"])
+        # A generic stateful export may have no streaming section: its figures are then unknown.
+        facts = None
+        if manifest.get("streaming") is not None:
+            facts = StreamingFacts.from_manifest(manifest["streaming"], f"{bundle_path}/edgesdk.json")
+        step_s = facts.step_duration_s if facts else None
         streaming_section = {
             "provenance": "bundle manifest streaming section; real-time factor from measured latency",
-            "frames_per_step": facts.get("frames_per_step"),
-            "frame_rate_hz": facts.get("frame_rate_hz"),
-            "lookahead_frames": facts.get("lookahead_frames"),
+            "frames_per_step": facts.frames_per_step if facts else None,
+            "frame_rate_hz": facts.frame_rate_hz if facts else None,
+            "lookahead_frames": facts.lookahead_frames if facts else None,
             "step_duration_s": step_s,
             "real_time_factor": (latency["mean_ms"] * 1e-3 / step_s) if step_s else None,
         }
@@ -250,9 +319,9 @@ def profile_model(
         measurement = measure_energy(
             sensor,
             call,
-            repeats=energy_repeats,
-            idle_s=idle_s,
-            min_active_s=min_active_s,
+            repeats=options.energy_repeats,
+            idle_s=options.idle_s,
+            min_active_s=options.min_active_s,
             progress=progress,
         )
         energy_section = dict(measurement.summary)
@@ -305,100 +374,60 @@ def profile_model(
     }
     if estimate is None and ops_problem:
         result["energy_estimate_unavailable"] = ops_problem
-    return ProfileOutcome(result=result, latency_times_s=times, measurement=measurement)
+    return ProfileResult(result=result, latency_times_s=times, measurement=measurement)
 
 
 def profile_bundle(
     bundle: str | os.PathLike,
+    options: ProfileOptions | None = None,
     *,
-    backend: str = "auto",
-    runs: int = 100,
-    warmup: int = 10,
-    stream: bool = False,
-    energy: str = "auto",
-    strict_providers: bool = False,
-    root: str | os.PathLike = "/",
-    energy_repeats: int = 3,
-    idle_s: float | None = None,
-    min_active_s: float | None = None,
     progress: ProgressCallback | None = None,
     loader: Callable[..., Any] | None = None,
-) -> ProfileOutcome:
-    """Profile the bundle at ``bundle`` on this device.
+    **option_fields: Any,
+) -> ProfileResult:
+    """Profile the bundle at ``bundle`` (a folder with edgesdk.json) on this device.
 
     Args:
-        bundle: bundle directory (with edgesdk.json).
-        backend: ``auto``, ``onnxruntime`` or ``litert``.
-        runs: timed runs (calls or streaming steps), >= 1.
-        warmup: untimed runs before timing, >= 0.
-        stream: profile step by step (streaming bundles).
-        energy: ``auto`` (measure with the first usable sensor, else estimate), a sensor name
-            (``rapl``, ``ina3221``, ``nvml``, ``android``: must work) or ``estimate``.
-        strict_providers: a fallback away from the preferred provider is an error.
-        root: file-system root for device detection and sysfs sensors.
-        energy_repeats, idle_s, min_active_s: the energy phase (see ``measure_energy``; None
-            picks a window suited to the sensor).
+        options: what to measure (``ProfileOptions``); or give its fields as keywords
+            (``profile_bundle(path, stream=True, runs=500)``).
         progress: ``progress(phase, done, total)`` callback.
         loader: ``load(path, backend=..., providers=..., strict_providers=...)``; default
             ``edgesdk.runtime.load``.
 
     Raises:
-        UsageError: bad arguments or a non-streaming bundle with ``stream``.
+        UsageError: bad options or a non-streaming bundle with ``stream``.
         MeasurementUnavailable: an explicitly requested sensor (or estimate) cannot be made.
         BackendUnavailable: the backend is missing, or a fallback under ``strict_providers``.
     """
-    if runs < 1:
-        raise UsageError(f"runs must be at least 1, got {runs}")
-    if warmup < 0:
-        raise UsageError(f"warmup cannot be negative, got {warmup}")
-    if energy not in ENERGY_CHOICES:
-        raise UsageError(f"unknown energy source {energy!r}; choose from {', '.join(ENERGY_CHOICES)}")
-    if backend not in BACKEND_CHOICES:
-        raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKEND_CHOICES)}")
+    options = ProfileOptions.build(options, option_fields)
     bundle_path = Path(bundle)
     if not (bundle_path / "edgesdk.json").is_file():
         raise UsageError(f"{bundle_path} is not a bundle: edgesdk.json is missing")
-    device = detect_device(root)
+    device = detect_device(options.root)
     # Settle the energy source before any work, so an impossible request fails fast (exit 6).
-    sensor, tried = select_sensor(energy, device, root)
+    sensor, tried = select_sensor(options.energy, device, options.root)
     if loader is None:
         from edgesdk.runtime import load as loader  # torch-free
     providers = None
-    if backend == "onnxruntime":
+    if options.backend == "onnxruntime":
         providers = preferred_providers(device.profile, onnxruntime_info()["providers"]) or None
     rss_before = current_rss_mib()
     try:
         start = time.perf_counter()
-        model = loader(bundle_path, backend=backend, providers=providers, strict_providers=strict_providers)
+        model = loader(bundle_path, backend=options.backend, providers=providers,
+                       strict_providers=options.strict_providers)
         load_time = time.perf_counter() - start
         in_use = [str(p) for p in (getattr(model, "providers", None) or [])]
-        if energy == "auto" and sensor is not None and sensor.name != "nvml" and any(
+        if options.energy == "auto" and sensor is not None and sensor.name != "nvml" and any(
             p in in_use for p in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
         ):
             # The model runs on an NVIDIA GPU: measure its board with NVML if that works.
-            gpu_sensor, _ = select_sensor("auto", device, root, prefer_gpu=True)
+            gpu_sensor, _ = select_sensor("auto", device, options.root, prefer_gpu=True)
             if gpu_sensor is not None and gpu_sensor.name == "nvml":
                 sensor.close()
                 sensor = gpu_sensor
-        return profile_model(
-            model,
-            bundle_path,
-            load_time_s=load_time,
-            rss_before_load_mib=rss_before,
-            runs=runs,
-            warmup=warmup,
-            stream=stream,
-            energy=energy,
-            strict_providers=strict_providers,
-            root=root,
-            energy_repeats=energy_repeats,
-            idle_s=idle_s,
-            min_active_s=min_active_s,
-            sensor=sensor,
-            sensors_tried=tried,
-            progress=progress,
-        )
+        return profile_model(model, bundle_path, options, load_time_s=load_time, rss_before_load_mib=rss_before,
+                             sensor=sensor, sensors_tried=tried, progress=progress)
     finally:
         if sensor is not None:
             sensor.close()
-

@@ -28,11 +28,12 @@ import struct
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
 import numpy as np
 
 from edgesdk.errors import BundleError, UsageError
+from edgesdk.runtime.sections import SectionReader, StreamingFacts
 
 log = logging.getLogger(__name__)
 
@@ -308,7 +309,7 @@ class KaldiFbankFrontend:
         return self.normalize(fbank)
 
     def to_manifest(self) -> dict[str, Any]:
-        """The manifest ``frontend`` section (a plain dict; ``frontend_from_manifest`` inverts it)."""
+        """The manifest ``frontend`` section (a plain dict; ``from_manifest`` inverts it)."""
         section = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
         section.update(type="kaldi_fbank", window="hanning", dither=0.0, snip_edges=True,
                        remove_dc_offset=True, use_energy=False, log_floor=LOG_FLOOR,
@@ -318,26 +319,38 @@ class KaldiFbankFrontend:
         return section
 
 
+    @classmethod
+    def from_manifest(cls, section: Any, source: str = "edgesdk.json") -> KaldiFbankFrontend:
+        """Rebuild the front-end from a manifest ``frontend`` section; unknown or bad keys are errors."""
+        read = SectionReader(section, "frontend", source)
+        kind = read.text("type", None)
+        if kind != "kaldi_fbank":
+            read.fail("type", f"is {kind!r}: not supported (only 'kaldi_fbank')")
+        unknown = sorted(set(section) - set(_FBANK_FIELDS) - _DERIVED_KEYS)
+        if unknown:
+            read.fail("", f"has unknown keys: {', '.join(unknown)}")
+        for key, value in _FIXED_FBANK.items():
+            if key in section and section[key] != value:
+                read.fail(key, f"is {section[key]!r}: not supported (only {value!r})")
+        values = {}
+        for key, kind_of in _FBANK_FIELDS.items():
+            if key in section:
+                reader = {int: read.integer, float: read.number, bool: read.boolean}[kind_of]
+                values[key] = reader(key)
+        try:
+            return cls(**values)
+        except UsageError as error:
+            raise BundleError(f"{source}: frontend {error}") from None
+
+
+# The fields of KaldiFbankFrontend and their JSON kinds; the derived keys to_manifest adds; and
+# the Kaldi settings this implementation fixes.
+_FBANK_FIELDS = {"sample_rate_hz": int, "frame_length_samples": int, "hop_samples": int, "num_mel_bins": int,
+                 "low_freq_hz": float, "high_freq_hz": float, "preemphasis": float, "subtract_clip_mean": bool,
+                 "normalize_mean": float, "normalize_std": float, "clip_frames": int}
 _DERIVED_KEYS = {"type", "window", "dither", "snip_edges", "remove_dc_offset", "use_energy", "log_floor",
                  "fft_size", "input_scale", "normalization", "pad_value"}
-
-
-def frontend_from_manifest(section: Mapping[str, Any]) -> KaldiFbankFrontend:
-    """Rebuild the front-end from a manifest ``frontend`` section; unknown or bad keys are errors."""
-    if not isinstance(section, Mapping):
-        raise BundleError("the manifest's frontend section must be an object")
-    if section.get("type") != "kaldi_fbank":
-        raise BundleError(f"frontend type {section.get('type')!r} is not supported (only kaldi_fbank)")
-    known = {f.name for f in fields(KaldiFbankFrontend) if f.init}
-    unknown = sorted(set(section) - known - _DERIVED_KEYS)
-    if unknown:
-        raise BundleError(f"unknown frontend keys in the manifest: {', '.join(unknown)}")
-    frontend = KaldiFbankFrontend(**{k: v for k, v in section.items() if k in known})
-    fixed = {"window": "hanning", "dither": 0.0, "snip_edges": True, "remove_dc_offset": True, "use_energy": False}
-    for key, value in fixed.items():
-        if key in section and section[key] != value:
-            raise BundleError(f"frontend {key}={section[key]!r} is not supported (only {value!r})")
-    return frontend
+_FIXED_FBANK = {"window": "hanning", "dither": 0.0, "snip_edges": True, "remove_dc_offset": True, "use_energy": False}
 
 
 def check_finite(features: np.ndarray, what: str = "features") -> None:
@@ -421,6 +434,14 @@ class StreamResult:
         return asdict(self)
 
 
+def _manifest_source(model: Any) -> str:
+    """How errors name a loaded model's manifest: ``out/kws/edgesdk.json`` when the path is known."""
+    path = getattr(model, "path", None)
+    if path is None:
+        return "the bundle's edgesdk.json"
+    return str(Path(path) / "edgesdk.json") if Path(path).is_dir() else str(path)
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -439,16 +460,13 @@ def stream_wav(model: Any, wav_path: str | Path, *, early_exit: float | None = N
     ``early_exit_frames`` consecutive decided frames.
     """
     manifest = model.manifest
+    source = _manifest_source(model)
     for key in ("frontend", "streaming"):
         if key not in manifest:
-            raise BundleError(f"the bundle's edgesdk.json has no {key!r} section; export with mode='stream'")
-    frontend = frontend_from_manifest(manifest["frontend"])
-    streaming = manifest["streaming"]
-    try:
-        chunk = int(streaming["frames_per_step"])
-        lookahead = int(streaming["lookahead_frames"])
-    except KeyError as error:
-        raise BundleError(f"the manifest's streaming section has no {error.args[0]!r}") from None
+            raise BundleError(f"{source} has no {key!r} section; export with mode='stream'")
+    frontend = KaldiFbankFrontend.from_manifest(manifest["frontend"], source)
+    streaming = StreamingFacts.from_manifest(manifest["streaming"], source)
+    chunk, lookahead = streaming.frames_per_step, streaming.lookahead_frames
     if early_exit is not None and not 0.0 < early_exit <= 1.0:
         raise UsageError(f"early_exit must be a probability in (0, 1], not {early_exit}")
     if early_exit_frames < 1:

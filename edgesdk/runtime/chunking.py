@@ -43,6 +43,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from edgesdk.errors import BundleError, UsageError
+from edgesdk.runtime.sections import WaveformFrontend
 
 log = logging.getLogger(__name__)
 
@@ -183,17 +184,17 @@ def plan_for(
         window_frames = fixed_frames
     elif window_frames is None:
         window_frames = int(recommended["centre_frames"]) + 2 * context
-    frontend = manifest.get("frontend", {}) or {}
+    frontend = WaveformFrontend.from_manifest(manifest.get("frontend") or {}, source)
     if normalization is None:
-        normalization = "utterance" if frontend.get("normalization", "none") != "none" else "none"
+        normalization = "utterance" if frontend.normalizes else "none"
     return ChunkPlan(
         field_samples=field_samples,
         hop_samples=hop,
         window_frames=int(window_frames),
         context_frames=context,
-        sample_rate_hz=int(frontend.get("sample_rate_hz", 16000)),
+        sample_rate_hz=frontend.sample_rate_hz,
         normalization=normalization,
-        normalization_eps=float(frontend.get("normalization_eps", 1e-5)),
+        normalization_eps=frontend.normalization_eps,
         fixed_window_samples=fixed_samples if getattr(model, "format", None) == "tflite" else None,
     )
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from edgesdk.errors import BundleError
 from edgesdk.runtime.compare import family_check_from_manifest
+from edgesdk.runtime.sections import check_sections
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "edgesdk.json"
@@ -243,6 +244,7 @@ def check_manifest(manifest: Any, source: str) -> None:
             checker.object(manifest[key], key)
     if "validation" in manifest:
         checker.validation(manifest["validation"], "validation")
+    check_sections(manifest, source)
     _check_names_are_mapped(manifest, source)
 
 

@@ -23,6 +23,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgesdk.errors import UsageError
+from edgesdk.runtime.sections import OpsCount, StreamingFacts
+
 from .common import CHECKPOINT, CLIPS_DIR, REPO_ROOT
 from .spotter import EARLY_EXIT_FRAMES, EARLY_EXIT_PROBABILITY, spot_wav
 
@@ -78,7 +81,10 @@ def energy_per_audio_second(model: Any, bundle: Path) -> dict[str, Any]:
     same op-count estimate is made here and labelled ``estimated:ops`` as well.
     """
     manifest = model.manifest
-    steps_per_second = float(manifest["streaming"]["frame_rate_hz"]) / float(manifest["streaming"]["frames_per_step"])
+    source = str(getattr(model, "path", bundle))
+    steps_per_second = StreamingFacts.of(manifest, source).steps_per_second
+    if steps_per_second is None:
+        raise UsageError(f"{source}: streaming.frame_rate_hz is missing, so energy per second of audio is unknown")
     try:
         from edgesdk.profiler.session import profile_model
     except ImportError:
@@ -100,8 +106,10 @@ def energy_per_audio_second(model: Any, bundle: Path) -> dict[str, Any]:
 
     device = detect_device("/")
     constants = device.profile.energy_per_op
-    ops = manifest["ops"]
-    per_step = (int(ops.get("macs", 0)) * constants.mac_pj + int(ops.get("accumulates", 0)) * constants.accumulate_pj) * 1e-12
+    if "ops" not in manifest:
+        raise UsageError(f"{source} has no 'ops' section to estimate energy from")
+    counts = OpsCount.from_manifest(manifest["ops"], source).counts
+    per_step = (counts["macs"] * constants.mac_pj + counts["accumulates"] * constants.accumulate_pj) * 1e-12
     return {
         "provenance": "estimated:ops",
         "energy_per_step_j": per_step,

@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from edgesdk.errors import UsageError
-from edgesdk.runtime.audio import StreamingFbank, frontend_from_manifest, read_wav
+from edgesdk.runtime.audio import KaldiFbankFrontend, StreamingFbank, read_wav
+from edgesdk.runtime.sections import StreamingFacts
 
 # Chosen on the validation split by tune_early_exit.py: the earliest rule costing at most half a
 # point of whole-window accuracy there. (A first criterion, one point, chose 15 frames; that rule
@@ -79,9 +80,13 @@ class Spotter:
         if self.early_exit_frames < 1:
             raise UsageError(f"early_exit_frames must be at least 1, not {self.early_exit_frames}")
         manifest = self.model.manifest
-        self.frontend = frontend_from_manifest(manifest["frontend"])
-        self.lookahead = int(manifest["streaming"]["lookahead_frames"])
-        if int(manifest["streaming"]["frames_per_step"]) != 1:
+        source = str(getattr(self.model, "path", "edgesdk.json"))
+        if "frontend" not in manifest:
+            raise UsageError(f"{source} has no 'frontend' section: the spotter needs a KWS stream export")
+        self.frontend = KaldiFbankFrontend.from_manifest(manifest["frontend"], source)
+        streaming = StreamingFacts.of(manifest, source)
+        self.lookahead = streaming.lookahead_frames
+        if streaming.frames_per_step != 1:
             raise UsageError("the spotter streams one frame per step; export with chunk_frames=1")
         self.window = self.frontend.clip_frames or 128
         self.labels = list(manifest.get("extra", {}).get("labels", []))

@@ -87,11 +87,8 @@ def test_existing_output_needs_force(runner, stateless_bundle):
     assert "already exists" in result.output and "--force" in result.output
 
 
-def test_validation_failure_exits_4_and_names_the_output(runner, tmp_path, monkeypatch):
-    import tests.exporters.test_bundle as module
-
-    monkeypatch.setattr(module, "factory", lambda: module.Diverging(), raising=False)
-    result = runner.invoke(cli, ["export", "tests.exporters.test_bundle:factory", "--input", "x=1x8", "-o", str(tmp_path / "bad")])
+def test_validation_failure_exits_4_and_names_the_output(runner, tmp_path):
+    result = runner.invoke(cli, ["export", "tests.cli.diverging_model:Diverging", "--input", "x=1x8", "-o", str(tmp_path / "bad")])
     assert result.exit_code == 4, result.output
     assert "✗ onnx" in result.stderr and "validation failed for onnx, tflite" in result.stderr
     assert json.loads((tmp_path / "bad" / "edgesdk.json").read_text())["valid"] is False

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgesdk.cli import cli
+from edgesdk.profiler import figure_rows
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,8 @@ def no_sensors(tmp_path, monkeypatch):
 def test_json_and_report(bundle, tmp_path, no_sensors):
     report = tmp_path / "report"
     result = CliRunner().invoke(
-        cli, ["profile", str(bundle), "--runs", "20", "--warmup", "2", "--json", "-o", str(report)]
+        cli, ["profile", str(bundle), "--runs", "20", "--warmup", "2", "--json", "-o", str(report)],
+        env={"COLUMNS": "200"},  # wide enough that no table cell wraps
     )
     assert result.exit_code == 0, result.output
     profile = json.loads(result.stdout)
@@ -51,6 +53,15 @@ def test_json_and_report(bundle, tmp_path, no_sensors):
     for name in ("profile.json", "summary.md", "latency_histogram.png"):
         assert (report / name).is_file(), name
     assert json.loads((report / "profile.json").read_text())["energy"]["provenance"] == "estimated:ops"
+    # One set of rows: the terminal table and summary.md show the same figures, values and labels.
+    rows = figure_rows(profile)
+    assert [row.figure for row in rows][:3] == ["load time", "first inference", "latency p50 / p90 / p99 (20 runs)"]
+    assert rows[-1].figure == "energy per inference" and rows[-1].provenance == "estimated:ops"
+    summary = (report / "summary.md").read_text()
+    for row in rows:
+        assert f"| {row.figure} | {row.value} | {row.provenance} |" in summary
+        line = next(line for line in result.stderr.splitlines() if line.strip().startswith(row.figure))
+        assert row.value in line and row.provenance in line
 
 
 def test_explicit_rapl_without_rapl_exits_6(bundle, monkeypatch, tmp_path):

@@ -1,6 +1,11 @@
 """Device detection on fake file-system trees of each supported kind of device."""
 from __future__ import annotations
 
+import os
+import platform
+import sys
+from pathlib import Path
+
 import pytest
 import sysfs_trees as trees
 
@@ -90,7 +95,24 @@ def test_empty_tree_is_generic_cpu(tmp_path):
     assert info.arch == "unknown"
 
 
-def test_this_machine_detects_without_error():
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="detection reads /proc and /sys of a Linux system")
+def test_this_machine_detects_its_real_facts():
     info = detect_device("/")
+    # What the interpreter and the kernel say about this machine, found without edgesdk.
+    assert info.arch == platform.machine()
+    assert info.os == "linux"
+    assert info.cpu_count == os.cpu_count()
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    processors = [line for line in cpuinfo.splitlines() if line.split(":")[0].strip() == "processor"]
+    assert info.cpu_count == len(processors)
+    names = {line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+             if line.split(":")[0].strip() in ("model name", "Hardware", "Model") and ":" in line}
+    if names:
+        assert info.cpu_model in names
+    # The profile is the one for this architecture (no Jetson, phone or Pi here unless it is one).
     assert info.profile.name in PROFILES
-    assert info.arch
+    expected = {"x86_64": "x86-64", "amd64": "x86-64", "aarch64": "arm64-linux", "arm64": "arm64-linux"}
+    device_tree = Path("/proc/device-tree/model")
+    if not device_tree.exists() and platform.machine() in expected:
+        assert info.profile.name == expected[platform.machine()]
+        assert info.profile.arch == info.arch

@@ -67,7 +67,6 @@ def test_cpu_path_spots_the_keyword_and_logs_ina3221_power(bundle, tmp_path):
     done = run_app(str(bundle), "--wav", str(CLIPS / "stop.wav"), "--json", "--sysfs-root", str(root),
                    "--power-log", str(power_csv), "--realtime")
     assert done.returncode == 0, done.stderr
-    print(done.stderr)
     summary = json.loads(done.stdout[done.stdout.index("{"):])
     assert summary["keywords"] == ["stop"]
     assert summary["providers"] == ["CPUExecutionProvider"]  # onnxruntime here has no GPU providers

@@ -593,11 +593,11 @@ def test_export_twins_both_formats_without_hash_outputs(tmp_path):
 
 @pytest.mark.fullsize
 @pytest.mark.parametrize("seed", [0])
-def test_fullsize_b0_export_bit_agreement(tmp_path, seed):
+def test_fullsize_b0_export_bit_agreement(tmp_path, seed, check_validation):
     """PVTv2-B0 at 224x224, random-init weights (no released checkpoint is available here)."""
     model = build("pvtv2-b0", seed=seed)
     result = edgesdk.export(model, tmp_path / "b0", formats=("onnx", "tflite"), mode="full")
-    assert result.valid
+    check_validation(result, ("onnx", "tflite"))
     rng = np.random.default_rng(21)
     images = [torch.from_numpy(rng.standard_normal((1, 3, 224, 224)).astype(np.float32)) for _ in range(4)]
     for backend in ("onnxruntime", "litert"):
@@ -614,5 +614,5 @@ def test_fullsize_b0_export_bit_agreement(tmp_path, seed):
                 total += facts["total_bits"]
             assert out["logits"].argmax(-1) == logits.numpy().argmax(-1)
             worst = max(worst, float(np.abs(out["logits"] - logits.numpy()).max()))
-        print(f"{backend}: bit agreement {1 - flips / total:.6f} ({flips} of {total} flipped), max logit error {worst:.2e}")
-        assert 1 - flips / total >= 0.999
+        assert 1 - flips / total >= 0.999, f"{backend}: {flips} of {total} hash bits flipped"
+        assert np.isfinite(worst), backend

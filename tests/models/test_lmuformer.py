@@ -237,7 +237,6 @@ def features(batch: int, frames: int, seed: int) -> torch.Tensor:
 
 def test_scv2_parameter_counts_match_the_authors():
     counts = {name: count_parameters(lmu.build(lmu.PRESETS[name].config)) for name in PRESET_VARIANT}
-    print("parameters:", counts)
     assert counts["scv2"] == 1_621_796
     assert counts["scv2-spiking"] == 1_689_894
     assert counts["scv2-spiking-conv"] == count_parameters(RefModel("spiking-conv"))
@@ -266,7 +265,6 @@ def test_authors_checkpoint_loads_and_matches_their_forward(tmp_path, preset):
         expected_prefix = reference.all_seq(x).permute(1, 0, 2)
         got_prefix = model.forward_prefix(x)
     error = (got - expected).abs().max().item()
-    print(f"{preset}: logits max abs {error:.2e} (scale {expected.abs().max().item():.2f})")
     assert expected.abs().max() > 0.1  # the comparison is not between near-zero outputs
     assert error <= 1e-4 * max(1.0, expected.abs().max().item())
     assert (got_prefix - expected_prefix).abs().max().item() <= 1e-4 * max(1.0, expected_prefix.abs().max().item())
@@ -341,17 +339,19 @@ def test_spiking_step_form_equals_parallel_form(variant):
     x = features(1, 150, seed=5)
     flips = lmu._spike_flips(model, x)
     rates = lmu._spike_rates(model, [x])
-    print(variant, "flips:", {k: v["flips"] for k, v in flips.items()}, "rates:", {k: round(v, 3) for k, v in rates.items()})
     assert all(0.01 < r < 0.99 for r in rates.values() if r), rates  # neurons neither dead nor saturated
-    total = sum(v["flips"] for v in flips.values())
-    compared = sum(v["compared"] for v in flips.values())
-    assert total <= 1e-3 * compared
+    assert set(flips) == set(rates) and all(v["compared"] > 0 for v in flips.values()), flips
+    # On this seeded input every LIF of the step form fires exactly as in the parallel form
+    # (a flip would come from a membrane within rounding of the threshold)...
+    assert {name: v["flips"] for name, v in flips.items() if v["flips"]} == {}
     with torch.no_grad():
         prefix = model.forward_prefix(x)
     _, got_mean = run_steps(model, x)
     D = lmu.LOOKAHEAD_FRAMES
-    if total == 0:
-        assert (got_mean[:, D:] - prefix[:, :-D]).abs().max().item() <= 1e-5 * max(1, prefix.abs().max().item())
+    # ... so the two forms' running-mean logits agree to float rounding on every decided frame.
+    scale = prefix.abs().max().item()
+    assert scale > 0.1
+    assert (got_mean[:, D:] - prefix[:, :-D]).abs().max().item() <= 1e-5 * max(1, scale)
 
 
 def test_parallel_form_beyond_training_length_uses_extended_impulse():
@@ -401,7 +401,6 @@ def test_full_recipe_ops_per_inference():
     spec = lmu.recipe(model, "full")
     ops = spec.metadata["ops"]
     assert ops["per"] == "inference"
-    print("scv2 MACs per 128-frame clip:", ops["macs"])
     # 215.1 M is the independent count in ../shared/reference/lmuformer.md (patch 113.2 M, LMU 33.6 M,
     # MLP 67.1 M, head 1.1 M)
     assert abs(ops["macs"] - 215.1e6) < 0.1e6
@@ -425,7 +424,6 @@ def test_stream_export_validates_against_full_model(tiny_stream_bundle):
     for fmt in ("onnx", "tflite"):
         for case in report["formats"][fmt]["cases"]:
             vs_full = case["vs_stream_reference"]["outputs"]["mean_logits"]
-            print(fmt, case["name"], "stream vs full max abs", vs_full["max_abs"])
             assert vs_full["max_abs"] <= 1e-4 and len(vs_full["per_step_max_abs"]) >= 32
 
 
@@ -459,9 +457,9 @@ def test_chunked_spiking_stream_export(tmp_path):
     assert manifest["streaming"]["frames_per_step"] == 4
     assert manifest["inputs"][0]["shape"] == [1, 4, 128]
     flips = manifest["extra"]["spike_flips_stream_vs_full"]
-    print("spike flips stream vs full:", flips)
+    assert flips and all(facts["compared"] > 0 for facts in flips.values())
     case = result.validation["formats"]["onnx"]["cases"][0]
-    print("chunked spiking stream vs full max abs", case["vs_stream_reference"]["outputs"]["mean_logits"]["max_abs"])
+    assert case["vs_stream_reference"]["outputs"]["mean_logits"]["max_abs"] <= 1e-4
     runtime = edgesdk.load(tmp_path / "b")
     x = features(1, 40, seed=12)
     with torch.no_grad():
@@ -505,16 +503,15 @@ def test_full_export_spiking_fixed_frames(tmp_path):
 @pytest.mark.fullsize
 @pytest.mark.parametrize("preset", ["scv2", "scv2-spiking"])
 @pytest.mark.parametrize("mode", ["stream", "full"])
-def test_fullsize_exports(tmp_path, preset, mode):
+def test_fullsize_exports(tmp_path, preset, mode, check_validation):
     variant, dim = PRESET_VARIANT[preset]
     _, path = authors_checkpoint(tmp_path, variant, dim)
     model = edgesdk.create_model("lmuformer", preset=preset, checkpoint=path)
     result = edgesdk.export(model, tmp_path / "bundle", formats=("onnx", "tflite"), mode=mode)
-    assert result.valid
-    for fmt, facts in result.validation["formats"].items():
-        for case in facts["cases"]:
-            print(preset, mode, fmt, case["name"], {k: v.get("max_abs") for k, v in case["outputs"].items()},
-                  case.get("vs_stream_reference", {}).get("outputs", {}).get("mean_logits", {}).get("max_abs"))
+    check_validation(result, ("onnx", "tflite"))
+    if mode == "stream":
+        cases = [case for facts in result.validation["formats"].values() for case in facts["cases"] if "skipped" not in case]
+        assert all(case["vs_stream_reference"]["passed"] for case in cases)  # step form vs the parallel model
 
 
 def test_checkpoint_carrying_its_config(tmp_path):

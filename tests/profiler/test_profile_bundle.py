@@ -1,6 +1,7 @@
 """End to end: export a small bundle, profile it in the torch-free runtime, write the report."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -10,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgesdk.errors import BackendUnavailable, MeasurementUnavailable, UsageError
-from edgesdk.profiler import profile_bundle, profile_model, write_report
+from edgesdk.errors import BackendUnavailable, BundleError, MeasurementUnavailable, UsageError
+from edgesdk.profiler import ProfileOptions, profile_bundle, profile_model, write_report
 
 # Keys of numbers that are counts or ratios, not physical quantities (so they carry no unit).
 UNITLESS = {
@@ -102,6 +103,20 @@ def test_bad_arguments(bundles, tmp_path):
         profile_bundle(bundles["mlp"], energy="wattmeter")
     with pytest.raises(UsageError, match="runs"):
         profile_bundle(bundles["mlp"], runs=0)
+    with pytest.raises(UsageError, match=r"unknown profile option\(s\) repeats; valid: backend, energy, "):
+        profile_bundle(bundles["mlp"], repeats=3)
+    with pytest.raises(UsageError, match="not both"):
+        profile_bundle(bundles["mlp"], ProfileOptions(runs=2), runs=3)
+
+
+def test_options_are_one_frozen_value(bundles):
+    options = ProfileOptions(runs=7, warmup=1, energy="estimate")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.runs = 8
+    outcome = profile_bundle(bundles["mlp"], options)
+    assert outcome.result["latency"]["runs"] == 7 and outcome.result["latency"]["warmup_runs"] == 1
+    # The same options as keywords give the same kind of profile.
+    assert profile_bundle(bundles["mlp"], runs=7, warmup=1, energy="estimate").result["latency"]["runs"] == 7
 
 
 class FakeRaplKernel(threading.Thread):
@@ -243,6 +258,14 @@ def test_silent_fallback_is_reported_and_strict_makes_it_an_error(tmp_path, monk
     with pytest.raises(BackendUnavailable, match="strict-providers") as caught:
         profile_model(model, tmp_path, load_time_s=0.01, runs=2, warmup=0, energy="estimate", strict_providers=True, root=_x86_root(tmp_path))
     assert caught.value.exit_code == 5
+
+
+def test_ill_typed_manifest_sections_are_named(tmp_path):
+    with pytest.raises(BundleError, match="ops.macs must be an integer, not the string 'many'"):
+        profile_model(FakeModel({"ops": {"macs": "many"}}), tmp_path, load_time_s=0.01, runs=2, warmup=0, energy="estimate")
+    manifest = {"ops": SPIKING_OPS, "streaming": {"frames_per_step": 4}}
+    with pytest.raises(BundleError, match="streaming.lookahead_frames is missing"):
+        profile_model(FakeStreamingModel(manifest), tmp_path, load_time_s=0.01, runs=2, warmup=0, stream=True, energy="estimate")
 
 
 def test_no_sensor_and_nothing_to_count(tmp_path):

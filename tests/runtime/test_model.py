@@ -72,8 +72,13 @@ def test_streams_are_independent(streaming_bundle):
     model = load(streaming_bundle, backend="onnxruntime")
     first, second = model.stream(), model.stream()
     frame = np.ones((1, 1, 40), np.float32)
-    first.push({"features": frame})
-    assert not second.state["hidden"].any()
+    fresh = first.push({"features": frame})["logits"]
+    assert first.state["hidden"].any()  # the push moved the first stream's state...
+    assert not second.state["hidden"].any()  # ...and not the second's
+    # The second stream's first step answers as a fresh stream does, not as the first's second step.
+    again = first.push({"features": frame})["logits"]
+    assert np.abs(again - fresh).max() > 1e-6
+    np.testing.assert_array_equal(second.push({"features": frame})["logits"], fresh)
 
 
 def test_bad_feeds_get_clear_errors(stateless_bundle, streaming_bundle):

@@ -1,13 +1,17 @@
 """The backend interface and the choice between backends."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
+# One discovery for every layer: devices/backends.py answers what is installed here.
+from edgesdk.devices.backends import available_backends, litert_module
 from edgesdk.errors import UsageError
+
+__all__ = ["BACKENDS", "BACKEND_OF_FORMAT", "FORMAT_OF_BACKEND", "Backend", "available_backends",
+           "litert_module", "open_backend"]
 
 BACKENDS = ("onnxruntime", "litert")
 FORMAT_OF_BACKEND = {"onnxruntime": "onnx", "litert": "tflite"}
@@ -30,31 +34,6 @@ class Backend:
 
     def run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str]) -> list[np.ndarray]:
         raise NotImplementedError
-
-
-def _importable(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def litert_module() -> str | None:
-    """The first LiteRT interpreter package that is installed, in order of preference."""
-    for module in ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite"):
-        if _importable(module.split(".")[0]) and _importable(module):
-            return module
-    return None
-
-
-def available_backends() -> list[str]:
-    """Backends whose Python package is installed here."""
-    found = []
-    if _importable("onnxruntime"):
-        found.append("onnxruntime")
-    if litert_module() is not None:
-        found.append("litert")
-    return found
 
 
 def open_backend(
