@@ -33,7 +33,7 @@ import contextlib
 import math
 import re
 from dataclasses import dataclass, fields, replace
-from typing import Any, Iterator, Mapping
+from typing import Any, ClassVar, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgesdk.errors import CheckpointError, UsageError
+from edgesdk.models.options import ExportOptions, integer, option, python_only
 from edgesdk.models.registry import Family, Preset
 from edgesdk.spec import ExportSpec, StateSpec
 
@@ -835,13 +836,6 @@ class FullExport(nn.Module):
         return self.model.head(x.transpose(1, 2)).mean(dim=1)
 
 
-def _positive_int(options: dict, name: str, default: int) -> int:
-    value = options.pop(name, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise UsageError(f"{name} must be a positive integer, not {value!r}")
-    return value
-
-
 def _spike_rates(model: LMUFormer, sequences: list[torch.Tensor]) -> dict[str, float]:
     """Firing rate of every LIF (fraction of ones) on the given feature sequences [B, T, mel]."""
     totals: dict[str, list[float]] = {name: [0.0, 0.0] for name in model.lif_layers()}
@@ -919,34 +913,51 @@ def _frontend_section(config: LMUFormerConfig) -> dict[str, Any]:
     return KaldiFbankFrontend(num_mel_bins=config.mel_bins, clip_frames=config.train_frames).to_manifest()
 
 
-def recipe(model: LMUFormer, mode: str, **options: Any) -> ExportSpec:
-    """Export recipe.
+def _feature_sequences(value: Any) -> tuple[np.ndarray, ...]:
+    arrays = tuple(np.asarray(array, dtype=np.float32) for array in value)
+    if not arrays or any(array.ndim != 2 or not np.isfinite(array).all() for array in arrays):
+        raise ValueError(value)
+    return arrays
 
-    mode "full": the parallel form, ``features`` [B, T, mel] -> ``logits`` [B, classes]. Options:
-    ``frames`` (example length, default the training length 128). The non-spiking model keeps
-    T dynamic in ONNX; the spiking ones unroll their LIFs over a fixed T.
 
-    mode "stream": the step form. Options: ``chunk_frames`` (K, default 1), ``validation_steps``
-    (default 40), ``sample_features`` (list of [T, mel] arrays used to measure spike rates and
-    flips; default seeded N(0, 1) frames).
+@dataclass(frozen=True)
+class LMUFormerExportOptions(ExportOptions):
+    """Options of the lmuformer recipe (``--option NAME=VALUE``, or keywords of ``edgesdk.export``)."""
+
+    family: ClassVar[str] = "lmuformer"
+
+    frames: int | None = option(None, "example clip length in frames (spiking presets unroll this many)",
+                                integer(minimum=1), modes=("full",), default_text="the training length")
+    chunk_frames: int = option(1, "feature frames per streaming step (unrolled in the graph)", integer(minimum=1),
+                               modes=("stream",))
+    validation_steps: int = option(40, "consecutive streaming steps that validation runs", integer(minimum=1),
+                                   modes=("stream",))
+    sample_features: tuple[np.ndarray, ...] | None = option(
+        None, "[frames, mel] feature arrays to measure spike rates and flips on (default: seeded N(0, 1))",
+        python_only("sequence of [frames, mel] arrays", _feature_sequences))
+
+
+def recipe(model: LMUFormer, mode: str, options: LMUFormerExportOptions) -> ExportSpec:
+    """Export recipe (options: ``LMUFormerExportOptions``).
+
+    mode "full": the parallel form, ``features`` [B, T, mel] -> ``logits`` [B, classes], with an
+    example of ``frames`` frames. The non-spiking model keeps T dynamic in ONNX; the spiking ones
+    unroll their LIFs over a fixed T.
+
+    mode "stream": the step form, ``chunk_frames`` frames per step, validated over
+    ``validation_steps`` steps; ``sample_features`` feed the spike-rate and flip measurements.
     """
     if not isinstance(model, LMUFormer):
         raise UsageError(f"the lmuformer recipe needs an LMUFormer, not {type(model).__name__}")
-    options = dict(options)
+    if mode not in ("full", "stream"):
+        raise UsageError(f"lmuformer exports modes full and stream, not {mode!r}")
     config = model.config
     model.eval()
     mel = config.mel_bins
     generator = torch.Generator().manual_seed(0)
-    samples = options.pop("sample_features", None)
-    if mode == "full":
-        frames = _positive_int(options, "frames", config.train_frames)
-    elif mode == "stream":
-        chunk = _positive_int(options, "chunk_frames", 1)
-        steps = _positive_int(options, "validation_steps", 40)
-    else:
-        raise UsageError(f"lmuformer exports modes full and stream, not {mode!r}")
-    if options:
-        raise UsageError(f"unknown lmuformer export options: {', '.join(sorted(options))}")
+    samples = options.sample_features
+    frames = options.frames or config.train_frames
+    chunk, steps = options.chunk_frames, options.validation_steps
     # int8: LIF thresholds turn small activation errors into flipped spikes, so spiking presets
     # stay float; the LMU recurrence (eigenvalues next to 1) stays float in every preset.
     refused = "int8 activations flip spikes at the LIF thresholds; spiking presets export in float32" if config.spiking else None
@@ -957,8 +968,7 @@ def recipe(model: LMUFormer, mode: str, **options: Any) -> ExportSpec:
     else:
         sample_tensors = []
         for array in samples:
-            array = np.asarray(array, dtype=np.float32)
-            if array.ndim != 2 or array.shape[1] != mel or not np.isfinite(array).all():
+            if array.shape[1] != mel:
                 raise UsageError(f"sample_features must be finite [frames, {mel}] arrays, got {array.shape}")
             sample_tensors.append(torch.from_numpy(array)[None])
         samples_from = f"{len(sample_tensors)} given feature sequences"
@@ -1072,8 +1082,8 @@ FAMILY = Family(
     presets=PRESETS,
     remap_checkpoint=remap_checkpoint,
     recipe=recipe,
+    export_options=LMUFormerExportOptions,
     config_from_checkpoint=config_from_checkpoint,
     modes=("full", "stream"),
     description="LMUFormer / spiking LMUFormer keyword spotting on 128-bin Kaldi fbank frames",
-    extra={"lookahead_frames": LOOKAHEAD_FRAMES, "frame_rate_hz": FRAME_RATE_HZ},
 )

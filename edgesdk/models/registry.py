@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -16,6 +16,11 @@ import torch
 
 from edgesdk.errors import CheckpointError, UsageError
 from edgesdk.models.checkpoints import load_checkpoint, load_state_dict_strict
+from edgesdk.models.info import ModelInfo, attach_model_info, model_info
+from edgesdk.models.options import ExportOptions, NoExportOptions
+from edgesdk.spec import ExportSpec
+
+__all__ = ["Family", "ModelInfo", "Preset", "attach_model_info", "create_model", "get_family", "model_info"]
 
 log = logging.getLogger(__name__)
 
@@ -52,24 +57,53 @@ class Family:
         presets: preset name -> Preset.
         remap_checkpoint: the authors' state_dict -> edgesdk's keys. Pure; must report
             keys it cannot place rather than drop them (raise CheckpointError).
-        recipe: (model, mode, **options) -> ExportSpec. ``mode`` is "full" or "stream";
-            options are family-specific (chunk_frames, fold, subnet, layers, window_seconds);
-            an option the family does not know must raise UsageError naming it.
+        recipe: (model, mode, options) -> ExportSpec. ``mode`` is one of ``modes``; ``options``
+            is an instance of ``export_options``, already parsed and checked. Call it through
+            ``export_spec``, which parses user input first.
+        export_options: the family's frozen ExportOptions dataclass, declared beside the recipe.
         config_from_checkpoint: optional (checkpoint container, preset config) -> config, for
             checkpoints that carry their architecture (fairseq cfg, yacs config).
         modes: the export modes this family supports.
-        describe: optional (model) -> dict of extra facts for ``edgesdk models``.
+        description: one line for ``edgesdk models``.
+        list_subnets: optional hook of supernet families: (preset name or None for the
+            family's default) -> one row per named subnet (``edgesdk models FAMILY --subnets``).
+        sample_subnets: optional hook of supernet families: (count, seed, preset name or None)
+            -> rows of randomly drawn valid subnets, reproducible for a seed (``--sample N``).
     """
 
     name: str
     build: Callable[[Any], torch.nn.Module]
     presets: Mapping[str, Preset]
     remap_checkpoint: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
-    recipe: Callable[..., Any]
+    recipe: Callable[[torch.nn.Module, str, Any], ExportSpec]
+    export_options: type[ExportOptions] = NoExportOptions
     config_from_checkpoint: Callable[[Mapping[str, Any], Any], Any] | None = None
     modes: tuple[str, ...] = ("full",)
     description: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    list_subnets: Callable[[str | None], list[dict[str, Any]]] | None = None
+    sample_subnets: Callable[[int, int, str | None], list[dict[str, Any]]] | None = None
+
+    def parse_options(self, mode: str, options: ExportOptions | Mapping[str, Any] | None = None) -> ExportOptions:
+        """User input (CLI text or Python values, by name) -> this family's typed options.
+
+        The one place options are read: an unknown name, a wrong type or an option of another
+        mode raises UsageError listing the valid options with their types.
+        """
+        if isinstance(options, ExportOptions):
+            if not isinstance(options, self.export_options):
+                raise UsageError(f"{self.name} takes {self.export_options.__name__}, not {type(options).__name__}")
+            options.check_mode(mode)
+            return options
+        return self.export_options.parse(options or {}, mode)
+
+    def export_spec(self, model: torch.nn.Module, mode: str = "full",
+                    options: ExportOptions | Mapping[str, Any] | None = None, **values: Any) -> ExportSpec:
+        """Parse the options (typed, a mapping, or keywords) and run the family's recipe."""
+        if values:
+            if options is not None:
+                raise UsageError("give export options either as an object/mapping or as keywords, not both")
+            options = values
+        return self.recipe(model, mode, self.parse_options(mode, options))
 
 
 class FamilyUnavailable(Exception):
@@ -130,8 +164,9 @@ def create_model(
     """Build a registered model in eval mode, loading ``checkpoint`` strictly when given.
 
     Without a checkpoint the weights are seeded random (``seed``), so tests and demos are
-    reproducible. The returned module carries ``edgesdk_info`` (family, preset, checkpoint
-    sha256) for the manifest.
+    reproducible. The returned module carries a ``ModelInfo`` (``model_info(model)``: family,
+    preset, config, parameters, checkpoint and its sha256, whether the weights are random)
+    for the manifest.
     """
     family = get_family(name)
     chosen = get_preset(family, preset)
@@ -154,14 +189,16 @@ def create_model(
         load_state_dict_strict(model, remapped, source=str(checkpoint))
         checkpoint_sha256 = container["sha256"]
     model.eval()
-    model.edgesdk_info = {
-        "family": family.name,
-        "preset": chosen.name,
-        "config": config,
-        "parameters": count_parameters(model),
-        "checkpoint": str(checkpoint) if checkpoint is not None else None,
-        "checkpoint_sha256": checkpoint_sha256,
-    }
+    attach_model_info(model, ModelInfo(
+        family=family.name,
+        preset=chosen.name,
+        config=config,
+        parameters=count_parameters(model),
+        checkpoint=str(checkpoint) if checkpoint is not None else None,
+        checkpoint_sha256=checkpoint_sha256,
+        random_weights=container is None,
+        seed=seed if container is None else None,
+    ))
     return model
 
 

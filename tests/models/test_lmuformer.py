@@ -369,16 +369,16 @@ def test_parallel_form_beyond_training_length_uses_extended_impulse():
 def test_recipe_rejects_unknown_options_and_modes():
     model = edgesdk.create_model("lmuformer", preset="tiny")
     with pytest.raises(UsageError, match="window_seconds"):
-        lmu.recipe(model, "stream", window_seconds=3)
+        lmu.FAMILY.export_spec(model, "stream", window_seconds=3)
     with pytest.raises(UsageError, match="chunk_frames"):
-        lmu.recipe(model, "stream", chunk_frames=0)
+        lmu.FAMILY.export_spec(model, "stream", chunk_frames=0)
     with pytest.raises(UsageError, match="subnet"):
-        lmu.recipe(model, "subnet")
+        lmu.FAMILY.export_spec(model, "subnet")
 
 
 def test_stream_recipe_metadata_and_ops():
     model = edgesdk.create_model("lmuformer", preset="tiny-spiking")
-    spec = lmu.recipe(model, "stream", chunk_frames=2, validation_steps=32)
+    spec = lmu.FAMILY.export_spec(model, "stream", chunk_frames=2, validation_steps=32)
     assert spec.metadata["streaming"] == {"frames_per_step": 2, "lookahead_frames": 5, "hop_samples": 160,
                                           "frame_rate_hz": 100.0}
     assert spec.metadata["extra"]["labels"][28] == "yes" and len(spec.metadata["extra"]["labels"]) == 35
@@ -398,7 +398,7 @@ def test_stream_recipe_metadata_and_ops():
 
 def test_full_recipe_ops_per_inference():
     model = edgesdk.create_model("lmuformer", preset="scv2")
-    spec = lmu.recipe(model, "full")
+    spec = lmu.FAMILY.export_spec(model, "full")
     ops = spec.metadata["ops"]
     assert ops["per"] == "inference"
     print("scv2 MACs per 128-frame clip:", ops["macs"])
