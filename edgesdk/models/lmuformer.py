@@ -130,6 +130,60 @@ class LMUFormerConfig:
 # Building blocks, smallest first
 
 
+StateTree = Mapping[str, Any]  # name -> tensor, or name -> the StateTree of a part
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    """The step-form state of one module, in export order: its own tensors and its parts'.
+
+    ``entries`` pairs a name with either a shape (a tensor of this module, without the batch
+    axis) or another StateLayout (a sub-module's state). The exported graph and the manifest
+    carry flat names that join the path with ``_`` (``block0_attn_lmu_memory``); ``nest`` and
+    ``flatten`` convert between that flat dict and the nested dicts the ``step`` methods read,
+    so no step addresses its state by slicing names.
+    """
+
+    entries: tuple[tuple[str, "tuple[int, ...] | StateLayout"], ...] = ()
+
+    @classmethod
+    def of(cls, **entries: "tuple[int, ...] | StateLayout") -> "StateLayout":
+        """``StateLayout.of(memory=(256,), lmu=cell.state_layout())``, in the order given."""
+        return cls(tuple(entries.items()))
+
+    def shapes(self, prefix: str = "") -> dict[str, tuple[int, ...]]:
+        """Flat name -> shape, in export order."""
+        flat: dict[str, tuple[int, ...]] = {}
+        for name, entry in self.entries:
+            if isinstance(entry, StateLayout):
+                flat.update(entry.shapes(f"{prefix}{name}_"))
+            else:
+                flat[prefix + name] = tuple(entry)
+        return flat
+
+    def nest(self, flat: Mapping[str, torch.Tensor], prefix: str = "") -> dict[str, Any]:
+        """The flat state -> a StateTree shaped like this layout."""
+        tree: dict[str, Any] = {}
+        for name, entry in self.entries:
+            if isinstance(entry, StateLayout):
+                tree[name] = entry.nest(flat, f"{prefix}{name}_")
+            elif prefix + name not in flat:
+                raise UsageError(f"the lmuformer step state has no {prefix + name!r}; it needs {', '.join(self.shapes())}")
+            else:
+                tree[name] = flat[prefix + name]
+        return tree
+
+    def flatten(self, tree: StateTree, prefix: str = "") -> dict[str, torch.Tensor]:
+        """A StateTree shaped like this layout -> the flat state, in export order."""
+        flat: dict[str, torch.Tensor] = {}
+        for name, entry in self.entries:
+            if isinstance(entry, StateLayout):
+                flat.update(entry.flatten(tree[name], f"{prefix}{name}_"))
+            else:
+                flat[prefix + name] = tree[name]
+        return flat
+
+
 def _gate(valid: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
     """Keep ``old`` where the stage has not yet seen a valid input (warm-up of the step form)."""
     while valid.dim() < new.dim():
@@ -283,11 +337,11 @@ class LMUCell(nn.Module):
         h = F.conv1d(torch.cat([m, x], dim=1), self.W_h.weight[..., None], self.W_h.bias)
         return self.lif_h(self.bn_h(h)) if self.spiking else F.relu(h)
 
-    def state_shapes(self) -> dict[str, tuple[int, ...]]:
-        shapes = {"memory": (self.memory_size,)}
+    def state_layout(self) -> StateLayout:
         if self.spiking:
-            shapes.update(v_u=(1,), v_m=(self.memory_size,), v_h=(self.W_h.out_features,))
-        return shapes
+            return StateLayout.of(memory=(self.memory_size,), v_u=(1,), v_m=(self.memory_size,),
+                                  v_h=(self.W_h.out_features,))
+        return StateLayout.of(memory=(self.memory_size,))
 
     def step(self, x: torch.Tensor, state: Mapping[str, torch.Tensor], valid: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """One frame: x [B, C] -> h [B, H], new state."""
@@ -353,7 +407,7 @@ class ConvEmbed(nn.Module):
         s3 = self.lifs[3](self.norms[3](c3))
         return s3 + self.rpe_lif(self.rpe_norm(self.rpe_conv(s3)))
 
-    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+    def state_layout(self) -> StateLayout:
         shapes: dict[str, tuple[int, ...]] = {}
         for i, conv in enumerate(self.convs):
             shapes[f"buffer{i}"] = (conv.in_channels, 2)
@@ -365,7 +419,7 @@ class ConvEmbed(nn.Module):
             shapes["c3_delay"] = (self.rpe_conv.out_channels,)
         if self.variant == "spiking-conv":
             shapes["v_rpe"] = (self.rpe_conv.out_channels,)
-        return shapes
+        return StateLayout.of(**shapes)
 
     @staticmethod
     def _conv_step(conv: nn.Conv1d, buffer: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -430,22 +484,19 @@ class TokenMixer(nn.Module):
         y = self.proj_bn(self.proj_conv(self.lmu(x, export_kernel)))
         return self.proj_lif(y) if self.variant == "spiking-conv" else y
 
-    def state_shapes(self) -> dict[str, tuple[int, ...]]:
-        shapes = {f"lmu_{name}": shape for name, shape in self.lmu.state_shapes().items()}
+    def state_layout(self) -> StateLayout:
         if self.variant == "spiking-ms":
-            shapes["v_in"] = (self.proj_conv.in_channels,)
+            return StateLayout.of(lmu=self.lmu.state_layout(), v_in=(self.proj_conv.in_channels,))
         if self.variant == "spiking-conv":
-            shapes["v_out"] = (self.proj_conv.out_channels,)
-        return shapes
+            return StateLayout.of(lmu=self.lmu.state_layout(), v_out=(self.proj_conv.out_channels,))
+        return StateLayout.of(lmu=self.lmu.state_layout())
 
-    def step(self, x: torch.Tensor, state: Mapping[str, torch.Tensor], valid: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    def step(self, x: torch.Tensor, state: StateTree, valid: torch.Tensor) -> tuple[torch.Tensor, dict]:
         new = {}
         if self.variant == "spiking-ms":
             x, v = self.prev_lif.step(self.prev_bn(x), state["v_in"])
             new["v_in"] = _gate(valid, v, state["v_in"])
-        cell_state = {name[4:]: value for name, value in state.items() if name.startswith("lmu_")}
-        h, cell_new = self.lmu.step(x, cell_state, valid)
-        new.update({f"lmu_{name}": value for name, value in cell_new.items()})
+        h, new["lmu"] = self.lmu.step(x, state["lmu"], valid)
         y = self.proj_bn(_pointwise(self.proj_conv, h))
         if self.variant == "spiking-conv":
             y, v = self.proj_lif.step(y, state["v_out"])
@@ -482,10 +533,10 @@ class ChannelMixer(nn.Module):
         x = self.fc2_bn(self.fc2_conv(x))
         return self.fc2_lif(x) if self.variant == "spiking-conv" else F.relu(x)
 
-    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+    def state_layout(self) -> StateLayout:
         if self.variant == "lmu":
-            return {}
-        return {"v1": (self.fc1_lif_width,), "v2": (self.fc2_lif_width,)}
+            return StateLayout()
+        return StateLayout.of(v1=(self.fc1_lif_width,), v2=(self.fc2_lif_width,))
 
     @property
     def fc1_lif_width(self) -> int:
@@ -531,19 +582,14 @@ class Block(nn.Module):
         x = x + self.attn(x, export_kernel)
         return x + self.mlp(x)
 
-    def state_shapes(self) -> dict[str, tuple[int, ...]]:
-        shapes = {f"attn_{k}": v for k, v in self.attn.state_shapes().items()}
-        shapes.update({f"mlp_{k}": v for k, v in self.mlp.state_shapes().items()})
-        return shapes
+    def state_layout(self) -> StateLayout:
+        return StateLayout.of(attn=self.attn.state_layout(), mlp=self.mlp.state_layout())
 
-    def step(self, x: torch.Tensor, state: Mapping[str, torch.Tensor], valid: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        attn_state = {k[5:]: v for k, v in state.items() if k.startswith("attn_")}
-        y, attn_new = self.attn.step(x, attn_state, valid)
+    def step(self, x: torch.Tensor, state: StateTree, valid: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        new = {}
+        y, new["attn"] = self.attn.step(x, state["attn"], valid)
         x = x + y
-        mlp_state = {k[4:]: v for k, v in state.items() if k.startswith("mlp_")}
-        y, mlp_new = self.mlp.step(x, mlp_state, valid)
-        new = {f"attn_{k}": v for k, v in attn_new.items()}
-        new.update({f"mlp_{k}": v for k, v in mlp_new.items()})
+        y, new["mlp"] = self.mlp.step(x, state["mlp"], valid)
         return x + y, new
 
 
@@ -609,17 +655,19 @@ class LMUFormer(nn.Module):
 
     # -- recurrent form --------------------------------------------------------------------
 
-    def state_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Every state of the step form, name -> shape without the batch axis (which is first)."""
-        classes = self.config.num_classes
-        shapes: dict[str, tuple[int, ...]] = {"frames_seen": (1,)}
-        shapes.update({f"pe_{k}": v for k, v in self.patch_embed.state_shapes().items()})
-        for i, block in enumerate(self.blocks):
-            shapes.update({f"block{i}_{k}": v for k, v in block.state_shapes().items()})
+    def state_layout(self) -> StateLayout:
+        """The step form's state: a frame counter, the patch embedding's ("pe") and each block's
+        ("block<i>") state, the head LIF's membrane (spiking-ms) and the running sum of logits."""
+        parts: dict[str, Any] = {"frames_seen": (1,), "pe": self.patch_embed.state_layout()}
+        parts.update({f"block{i}": block.state_layout() for i, block in enumerate(self.blocks)})
         if self.config.variant == "spiking-ms":
-            shapes["head_v"] = (self.config.embed_dim,)
-        shapes["head_sum"] = (classes,)
-        return shapes
+            parts["head_v"] = (self.config.embed_dim,)
+        parts["head_sum"] = (self.config.num_classes,)
+        return StateLayout.of(**parts)
+
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every state of the step form, flat name -> shape without the batch axis (which is first)."""
+        return self.state_layout().shapes()
 
     def init_state(self, batch: int = 1) -> dict[str, torch.Tensor]:
         """Zero state for ``batch`` streams: every state starts at 0, as the parallel form's pads do."""
@@ -631,25 +679,22 @@ class LMUFormer(nn.Module):
         Both logits [B, classes] belong to the frame ``LOOKAHEAD_FRAMES`` behind ``frame``; they
         are 0 during the first ``LOOKAHEAD_FRAMES`` calls (nothing decided yet).
         """
+        layout = self.state_layout()
+        state = layout.nest(state)
         t = state["frames_seen"]  # [B, 1], frames consumed before this one
         valid = [t >= k for k in range(LOOKAHEAD_FRAMES + 1)]
-        new: dict[str, torch.Tensor] = {"frames_seen": t + 1.0}
-        pe_state = {k[3:]: v for k, v in state.items() if k.startswith("pe_")}
-        x, pe_new = self.patch_embed.step(frame, pe_state, valid)
-        new.update({f"pe_{k}": v for k, v in pe_new.items()})
+        new: dict[str, Any] = {"frames_seen": t + 1.0}
+        x, new["pe"] = self.patch_embed.step(frame, state["pe"], valid)
         ready = valid[LOOKAHEAD_FRAMES]
         for i, block in enumerate(self.blocks):
-            prefix = f"block{i}_"
-            block_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-            x, block_new = block.step(x, block_state, ready)
-            new.update({prefix + k: v for k, v in block_new.items()})
+            x, new[f"block{i}"] = block.step(x, state[f"block{i}"], ready)
         if self.config.variant == "spiking-ms":
             x, v = self.head_lif.step(self.head_bn(x), state["head_v"])
             new["head_v"] = _gate(ready, v, state["head_v"])
         logits = torch.where(ready, self.head(x), torch.zeros_like(state["head_sum"]))
         new["head_sum"] = state["head_sum"] + logits
         decided = torch.clamp(t + 1.0 - LOOKAHEAD_FRAMES, min=1.0)
-        return logits, new["head_sum"] / decided, new
+        return logits, new["head_sum"] / decided, layout.flatten(new)
 
     def lif_layers(self) -> dict[str, LIF]:
         return {name: module for name, module in self.named_modules() if isinstance(module, LIF)}
