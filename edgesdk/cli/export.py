@@ -78,7 +78,35 @@ def _load_factory(target: str) -> Any:
     return model
 
 
-@click.command("export")
+class ExportCommand(click.Command):
+    """``edgesdk export FAMILY --help`` adds the options FAMILY declares to the help text."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if any(arg in ("--help", "-h") for arg in args):
+            ctx.meta["edgesdk.export.help_for"] = [arg for arg in args if not arg.startswith("-")]
+        return super().parse_args(ctx, args)
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        candidates = ctx.meta.get("edgesdk.export.help_for") or []
+        try:
+            from edgesdk.models.registry import FAMILY_MODULES, get_family
+        except ImportError:  # a runtime-only install: nothing to export, nothing to list
+            return
+        family = next((name for name in candidates if name in FAMILY_MODULES), None)
+        if family is None:
+            formatter.write_paragraph()
+            formatter.write_text("Family options: `edgesdk export FAMILY --help` or `edgesdk models FAMILY` lists them.")
+            return
+        declared = get_family(family).export_options.declared()
+        with formatter.section(f"{family} options (--option NAME=VALUE, or the short flags above)"):
+            formatter.write_dl([(row.name, f"{row.type.name}; default {row.shown_default()}"
+                                 + (f"; mode {'/'.join(row.modes)}" if row.modes else "")
+                                 + ("; Python only" if not row.type.command_line else "") + f". {row.help}")
+                                for row in declared] or [("(none)", "")])
+
+
+@click.command("export", cls=ExportCommand)
 @click.argument("target")
 @click.option("--preset", help="Preset of a registered family (see `edgesdk models`).")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="The authors' checkpoint file, as released.")

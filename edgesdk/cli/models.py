@@ -31,15 +31,14 @@ def _option_rows(family: Any) -> list[dict[str, Any]]:
             for row in family.export_options.declared()]
 
 
-def _options_table(name: str, family: Any) -> Table:
-    table = Table(title=f"{name} export options", show_edge=False)
-    for column in ("option", "type", "default", "modes"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("help", ratio=1)
+def _options_lines(name: str, family: Any) -> list[str]:
+    """One line per option (name, type, default, modes) and its help below, never cut short."""
+    lines = [f"{name} export options (--option NAME=VALUE, or keywords of edgesdk.export):"]
     for row in _option_rows(family):
-        type_name = row["type"] + ("" if row["command_line"] else " (Python only)")
-        table.add_row(row["name"], type_name, row["default"], ", ".join(row["modes"]), row["help"])
-    return table
+        python = "" if row["command_line"] else "; Python only"
+        lines.append(f"  {row['name']}  ({row['type']}; default {row['default']}; mode {', '.join(row['modes'])}{python})")
+        lines.append(f"      {row['help']}")
+    return lines
 
 
 @click.command("models")
@@ -87,9 +86,9 @@ def command(family: str | None, preset: str | None, subnets: bool, sample: int |
         table.add_row(row["family"], row["preset"], f"{row['parameters']:,}", ", ".join(row["modes"]), row["description"])
     human.print(table)
     if family:
-        human.print(_options_table(family, families[family]))
-        human.print(f"Give them as --option NAME=VALUE (or keywords of edgesdk.export); "
-                    f"{', '.join(FLAG_SPELLINGS)} are short forms.", markup=False)
+        for line in _options_lines(family, families[family]):
+            human.print(line, markup=False)
+        human.print(f"Short forms: {', '.join(FLAG_SPELLINGS)}.", markup=False)
     if not family:
         missing = [name for name in FAMILY_MODULES if name not in families]
         if missing:
