@@ -266,7 +266,7 @@ def export(
         if export_options is not None and recipe_options:
             raise UsageError("give export options either as export_options or as keywords, not both")
         options = family.parse_options(mode, export_options if export_options is not None else recipe_options)
-        say(f"preparing {family.name} ({info.preset}) for {mode} export")
+        say(f"preparing {family.name} ({info.preset or 'config from ' + str(info.checkpoint)}) for {mode} export")
         spec = family.recipe(model, mode, options)
     else:
         if recipe_options or export_options is not None:

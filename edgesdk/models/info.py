@@ -19,7 +19,8 @@ class ModelInfo:
 
     Attributes:
         family: registry name ("lmuformer").
-        preset: the preset the model was built from (the manifest names it).
+        preset: the preset the model was built from (the manifest names it); None when the
+            checkpoint's own config matches no preset.
         config: the family's frozen config dataclass the model was built with (after any
             checkpoint config was applied).
         parameters: parameter count of the module (of the extracted subnet, for a subnet).
@@ -30,7 +31,7 @@ class ModelInfo:
     """
 
     family: str
-    preset: str
+    preset: str | None
     config: Any
     parameters: int
     checkpoint: str | None = None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -69,6 +69,8 @@ class Family:
             family's default) -> one row per named subnet (``edgesdk models FAMILY --subnets``).
         sample_subnets: optional hook of supernet families: (count, seed, preset name or None)
             -> rows of randomly drawn valid subnets, reproducible for a seed (``--sample N``).
+        checkpoint_layout_fields: config fields that a checkpoint's tensors decide (e.g. SLAB's
+            norm layout) and that may differ from the preset without counting as a disagreement.
     """
 
     name: str
@@ -82,6 +84,7 @@ class Family:
     description: str = ""
     list_subnets: Callable[[str | None], list[dict[str, Any]]] | None = None
     sample_subnets: Callable[[int, int, str | None], list[dict[str, Any]]] | None = None
+    checkpoint_layout_fields: tuple[str, ...] = ()
 
     def parse_options(self, mode: str, options: ExportOptions | Mapping[str, Any] | None = None) -> ExportOptions:
         """User input (CLI text or Python values, by name) -> this family's typed options.
@@ -151,6 +154,45 @@ def get_preset(family: Family, preset: str | None) -> Preset:
     return family.presets[preset]
 
 
+def preset_from_checkpoint(family: Family, container: Mapping[str, Any], source: str) -> tuple[str | None, Any]:
+    """(preset name or None, config) for a checkpoint that carries its whole architecture.
+
+    The checkpoint decides when every preset it accepts leads to the same config (a complete
+    config, or shapes that fit one preset only); the name is the preset with exactly that
+    config (None when none has it). Otherwise: UsageError, the preset must be given.
+    """
+    configs, refusals = [], []
+    for preset in family.presets.values():
+        if family.config_from_checkpoint is None:
+            break
+        try:
+            configs.append(family.config_from_checkpoint(container, preset.config))
+        except UsageError as error:  # CheckpointError included: the checkpoint is not this preset's
+            refusals.append(error)
+    if not configs and refusals:
+        raise refusals[0]
+    if not configs or any(other != configs[0] for other in configs[1:]):
+        raise UsageError(f"{family.name} needs --preset: {source} does not carry its whole architecture; "
+                         f"one of: {', '.join(family.presets)}")
+    named = [name for name, preset in family.presets.items() if preset.config == configs[0]]
+    return (named[0] if named else None), configs[0]
+
+
+def check_preset_agrees(family: Family, preset: Preset, config: Any, source: str) -> None:
+    """Refuse a checkpoint whose config differs from the preset asked for, naming both."""
+    if not is_dataclass(config) or config == preset.config:
+        return
+    differences = [f"{item.name} {getattr(preset.config, item.name)!r} vs {getattr(config, item.name)!r}"
+                   for item in fields(config)
+                   if item.name not in family.checkpoint_layout_fields
+                   and getattr(preset.config, item.name) != getattr(config, item.name)]
+    if differences:
+        fits = [name for name, other in family.presets.items() if other.config == config]
+        hint = f"use --preset {fits[0]} or " if fits else ""
+        raise UsageError(f"--preset {preset.name} and the config in {source} disagree ({'; '.join(differences)}, "
+                         f"preset vs checkpoint); {hint}leave --preset out to build what the checkpoint describes")
+
+
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -164,18 +206,25 @@ def create_model(
     """Build a registered model in eval mode, loading ``checkpoint`` strictly when given.
 
     Without a checkpoint the weights are seeded random (``seed``), so tests and demos are
-    reproducible. The returned module carries a ``ModelInfo`` (``model_info(model)``: family,
+    reproducible. ``preset`` may be left out when the checkpoint carries its whole architecture
+    (a LightHuBERT fairseq cfg, an edgesdk-trained LMUFormer's config); when both are given they
+    must agree, else UsageError names both. The returned module carries a ``ModelInfo`` (``model_info(model)``: family,
     preset, config, parameters, checkpoint and its sha256, whether the weights are random)
     for the manifest.
     """
     family = get_family(name)
-    chosen = get_preset(family, preset)
-    config = chosen.config
     container: dict[str, Any] | None = None
-    if checkpoint is not None:
+    if checkpoint is not None and preset is None:
         container = load_checkpoint(checkpoint)
-        if family.config_from_checkpoint is not None:
-            config = family.config_from_checkpoint(container, config)
+        preset_name, config = preset_from_checkpoint(family, container, str(checkpoint))
+    else:
+        chosen = get_preset(family, preset)
+        preset_name, config = chosen.name, chosen.config
+        if checkpoint is not None:
+            container = load_checkpoint(checkpoint)
+            if family.config_from_checkpoint is not None:
+                config = family.config_from_checkpoint(container, config)
+                check_preset_agrees(family, chosen, config, str(checkpoint))
     if seed is not None:
         torch.manual_seed(seed)
     model = family.build(config)
@@ -191,7 +240,7 @@ def create_model(
     model.eval()
     attach_model_info(model, ModelInfo(
         family=family.name,
-        preset=chosen.name,
+        preset=preset_name,
         config=config,
         parameters=count_parameters(model),
         checkpoint=str(checkpoint) if checkpoint is not None else None,

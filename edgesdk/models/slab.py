@@ -1387,6 +1387,7 @@ FAMILY = Family(
     remap_checkpoint=remap_checkpoint,
     recipe=export_recipe,
     export_options=SlabExportOptions,
+    checkpoint_layout_fields=("norm",),
     config_from_checkpoint=config_from_checkpoint,
     modes=("full",),
     description="SLAB (ICML 24): simplified linear attention + progressive re-parameterized BatchNorm, "

@@ -38,8 +38,8 @@ def config_to_container(config: Any) -> dict[str, Any]:
 def load_kws_model(checkpoint: str | Path) -> Any:
     """Build the LMUFormer the checkpoint's ``config`` describes and load its weights strictly.
 
-    ``create_model`` takes the architecture from the checkpoint's ``config`` (the lmuformer
-    family's ``config_from_checkpoint``); the ``tiny`` preset only supplies defaults.
+    ``create_model`` takes the whole architecture from the checkpoint's ``config`` (the
+    lmuformer family's ``config_from_checkpoint``), so no preset is named.
     """
     from dataclasses import replace
 
@@ -51,7 +51,7 @@ def load_kws_model(checkpoint: str | Path) -> Any:
     if not isinstance(load_checkpoint(checkpoint)["extra"].get("config"), dict):
         raise CheckpointError(f"{checkpoint} has no 'config' entry; it is not a keyword-spotter checkpoint "
                               "written by examples/kws/train.py")
-    model = edgesdk.create_model("lmuformer", preset=BASE_PRESET, checkpoint=checkpoint)
+    model = edgesdk.create_model("lmuformer", checkpoint=checkpoint)
     # the manifest names the trained configuration, not the preset that supplied defaults
     attach_model_info(model, replace(model_info(model), preset=KWS_PRESET))
     return model

@@ -76,3 +76,59 @@ def test_export_family_help_shows_that_familys_options():
     generic = CliRunner().invoke(cli, ["export", "--help"])
     assert generic.exit_code == 0 and "edgesdk models FAMILY" in generic.output
     assert "chunk_frames int >= 1" not in " ".join(generic.output.split())
+
+
+def _tiny_lighthubert_checkpoint(path):
+    """A tiny supernet saved with a fairseq-style cfg that describes it completely."""
+    import torch
+
+    import edgesdk
+    from edgesdk.models import lighthubert
+
+    config = lighthubert.PRESETS["tiny-supernet"].config
+    model = edgesdk.create_model("lighthubert", preset="tiny-supernet", seed=4)
+    layers = " + ".join(f"[({c},{k},{s})]" for c, k, s in config.conv_feature_layers)
+    cfg = {"model": {"_name": "hubert_pruner", "encoder_embed_dim": 128, "encoder_ffn_embed_dim": 512,
+                     "encoder_attention_heads": 2, "encoder_layers": 12, "extractor_mode": config.extractor_mode,
+                     "conv_feature_layers": layers, "conv_pos": config.conv_pos,
+                     "conv_pos_groups": config.conv_pos_groups, "supernet_type": "tiny"},
+           "task": {"normalize": config.normalize}}
+    torch.save({"model": model.state_dict(), "cfg": cfg}, path)
+    return model
+
+
+def test_a_checkpoint_carrying_its_config_needs_no_preset_and_a_disagreeing_preset_exits_2(tmp_path):
+    import numpy as np
+
+    import edgesdk
+    from edgesdk.models.registry import model_info
+
+    reference = _tiny_lighthubert_checkpoint(tmp_path / "tiny.pt")
+    runner = CliRunner()
+    refused = runner.invoke(cli, ["export", "lighthubert", "--preset", "base-supernet", "--checkpoint",
+                                  str(tmp_path / "tiny.pt"), "--format", "onnx", "-o", str(tmp_path / "no")])
+    assert refused.exit_code == 2, refused.output
+    text = " ".join(refused.output.split())
+    assert f"--preset base-supernet and the config in {tmp_path / 'tiny.pt'} disagree (supernet_type 'base' vs 'tiny'" in text
+    assert "use --preset tiny-supernet or leave --preset out" in text
+    assert not (tmp_path / "no").exists()
+
+    loaded = edgesdk.create_model("lighthubert", checkpoint=tmp_path / "tiny.pt")
+    assert model_info(loaded).preset == "tiny-supernet" and model_info(loaded).config == model_info(reference).config
+
+    result = runner.invoke(cli, ["export", "lighthubert", "--checkpoint", str(tmp_path / "tiny.pt"), "--subnet", "min",
+                                 "--window-seconds", "0.5", "--format", "onnx", "-o", str(tmp_path / "bundle"), "--json"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(result.stdout[result.stdout.index("{"):])
+    assert (manifest["model"]["preset"], manifest["model"]["weights"]) == ("tiny-supernet", "checkpoint")
+    assert manifest["extra"]["lighthubert"]["subnet"]["layer_num"] == 10
+    # the bundle computes what the checkpoint's own weights compute (an independent PyTorch run)
+    import torch
+
+    from edgesdk.models import lighthubert
+
+    inputs = dict(np.load(tmp_path / "bundle" / "samples" / "inputs.npz"))
+    got = edgesdk.load(tmp_path / "bundle", backend="onnxruntime").run(inputs)
+    with torch.no_grad():
+        hidden = lighthubert.extract_subnet(reference, "min")(torch.from_numpy(inputs["waveform"]))
+    np.testing.assert_allclose(got["hidden_state_10"], hidden[10].numpy(), atol=1e-3, rtol=1e-3)

@@ -166,8 +166,8 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def supernet(checkpoint):
-    # the preset is only a default: the cfg in the file makes this the tiny supernet
-    return edgesdk.create_model("lighthubert", preset="base-supernet", checkpoint=checkpoint[0])
+    # no preset: the cfg in the file makes this the tiny supernet
+    return edgesdk.create_model("lighthubert", checkpoint=checkpoint[0])
 
 
 def waveform(samples, seed=0, batch=1):
@@ -313,7 +313,7 @@ def test_group_norm_extractor_checkpoint(tmp_path):
     sd = authors_state_dict(mode="default")
     file = tmp_path / "default_mode.pt"
     torch.save({"model": sd, "cfg": authors_cfg(extractor_mode="default")}, file)
-    model = edgesdk.create_model("lighthubert", preset="tiny-supernet", checkpoint=file)
+    model = edgesdk.create_model("lighthubert", checkpoint=file)  # the cfg differs from every preset
     x = waveform(6000)
     with torch.no_grad():
         out = lh.extract_subnet(model, "min")(x)
