@@ -108,7 +108,7 @@ class ExportCommand(click.Command):
 
 @click.command("export", cls=ExportCommand)
 @click.argument("target")
-@click.option("--preset", help="Preset of a registered family (see `edgesdk models`).")
+@click.option("--preset", help="Preset of a registered family (see `edgesdk models`); optional when the checkpoint carries its whole config.")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="The authors' checkpoint file, as released.")
 @click.option("--stream", is_flag=True, help="Export the streaming step form (state in, state out).")
 @click.option("--format", "formats", default="onnx,tflite", show_default=True, help="Comma-separated: onnx, tflite.")

@@ -178,8 +178,11 @@ def preset_from_checkpoint(family: Family, container: Mapping[str, Any], source:
     return (named[0] if named else None), configs[0]
 
 
-def check_preset_agrees(family: Family, preset: Preset, config: Any, source: str) -> None:
-    """Refuse a checkpoint whose config differs from the preset asked for, naming both."""
+def check_preset_agrees(family: Family, preset: Preset, config: Any, container: Mapping[str, Any], source: str) -> None:
+    """Refuse a checkpoint whose config differs from the preset asked for, naming both.
+
+    Fields in ``family.checkpoint_layout_fields`` may follow the checkpoint's tensors silently.
+    """
     if not is_dataclass(config) or config == preset.config:
         return
     differences = [f"{item.name} {getattr(preset.config, item.name)!r} vs {getattr(config, item.name)!r}"
@@ -187,10 +190,13 @@ def check_preset_agrees(family: Family, preset: Preset, config: Any, source: str
                    if item.name not in family.checkpoint_layout_fields
                    and getattr(preset.config, item.name) != getattr(config, item.name)]
     if differences:
-        fits = [name for name, other in family.presets.items() if other.config == config]
-        hint = f"use --preset {fits[0]} or " if fits else ""
+        try:
+            fits, _ = preset_from_checkpoint(family, container, source)
+            hint = (f"use --preset {fits} or " if fits else "") + "leave --preset out to build what the checkpoint describes"
+        except UsageError:
+            hint = f"pick the preset the checkpoint was trained as (one of: {', '.join(family.presets)})"
         raise UsageError(f"--preset {preset.name} and the config in {source} disagree ({'; '.join(differences)}, "
-                         f"preset vs checkpoint); {hint}leave --preset out to build what the checkpoint describes")
+                         f"preset vs checkpoint); {hint}")
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -208,9 +214,9 @@ def create_model(
     Without a checkpoint the weights are seeded random (``seed``), so tests and demos are
     reproducible. ``preset`` may be left out when the checkpoint carries its whole architecture
     (a LightHuBERT fairseq cfg, an edgesdk-trained LMUFormer's config); when both are given they
-    must agree, else UsageError names both. The returned module carries a ``ModelInfo`` (``model_info(model)``: family,
-    preset, config, parameters, checkpoint and its sha256, whether the weights are random)
-    for the manifest.
+    must agree, else UsageError names both. The returned module carries a ``ModelInfo``
+    (``model_info(model)``: family, preset, config, parameters, checkpoint and its sha256,
+    whether the weights are random) for the manifest.
     """
     family = get_family(name)
     container: dict[str, Any] | None = None
@@ -224,7 +230,7 @@ def create_model(
             container = load_checkpoint(checkpoint)
             if family.config_from_checkpoint is not None:
                 config = family.config_from_checkpoint(container, config)
-                check_preset_agrees(family, chosen, config, str(checkpoint))
+                check_preset_agrees(family, chosen, config, container, str(checkpoint))
     if seed is not None:
         torch.manual_seed(seed)
     model = family.build(config)
