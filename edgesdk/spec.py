@@ -1,6 +1,6 @@
 """ExportSpec: everything an exporter needs to know about one module, and nothing about formats.
 
-A family's export recipe (``recipe(model, mode, **options) -> ExportSpec``) fills one in; the
+A family's export recipe (``recipe(model, mode, options) -> ExportSpec``, options typed) fills one in; the
 generic path (``edgesdk.export(module, example_inputs=..., states=...)``) builds one from what
 the user passes. The exporters, the validator and the bundle writer read only this.
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,18 +25,35 @@ def _parse_dynamic(values: tuple[str, ...]) -> dict[str, dict[int, str]]:
     return axes
 
 
-def _parse_options(values: tuple[str, ...]) -> dict[str, Any]:
-    """('key=value', ...) -> {'key': value}, values read as JSON where they parse."""
+def _parse_options(values: tuple[str, ...]) -> dict[str, str]:
+    """('key=value', ...) -> {'key': 'value'}; the family's ExportOptions reads the text."""
     options = {}
     for value in values:
         key, sep, raw = value.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{value!r} must look like KEY=VALUE", param_hint="--option")
-        try:
-            options[key.replace("-", "_")] = json.loads(raw)
-        except json.JSONDecodeError:
-            options[key.replace("-", "_")] = raw
+        options[key.replace("-", "_")] = raw
     return options
+
+
+# Short flags for family options that the README and users already type. Each passes its text to
+# the family's ExportOptions, which checks it like any --option NAME=VALUE; `edgesdk models
+# FAMILY` lists every option a family declares.
+FAMILY_FLAGS = (
+    ("--chunk-frames", "chunk_frames", "lmuformer"),
+    ("--subnet", "subnet", "lighthubert"),
+    ("--layers", "layers", "lighthubert"),
+    ("--window-seconds", "window_seconds", "lighthubert"),
+    ("--image-size", "image_size", "ecoformer, slab"),
+)
+
+
+def _family_flags(command: Any) -> Any:
+    for flag, name, families in reversed(FAMILY_FLAGS):
+        command = click.option(flag, name, metavar="VALUE",
+                               help=f"Family option {name} ({families}); same as --option {name}=VALUE.")(command)
+    return click.option("--no-fold", "no_fold", is_flag=True,
+                        help="Family option fold=false (slab): keep the RepBN norms.")(command)
 
 
 def _load_factory(target: str) -> Any:
@@ -62,9 +78,37 @@ def _load_factory(target: str) -> Any:
     return model
 
 
-@click.command("export")
+class ExportCommand(click.Command):
+    """``edgesdk export FAMILY --help`` adds the options FAMILY declares to the help text."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if any(arg in ("--help", "-h") for arg in args):
+            ctx.meta["edgesdk.export.help_for"] = [arg for arg in args if not arg.startswith("-")]
+        return super().parse_args(ctx, args)
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        candidates = ctx.meta.get("edgesdk.export.help_for") or []
+        try:
+            from edgesdk.models.registry import FAMILY_MODULES, get_family
+        except ImportError:  # a runtime-only install: nothing to export, nothing to list
+            return
+        family = next((name for name in candidates if name in FAMILY_MODULES), None)
+        if family is None:
+            formatter.write_paragraph()
+            formatter.write_text("Family options: `edgesdk export FAMILY --help` or `edgesdk models FAMILY` lists them.")
+            return
+        declared = get_family(family).export_options.declared()
+        with formatter.section(f"{family} options (--option NAME=VALUE, or the short flags above)"):
+            formatter.write_dl([(row.name, f"{row.type.name}; default {row.shown_default()}"
+                                 + (f"; mode {'/'.join(row.modes)}" if row.modes else "")
+                                 + ("; Python only" if not row.type.command_line else "") + f". {row.help}")
+                                for row in declared] or [("(none)", "")])
+
+
+@click.command("export", cls=ExportCommand)
 @click.argument("target")
-@click.option("--preset", help="Preset of a registered family (see `edgesdk models`).")
+@click.option("--preset", help="Preset of a registered family (see `edgesdk models`); optional when the checkpoint carries its whole config.")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="The authors' checkpoint file, as released.")
 @click.option("--stream", is_flag=True, help="Export the streaming step form (state in, state out).")
 @click.option("--format", "formats", default="onnx,tflite", show_default=True, help="Comma-separated: onnx, tflite.")
@@ -79,19 +123,14 @@ def _load_factory(target: str) -> Any:
 @click.option("--input", "inputs", multiple=True, metavar="NAME=SHAPE", help="Custom module: an input and its example shape, e.g. x=1x128x16.")
 @click.option("--state", "states", multiple=True, metavar="NAME=SHAPE", help="Custom module: a state and its shape, e.g. h=1x32.")
 @click.option("--dynamic", multiple=True, metavar="NAME:AXIS=SYMBOL", help="Custom module: a dynamic axis, e.g. x:2=frames (ONNX only).")
-@click.option("--chunk-frames", type=int, help="Stream export: frames per step.")
-@click.option("--no-fold", is_flag=True, help="SLAB: keep the RepBN norms (for comparison).")
-@click.option("--subnet", help="LightHuBERT: subnet name or JSON config.")
-@click.option("--layers", help="LightHuBERT: hidden states to output: last, all, or i,j.")
-@click.option("--window-seconds", type=float, help="LightHuBERT: TFLite window length in seconds.")
-@click.option("--image-size", type=int, help="Vision families: input image size in pixels.")
-@click.option("--option", "extra_options", multiple=True, metavar="KEY=VALUE", help="Any other recipe option.")
+@_family_flags
+@click.option("--option", "extra_options", multiple=True, metavar="KEY=VALUE",
+              help="A family export option; `edgesdk models FAMILY` lists them with types and defaults.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON on stdout.")
 @click.option("-v", "--verbose", "show_converter", is_flag=True, help="Show converter output (always kept in DIR/export.log).")
 @click.pass_context
 def command(ctx: click.Context, target: str, preset, checkpoint, stream, formats, output, force, atol, rtol, quantize, min_sqnr, opset,
-            sample_inputs, inputs, states, dynamic, chunk_frames, no_fold, subnet, layers, window_seconds, image_size,
-            extra_options, as_json, show_converter) -> None:
+            sample_inputs, inputs, states, dynamic, extra_options, as_json, show_converter, **family_flags) -> None:
     """Export TARGET (a family name, or package.module:factory) to a validated bundle."""
     if importlib.util.find_spec("torch") is None:  # a runtime-only install (edgesdk[runtime])
         raise BackendUnavailable("edgesdk export needs PyTorch and the converters, not installed here: "
@@ -100,13 +139,10 @@ def command(ctx: click.Context, target: str, preset, checkpoint, stream, formats
 
     verbose = show_converter or bool(ctx.obj and ctx.obj.get("verbose"))
     progress = StepProgress()
-    recipe_options = _parse_options(extra_options)
-    for key, value in (("chunk_frames", chunk_frames), ("subnet", subnet), ("layers", layers),
-                       ("window_seconds", window_seconds), ("image_size", image_size)):
-        if value is not None:
-            recipe_options[key] = value
-    if no_fold:
+    recipe_options: dict[str, Any] = _parse_options(extra_options)
+    if family_flags.pop("no_fold"):
         recipe_options["fold"] = False
+    recipe_options.update({name: value for name, value in family_flags.items() if value is not None})
     if min_sqnr is not None and not quantize:
         raise UsageError("--min-sqnr applies to an int8 export; add --quantize int8")
     quantization = {"quantize": quantize} if quantize else {}
@@ -127,9 +163,13 @@ def command(ctx: click.Context, target: str, preset, checkpoint, stream, formats
     else:
         if inputs or states or dynamic:
             raise UsageError("--input, --state and --dynamic describe a custom module; a registered family knows its own")
+        from edgesdk.models.registry import get_family
+
+        # Options are checked before the (slow) model build: a typo costs nothing.
+        arguments = {"export_options": get_family(target).parse_options(mode, recipe_options)}
+        recipe_options = {}
         progress(f"building {target}" + (f" ({preset})" if preset else "") + (f" from {checkpoint}" if checkpoint else ""))
         model = edgesdk.create_model(target, preset=preset, checkpoint=checkpoint)
-        arguments = {}
     try:
         result = edgesdk.export(model, output, formats=formats, mode=mode, atol=atol, rtol=rtol, force=force,
                                 opset=opset, sample_inputs=sample_inputs, verbose=verbose, progress=progress,

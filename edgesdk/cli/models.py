@@ -7,6 +7,7 @@ import click
 from rich.table import Table
 
 from edgesdk.cli.common import emit_json, human
+from edgesdk.cli.export import FAMILY_FLAGS
 from edgesdk.errors import UsageError
 
 
@@ -19,6 +20,25 @@ def _subnet_table(title: str, rows: list[dict[str, Any]]) -> Table:
         table.add_row(*[f"{row[c]:,}" if isinstance(row[c], int) else
                         f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in columns])
     return table
+
+
+FLAG_SPELLINGS = [flag for flag, _, _ in FAMILY_FLAGS] + ["--no-fold"]
+
+
+def _option_rows(family: Any) -> list[dict[str, Any]]:
+    return [{"name": row.name, "type": row.type.name, "default": row.shown_default(),
+             "modes": list(row.modes or family.modes), "command_line": row.type.command_line, "help": row.help}
+            for row in family.export_options.declared()]
+
+
+def _options_lines(name: str, family: Any) -> list[str]:
+    """One line per option (name, type, default, modes) and its help below, never cut short."""
+    lines = [f"{name} export options (--option NAME=VALUE, or keywords of edgesdk.export):"]
+    for row in _option_rows(family):
+        python = "" if row["command_line"] else "; Python only"
+        lines.append(f"  {row['name']}  ({row['type']}; default {row['default']}; mode {', '.join(row['modes'])}{python})")
+        lines.append(f"      {row['help']}")
+    return lines
 
 
 @click.command("models")
@@ -36,10 +56,10 @@ def command(family: str | None, preset: str | None, subnets: bool, sample: int |
         if family is None:
             raise UsageError("--subnets and --sample need a FAMILY (e.g. lighthubert)")
         chosen = get_family(family)
-        if "subnets" not in chosen.extra:
+        if chosen.list_subnets is None or chosen.sample_subnets is None:
             raise UsageError(f"{family} has no subnets; only supernet families (lighthubert) do")
         source = preset or None
-        rows = chosen.extra["sample_subnets"](sample, seed, source) if sample is not None else chosen.extra["subnets"](source)
+        rows = chosen.sample_subnets(sample, seed, source) if sample is not None else chosen.list_subnets(source)
         if as_json:
             emit_json(rows)
         else:
@@ -51,7 +71,8 @@ def command(family: str | None, preset: str | None, subnets: bool, sample: int |
     for name, entry in families.items():
         for preset_name, spec in entry.presets.items():
             listing.append({"family": name, "preset": preset_name, "parameters": preset_parameters(entry, preset_name),
-                            "small": spec.small, "modes": list(entry.modes), "description": spec.description})
+                            "small": spec.small, "modes": list(entry.modes), "description": spec.description,
+                            "export_options": _option_rows(entry)})
     if as_json:
         emit_json(listing)
         return
@@ -64,6 +85,10 @@ def command(family: str | None, preset: str | None, subnets: bool, sample: int |
     for row in listing:
         table.add_row(row["family"], row["preset"], f"{row['parameters']:,}", ", ".join(row["modes"]), row["description"])
     human.print(table)
+    if family:
+        for line in _options_lines(family, families[family]):
+            human.print(line, markup=False)
+        human.print(f"Short forms: {', '.join(FLAG_SPELLINGS)}.", markup=False)
     if not family:
         missing = [name for name in FAMILY_MODULES if name not in families]
         if missing:

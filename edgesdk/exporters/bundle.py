@@ -35,6 +35,8 @@ from edgesdk.exporters.onnx import DEFAULT_OPSET, export_onnx
 from edgesdk.exporters.quantize import QUANTIZATIONS, quantize_tflite
 from edgesdk.exporters.tflite import export_tflite
 from edgesdk.exporters.validate import rules_of, validate
+from edgesdk.models.info import model_info
+from edgesdk.models.options import ExportOptions
 from edgesdk.models.registry import get_family
 from edgesdk.runtime.compare import MIN_SQNR_DB
 from edgesdk.runtime.introspect import op_histogram
@@ -166,16 +168,13 @@ def _versions() -> dict[str, str | None]:
 
 
 def _model_section(module: torch.nn.Module, spec: ExportSpec, factory: str | None) -> dict[str, Any]:
-    info = dict(getattr(module, "edgesdk_info", {}) or {})
-    info.pop("config", None)
-    section = {
-        "family": info.get("family", "custom"),
-        "preset": info.get("preset"),
-        "parameters": info.get("parameters", sum(p.numel() for p in module.parameters())),
-        "checkpoint": info.get("checkpoint"),
-        "checkpoint_sha256": info.get("checkpoint_sha256"),
-        "class": f"{type(module).__module__}.{type(module).__qualname__}",
-    }
+    info = model_info(module)
+    if info is not None:
+        section = info.to_manifest()
+    else:  # a user's own module
+        section = {"family": "custom", "preset": None, "parameters": sum(p.numel() for p in module.parameters()),
+                   "checkpoint": None, "checkpoint_sha256": None}
+    section["class"] = f"{type(module).__module__}.{type(module).__qualname__}"
     if factory:
         section["factory"] = factory
     section.update(spec.metadata.get("model", {}))
@@ -225,12 +224,15 @@ def export(
     command_line: str | None = None,
     quantize: str | None = None,
     min_sqnr_db: float = MIN_SQNR_DB,
+    export_options: ExportOptions | None = None,
     **recipe_options: Any,
 ) -> ExportResult:
     """Export ``model`` to a validated bundle folder ``output``.
 
     A registered model (from ``create_model``) is prepared by its family's recipe for
-    ``mode`` ("full" or "stream"); ``recipe_options`` go to that recipe. Any other module
+    ``mode`` ("full" or "stream"); its options come typed as ``export_options`` (the family's
+    ExportOptions) or as keywords ``recipe_options``, parsed by the registry (an unknown or
+    ill-typed one is a UsageError listing the valid ones). Any other module
     needs ``example_inputs`` (name -> tensor, array or shape) and, when it streams, ``states``
     (name -> shape); it then takes ``(inputs..., states...)`` and returns
     ``(outputs..., new_states...)``.
@@ -257,16 +259,20 @@ def export(
         raise UsageError(f"{output} exists and is not an edgesdk bundle; refusing to replace it")
     say = progress or (lambda message: log.info(message))
 
-    info = getattr(model, "edgesdk_info", None)
+    info = model_info(model)
     if info is not None and example_inputs is None:
-        family = get_family(info["family"])
+        family = get_family(info.family)
         if mode not in family.modes:
             raise UsageError(f"{family.name} exports in mode(s) {', '.join(family.modes)}, not {mode!r}")
-        say(f"preparing {family.name} ({info['preset']}) for {mode} export")
-        spec = family.recipe(model, mode, **recipe_options)
+        if export_options is not None and recipe_options:
+            raise UsageError("give export options either as export_options or as keywords, not both")
+        options = family.parse_options(mode, export_options if export_options is not None else recipe_options)
+        say(f"preparing {family.name} ({info.preset or 'config from ' + str(info.checkpoint)}) for {mode} export")
+        spec = family.recipe(model, mode, options)
     else:
-        if recipe_options:
-            raise UsageError(f"unknown export option(s) for a custom module: {', '.join(recipe_options)}")
+        if recipe_options or export_options is not None:
+            given = list(recipe_options) or [type(export_options).__name__]
+            raise UsageError(f"unknown export option(s) for a custom module: {', '.join(given)}")
         if mode == "stream" and not states:
             raise UsageError("a streaming export of a custom module needs states (name -> shape)")
         spec = spec_for_module(model, example_inputs, states, output_names, dynamic_axes)

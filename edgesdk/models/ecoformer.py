@@ -35,7 +35,7 @@ import logging
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgesdk.errors import CheckpointError, UsageError
+from edgesdk.models.options import BOOLEAN, IMAGE_SIZE, ExportOptions, integer, number, option
 from edgesdk.models.registry import Family, Preset
 from edgesdk.runtime.compare import BitAgreement, OutputRule, TopOneAgreement, compare_output
 from edgesdk.spec import ExportSpec
@@ -813,43 +814,40 @@ def bit_agreement(reference: np.ndarray, candidate: np.ndarray) -> dict[str, Any
     return dict(result.check) if result.check is not None else {"passed": False, "reason": result.error}
 
 
-_RECIPE_OPTIONS = ("image_size", "hash_outputs", "batch", "logits_atol")
+@dataclass(frozen=True)
+class EcoFormerExportOptions(ExportOptions):
+    """Options of the ecoformer recipe (``--option NAME=VALUE``, or keywords of ``edgesdk.export``)."""
+
+    family: ClassVar[str] = "ecoformer"
+
+    image_size: tuple[int, int] | None = option(
+        None, "input size in pixels, one side or HxW; the graph has this static size", IMAGE_SIZE,
+        default_text="the preset's")
+    hash_outputs: bool = option(
+        True, "add every EcoFormer layer's hash codes as outputs hash_codes_s<stage>b<block> [batch, heads, "
+        "tokens, bits] so validation measures bit agreement; false for a graph that only classifies", BOOLEAN)
+    batch: int = option(1, "the graph's static batch", integer(minimum=1))
+    logits_atol: float = option(1e-3, "logits tolerance of the validation check", number(minimum=0.0))
 
 
-def recipe(model: EcoFormer, mode: str = "full", **options: Any) -> ExportSpec:
-    """Export recipe. Mode "full" only (an image classifier has nothing to stream).
+def recipe(model: EcoFormer, mode: str, options: EcoFormerExportOptions) -> ExportSpec:
+    """Export recipe (options: ``EcoFormerExportOptions``). Mode "full" only (an image
+    classifier has nothing to stream).
 
-    Options:
-        image_size: int or (height, width) pixels; the graph has this static size
-            (default: the config's, 224x224 for the authors' presets).
-        hash_outputs: bool, default True: add every EcoFormer layer's hash codes as outputs
-            ``hash_codes_s{stage}b{block}`` [batch, heads, tokens, bits] so validation can
-            measure bit agreement. They cost nothing to compute (the graph computes them
-            anyway) but a deployed graph that only classifies can drop them with False.
-        batch: int, default 1: the graph's static batch (both formats; static shapes are
-            what edge delegates want, and the hash codes are per image anyway).
-        logits_atol: float, default 1e-3: logits tolerance in the validation check.
+    The hash-code outputs cost nothing to compute (the graph computes them anyway). Static
+    shapes (``batch``, ``image_size``) are what edge delegates want; the codes are per image.
     """
-    unknown = sorted(set(options) - set(_RECIPE_OPTIONS))
-    if unknown:
-        raise UsageError(
-            f"unknown ecoformer export option(s): {', '.join(unknown)}; known: {', '.join(_RECIPE_OPTIONS)}"
-        )
     if mode != "full":
         raise UsageError(f"ecoformer exports mode 'full' only, not {mode!r}")
     if not isinstance(model, EcoFormer):
         raise UsageError(f"the ecoformer recipe needs an EcoFormer model, got {type(model).__name__}")
     config = model.config
-    image_size = options.get("image_size") or config.image_size
+    image_size = options.image_size or config.image_size
     if isinstance(image_size, int):
         image_size = (image_size, image_size)
     image_size = tuple(int(s) for s in image_size)
     grids = token_grids(config, image_size)
-    hash_outputs = bool(options.get("hash_outputs", True))
-    batch = int(options.get("batch", 1))
-    if batch < 1:
-        raise UsageError(f"batch must be at least 1, got {batch}")
-    logits_atol = float(options.get("logits_atol", 1e-3))
+    hash_outputs, batch, logits_atol = options.hash_outputs, options.batch, options.logits_atol
 
     generator = torch.Generator().manual_seed(0)
     example = torch.randn(batch, config.in_channels, *image_size, generator=generator)
@@ -962,6 +960,7 @@ FAMILY = Family(
     presets=PRESETS,
     remap_checkpoint=remap_checkpoint,
     recipe=recipe,
+    export_options=EcoFormerExportOptions,
     config_from_checkpoint=config_from_checkpoint,
     modes=("full",),
     description="EcoFormer (NeurIPS 22): PVTv2 / Twins-SVT with binary-hash linear attention",

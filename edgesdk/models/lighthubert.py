@@ -35,13 +35,15 @@ import math
 import random
 import re
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from edgesdk.errors import CheckpointError, UsageError
+from edgesdk.models.info import attach_model_info, model_info
+from edgesdk.models.options import ExportOptions, OptionType, integer, number, option
 from edgesdk.models.registry import Family, Preset
 from edgesdk.spec import ExportSpec
 
@@ -733,8 +735,9 @@ def extract_subnet(
             copy_into(getattr(block, name).weight, getattr(source, name).weight[:e])
             copy_into(getattr(block, name).bias, getattr(source, name).bias[:e])
     model.eval()
-    model.edgesdk_info = dict(getattr(supernet, "edgesdk_info", {}) or {})
-    model.edgesdk_info.update({"subnet": chosen.to_dict(), "parameters": sum(p.numel() for p in model.parameters())})
+    info = model_info(supernet)
+    if info is not None:  # the standalone model is what gets exported: its own parameter count
+        attach_model_info(model, replace(info, parameters=sum(p.numel() for p in model.parameters())))
     return model
 
 
@@ -1080,47 +1083,71 @@ class HiddenStatesExport(nn.Module):
         return tuple(hidden_states[i] for i in self.layers)
 
 
-RECIPE_OPTIONS = ("subnet", "layers", "window_seconds", "context_frames")
+def _layers_option(value: Any) -> "str | tuple[int, ...]":
+    """The form of ``layers`` (the range is checked against the subnet by ``parse_layers``)."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("last", "all") or all(part.strip() == "last" or part.strip().isdigit() for part in text.split(",")):
+            return text
+        raise ValueError(value)
+    if isinstance(value, (list, tuple)) and value and all(isinstance(i, int) and not isinstance(i, bool) for i in value):
+        return tuple(value)
+    raise TypeError(value)
 
 
-def recipe(model: nn.Module, mode: str = "full", **options: Any) -> ExportSpec:
+def _subnet_option(value: Any) -> "str | Mapping[str, Any] | SubnetConfig":
+    if isinstance(value, SubnetConfig) or isinstance(value, Mapping) or (isinstance(value, str) and value.strip()):
+        return value  # resolved against the supernet's search space by resolve_subnet
+    raise TypeError(value)
+
+
+@dataclass(frozen=True)
+class LightHuBERTExportOptions(ExportOptions):
+    """Options of the lighthubert recipe (``--option NAME=VALUE``, or keywords of ``edgesdk.export``)."""
+
+    family: ClassVar[str] = "lighthubert"
+
+    subnet: "str | Mapping[str, Any] | SubnetConfig | None" = option(
+        None, f"subnet to extract: a name ({', '.join(NAMED_SUBNETS)}) or a JSON config",
+        OptionType("name or JSON", _subnet_option), default_text="the supernet's default")
+    layers: "str | tuple[int, ...]" = option(
+        "last", "hidden states to output: last, all, or indices i,j (0 = projected CNN features)",
+        OptionType("last, all or i,j", _layers_option))
+    window_seconds: float | None = option(
+        None, "example waveform length; fixes the TFLite input (ONNX keeps the samples dynamic)",
+        number(minimum=0.0, exclusive=True), default_text="the chunk window, 4.565 s")
+    context_frames: int = option(DEFAULT_CONTEXT_FRAMES, "chunking context recorded in the manifest, frames per side",
+                                 integer(minimum=0))
+
+
+def recipe(model: nn.Module, mode: str, options: LightHuBERTExportOptions) -> ExportSpec:
     """Export spec for a subnet of a LightHuBERT supernet (or an already extracted subnet).
 
-    Options: ``subnet`` (name, JSON string or dict; default the supernet's default subnet),
-    ``layers`` ("last" | "all" | "i,j"; default "last"), ``window_seconds`` (length of the
-    example waveform, which fixes the TFLite input; ONNX keeps the number of samples dynamic;
-    default: the recommended chunk window of 228 frames, 4.565 s), ``context_frames`` (the
-    recommended chunking context recorded in the manifest; default 64).
-    Input ``waveform`` [B, samples] float32 at 16 kHz; outputs ``hidden_state_<i>`` [B, frames, e].
+    Options: ``LightHuBERTExportOptions``. Input ``waveform`` [B, samples] float32 at 16 kHz;
+    outputs ``hidden_state_<i>`` [B, frames, e].
     """
-    unknown = sorted(set(options) - set(RECIPE_OPTIONS))
-    if unknown:
-        raise UsageError(f"unknown lighthubert export options: {', '.join(unknown)}; known: {', '.join(RECIPE_OPTIONS)}")
     if mode != "full":
         raise UsageError(
             f"lighthubert exports mode 'full' only, not {mode!r}: attention is global, so long audio "
             "runs as overlapping windows (edgesdk.runtime.chunking), not as a recurrent step"
         )
     if isinstance(model, LightHuBERTSupernet):
-        standalone = extract_subnet(model, options.get("subnet"))
+        standalone = extract_subnet(model, options.subnet)
     elif isinstance(model, LightHuBERTSubnet):
         standalone = model
-        if options.get("subnet") is not None and resolve_subnet(model.supernet_config, options["subnet"]) != model.subnet:
+        if options.subnet is not None and resolve_subnet(model.supernet_config, options.subnet) != model.subnet:
             raise UsageError("the model is an extracted subnet already; its subnet cannot be changed by the subnet option")
     else:
         raise UsageError(f"lighthubert recipe needs a LightHuBERT model, not {type(model).__name__}")
     config, subnet = standalone.supernet_config, standalone.subnet
-    layers = parse_layers(options.get("layers", "last"), subnet.layer_num)
-    context = int(options.get("context_frames", DEFAULT_CONTEXT_FRAMES))
-    if context < 0:
-        raise UsageError(f"context_frames must be >= 0, not {context}")
+    layers = parse_layers(options.layers, subnet.layer_num)
+    context = options.context_frames
     field_samples, hop = cnn_receptive_field(config.conv_feature_layers)
     recommended_frames = DEFAULT_CENTRE_FRAMES + 2 * context
-    window_seconds = options.get("window_seconds")
+    window_seconds = options.window_seconds
     if window_seconds is None:
         samples = window_samples_for_frames(recommended_frames, config.conv_feature_layers)
     else:
-        window_seconds = float(window_seconds)
         samples = int(round(window_seconds * config.sample_rate_hz))
         if samples < field_samples:
             raise UsageError(
@@ -1237,12 +1264,10 @@ FAMILY = Family(
     presets=PRESETS,
     remap_checkpoint=remap_checkpoint,
     recipe=recipe,
+    export_options=LightHuBERTExportOptions,
     config_from_checkpoint=config_from_checkpoint,
     modes=("full",),
     description="once-for-all HuBERT supernet: extract a subnet, export it, run long audio in chunks",
-    extra={
-        "subnets": list_subnets,
-        "sample_subnets": sample_subnets,
-        "extract_subnet": extract_subnet,
-    },
+    list_subnets=list_subnets,
+    sample_subnets=sample_subnets,
 )

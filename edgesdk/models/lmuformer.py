@@ -33,7 +33,7 @@ import contextlib
 import math
 import re
 from dataclasses import dataclass, fields, replace
-from typing import Any, Iterator, Mapping
+from typing import Any, ClassVar, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgesdk.errors import CheckpointError, UsageError
+from edgesdk.models.options import ExportOptions, integer, option, python_only
 from edgesdk.models.registry import Family, Preset
 from edgesdk.spec import ExportSpec, StateSpec
 
@@ -127,6 +128,60 @@ class LMUFormerConfig:
 
 # ----------------------------------------------------------------------------------------------
 # Building blocks, smallest first
+
+
+StateTree = Mapping[str, Any]  # name -> tensor, or name -> the StateTree of a part
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    """The step-form state of one module, in export order: its own tensors and its parts'.
+
+    ``entries`` pairs a name with either a shape (a tensor of this module, without the batch
+    axis) or another StateLayout (a sub-module's state). The exported graph and the manifest
+    carry flat names that join the path with ``_`` (``block0_attn_lmu_memory``); ``nest`` and
+    ``flatten`` convert between that flat dict and the nested dicts the ``step`` methods read,
+    so no step addresses its state by slicing names.
+    """
+
+    entries: tuple[tuple[str, "tuple[int, ...] | StateLayout"], ...] = ()
+
+    @classmethod
+    def of(cls, **entries: "tuple[int, ...] | StateLayout") -> "StateLayout":
+        """``StateLayout.of(memory=(256,), lmu=cell.state_layout())``, in the order given."""
+        return cls(tuple(entries.items()))
+
+    def shapes(self, prefix: str = "") -> dict[str, tuple[int, ...]]:
+        """Flat name -> shape, in export order."""
+        flat: dict[str, tuple[int, ...]] = {}
+        for name, entry in self.entries:
+            if isinstance(entry, StateLayout):
+                flat.update(entry.shapes(f"{prefix}{name}_"))
+            else:
+                flat[prefix + name] = tuple(entry)
+        return flat
+
+    def nest(self, flat: Mapping[str, torch.Tensor], prefix: str = "") -> dict[str, Any]:
+        """The flat state -> a StateTree shaped like this layout."""
+        tree: dict[str, Any] = {}
+        for name, entry in self.entries:
+            if isinstance(entry, StateLayout):
+                tree[name] = entry.nest(flat, f"{prefix}{name}_")
+            elif prefix + name not in flat:
+                raise UsageError(f"the lmuformer step state has no {prefix + name!r}; it needs {', '.join(self.shapes())}")
+            else:
+                tree[name] = flat[prefix + name]
+        return tree
+
+    def flatten(self, tree: StateTree, prefix: str = "") -> dict[str, torch.Tensor]:
+        """A StateTree shaped like this layout -> the flat state, in export order."""
+        flat: dict[str, torch.Tensor] = {}
+        for name, entry in self.entries:
+            if isinstance(entry, StateLayout):
+                flat.update(entry.flatten(tree[name], f"{prefix}{name}_"))
+            else:
+                flat[prefix + name] = tree[name]
+        return flat
 
 
 def _gate(valid: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
@@ -282,11 +337,11 @@ class LMUCell(nn.Module):
         h = F.conv1d(torch.cat([m, x], dim=1), self.W_h.weight[..., None], self.W_h.bias)
         return self.lif_h(self.bn_h(h)) if self.spiking else F.relu(h)
 
-    def state_shapes(self) -> dict[str, tuple[int, ...]]:
-        shapes = {"memory": (self.memory_size,)}
+    def state_layout(self) -> StateLayout:
         if self.spiking:
-            shapes.update(v_u=(1,), v_m=(self.memory_size,), v_h=(self.W_h.out_features,))
-        return shapes
+            return StateLayout.of(memory=(self.memory_size,), v_u=(1,), v_m=(self.memory_size,),
+                                  v_h=(self.W_h.out_features,))
+        return StateLayout.of(memory=(self.memory_size,))
 
     def step(self, x: torch.Tensor, state: Mapping[str, torch.Tensor], valid: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """One frame: x [B, C] -> h [B, H], new state."""
@@ -352,7 +407,7 @@ class ConvEmbed(nn.Module):
         s3 = self.lifs[3](self.norms[3](c3))
         return s3 + self.rpe_lif(self.rpe_norm(self.rpe_conv(s3)))
 
-    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+    def state_layout(self) -> StateLayout:
         shapes: dict[str, tuple[int, ...]] = {}
         for i, conv in enumerate(self.convs):
             shapes[f"buffer{i}"] = (conv.in_channels, 2)
@@ -364,7 +419,7 @@ class ConvEmbed(nn.Module):
             shapes["c3_delay"] = (self.rpe_conv.out_channels,)
         if self.variant == "spiking-conv":
             shapes["v_rpe"] = (self.rpe_conv.out_channels,)
-        return shapes
+        return StateLayout.of(**shapes)
 
     @staticmethod
     def _conv_step(conv: nn.Conv1d, buffer: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -429,22 +484,19 @@ class TokenMixer(nn.Module):
         y = self.proj_bn(self.proj_conv(self.lmu(x, export_kernel)))
         return self.proj_lif(y) if self.variant == "spiking-conv" else y
 
-    def state_shapes(self) -> dict[str, tuple[int, ...]]:
-        shapes = {f"lmu_{name}": shape for name, shape in self.lmu.state_shapes().items()}
+    def state_layout(self) -> StateLayout:
         if self.variant == "spiking-ms":
-            shapes["v_in"] = (self.proj_conv.in_channels,)
+            return StateLayout.of(lmu=self.lmu.state_layout(), v_in=(self.proj_conv.in_channels,))
         if self.variant == "spiking-conv":
-            shapes["v_out"] = (self.proj_conv.out_channels,)
-        return shapes
+            return StateLayout.of(lmu=self.lmu.state_layout(), v_out=(self.proj_conv.out_channels,))
+        return StateLayout.of(lmu=self.lmu.state_layout())
 
-    def step(self, x: torch.Tensor, state: Mapping[str, torch.Tensor], valid: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    def step(self, x: torch.Tensor, state: StateTree, valid: torch.Tensor) -> tuple[torch.Tensor, dict]:
         new = {}
         if self.variant == "spiking-ms":
             x, v = self.prev_lif.step(self.prev_bn(x), state["v_in"])
             new["v_in"] = _gate(valid, v, state["v_in"])
-        cell_state = {name[4:]: value for name, value in state.items() if name.startswith("lmu_")}
-        h, cell_new = self.lmu.step(x, cell_state, valid)
-        new.update({f"lmu_{name}": value for name, value in cell_new.items()})
+        h, new["lmu"] = self.lmu.step(x, state["lmu"], valid)
         y = self.proj_bn(_pointwise(self.proj_conv, h))
         if self.variant == "spiking-conv":
             y, v = self.proj_lif.step(y, state["v_out"])
@@ -481,10 +533,10 @@ class ChannelMixer(nn.Module):
         x = self.fc2_bn(self.fc2_conv(x))
         return self.fc2_lif(x) if self.variant == "spiking-conv" else F.relu(x)
 
-    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+    def state_layout(self) -> StateLayout:
         if self.variant == "lmu":
-            return {}
-        return {"v1": (self.fc1_lif_width,), "v2": (self.fc2_lif_width,)}
+            return StateLayout()
+        return StateLayout.of(v1=(self.fc1_lif_width,), v2=(self.fc2_lif_width,))
 
     @property
     def fc1_lif_width(self) -> int:
@@ -530,19 +582,14 @@ class Block(nn.Module):
         x = x + self.attn(x, export_kernel)
         return x + self.mlp(x)
 
-    def state_shapes(self) -> dict[str, tuple[int, ...]]:
-        shapes = {f"attn_{k}": v for k, v in self.attn.state_shapes().items()}
-        shapes.update({f"mlp_{k}": v for k, v in self.mlp.state_shapes().items()})
-        return shapes
+    def state_layout(self) -> StateLayout:
+        return StateLayout.of(attn=self.attn.state_layout(), mlp=self.mlp.state_layout())
 
-    def step(self, x: torch.Tensor, state: Mapping[str, torch.Tensor], valid: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        attn_state = {k[5:]: v for k, v in state.items() if k.startswith("attn_")}
-        y, attn_new = self.attn.step(x, attn_state, valid)
+    def step(self, x: torch.Tensor, state: StateTree, valid: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        new = {}
+        y, new["attn"] = self.attn.step(x, state["attn"], valid)
         x = x + y
-        mlp_state = {k[4:]: v for k, v in state.items() if k.startswith("mlp_")}
-        y, mlp_new = self.mlp.step(x, mlp_state, valid)
-        new = {f"attn_{k}": v for k, v in attn_new.items()}
-        new.update({f"mlp_{k}": v for k, v in mlp_new.items()})
+        y, new["mlp"] = self.mlp.step(x, state["mlp"], valid)
         return x + y, new
 
 
@@ -608,17 +655,19 @@ class LMUFormer(nn.Module):
 
     # -- recurrent form --------------------------------------------------------------------
 
-    def state_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Every state of the step form, name -> shape without the batch axis (which is first)."""
-        classes = self.config.num_classes
-        shapes: dict[str, tuple[int, ...]] = {"frames_seen": (1,)}
-        shapes.update({f"pe_{k}": v for k, v in self.patch_embed.state_shapes().items()})
-        for i, block in enumerate(self.blocks):
-            shapes.update({f"block{i}_{k}": v for k, v in block.state_shapes().items()})
+    def state_layout(self) -> StateLayout:
+        """The step form's state: a frame counter, the patch embedding's ("pe") and each block's
+        ("block<i>") state, the head LIF's membrane (spiking-ms) and the running sum of logits."""
+        parts: dict[str, Any] = {"frames_seen": (1,), "pe": self.patch_embed.state_layout()}
+        parts.update({f"block{i}": block.state_layout() for i, block in enumerate(self.blocks)})
         if self.config.variant == "spiking-ms":
-            shapes["head_v"] = (self.config.embed_dim,)
-        shapes["head_sum"] = (classes,)
-        return shapes
+            parts["head_v"] = (self.config.embed_dim,)
+        parts["head_sum"] = (self.config.num_classes,)
+        return StateLayout.of(**parts)
+
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every state of the step form, flat name -> shape without the batch axis (which is first)."""
+        return self.state_layout().shapes()
 
     def init_state(self, batch: int = 1) -> dict[str, torch.Tensor]:
         """Zero state for ``batch`` streams: every state starts at 0, as the parallel form's pads do."""
@@ -630,25 +679,22 @@ class LMUFormer(nn.Module):
         Both logits [B, classes] belong to the frame ``LOOKAHEAD_FRAMES`` behind ``frame``; they
         are 0 during the first ``LOOKAHEAD_FRAMES`` calls (nothing decided yet).
         """
+        layout = self.state_layout()
+        state = layout.nest(state)
         t = state["frames_seen"]  # [B, 1], frames consumed before this one
         valid = [t >= k for k in range(LOOKAHEAD_FRAMES + 1)]
-        new: dict[str, torch.Tensor] = {"frames_seen": t + 1.0}
-        pe_state = {k[3:]: v for k, v in state.items() if k.startswith("pe_")}
-        x, pe_new = self.patch_embed.step(frame, pe_state, valid)
-        new.update({f"pe_{k}": v for k, v in pe_new.items()})
+        new: dict[str, Any] = {"frames_seen": t + 1.0}
+        x, new["pe"] = self.patch_embed.step(frame, state["pe"], valid)
         ready = valid[LOOKAHEAD_FRAMES]
         for i, block in enumerate(self.blocks):
-            prefix = f"block{i}_"
-            block_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-            x, block_new = block.step(x, block_state, ready)
-            new.update({prefix + k: v for k, v in block_new.items()})
+            x, new[f"block{i}"] = block.step(x, state[f"block{i}"], ready)
         if self.config.variant == "spiking-ms":
             x, v = self.head_lif.step(self.head_bn(x), state["head_v"])
             new["head_v"] = _gate(ready, v, state["head_v"])
         logits = torch.where(ready, self.head(x), torch.zeros_like(state["head_sum"]))
         new["head_sum"] = state["head_sum"] + logits
         decided = torch.clamp(t + 1.0 - LOOKAHEAD_FRAMES, min=1.0)
-        return logits, new["head_sum"] / decided, new
+        return logits, new["head_sum"] / decided, layout.flatten(new)
 
     def lif_layers(self) -> dict[str, LIF]:
         return {name: module for name, module in self.named_modules() if isinstance(module, LIF)}
@@ -835,13 +881,6 @@ class FullExport(nn.Module):
         return self.model.head(x.transpose(1, 2)).mean(dim=1)
 
 
-def _positive_int(options: dict, name: str, default: int) -> int:
-    value = options.pop(name, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise UsageError(f"{name} must be a positive integer, not {value!r}")
-    return value
-
-
 def _spike_rates(model: LMUFormer, sequences: list[torch.Tensor]) -> dict[str, float]:
     """Firing rate of every LIF (fraction of ones) on the given feature sequences [B, T, mel]."""
     totals: dict[str, list[float]] = {name: [0.0, 0.0] for name in model.lif_layers()}
@@ -919,34 +958,51 @@ def _frontend_section(config: LMUFormerConfig) -> dict[str, Any]:
     return KaldiFbankFrontend(num_mel_bins=config.mel_bins, clip_frames=config.train_frames).to_manifest()
 
 
-def recipe(model: LMUFormer, mode: str, **options: Any) -> ExportSpec:
-    """Export recipe.
+def _feature_sequences(value: Any) -> tuple[np.ndarray, ...]:
+    arrays = tuple(np.asarray(array, dtype=np.float32) for array in value)
+    if not arrays or any(array.ndim != 2 or not np.isfinite(array).all() for array in arrays):
+        raise ValueError(value)
+    return arrays
 
-    mode "full": the parallel form, ``features`` [B, T, mel] -> ``logits`` [B, classes]. Options:
-    ``frames`` (example length, default the training length 128). The non-spiking model keeps
-    T dynamic in ONNX; the spiking ones unroll their LIFs over a fixed T.
 
-    mode "stream": the step form. Options: ``chunk_frames`` (K, default 1), ``validation_steps``
-    (default 40), ``sample_features`` (list of [T, mel] arrays used to measure spike rates and
-    flips; default seeded N(0, 1) frames).
+@dataclass(frozen=True)
+class LMUFormerExportOptions(ExportOptions):
+    """Options of the lmuformer recipe (``--option NAME=VALUE``, or keywords of ``edgesdk.export``)."""
+
+    family: ClassVar[str] = "lmuformer"
+
+    frames: int | None = option(None, "example clip length in frames (spiking presets unroll this many)",
+                                integer(minimum=1), modes=("full",), default_text="the training length")
+    chunk_frames: int = option(1, "feature frames per streaming step (unrolled in the graph)", integer(minimum=1),
+                               modes=("stream",))
+    validation_steps: int = option(40, "consecutive streaming steps that validation runs", integer(minimum=1),
+                                   modes=("stream",))
+    sample_features: tuple[np.ndarray, ...] | None = option(
+        None, "[frames, mel] feature arrays to measure spike rates and flips on (default: seeded N(0, 1))",
+        python_only("sequence of [frames, mel] arrays", _feature_sequences))
+
+
+def recipe(model: LMUFormer, mode: str, options: LMUFormerExportOptions) -> ExportSpec:
+    """Export recipe (options: ``LMUFormerExportOptions``).
+
+    mode "full": the parallel form, ``features`` [B, T, mel] -> ``logits`` [B, classes], with an
+    example of ``frames`` frames. The non-spiking model keeps T dynamic in ONNX; the spiking ones
+    unroll their LIFs over a fixed T.
+
+    mode "stream": the step form, ``chunk_frames`` frames per step, validated over
+    ``validation_steps`` steps; ``sample_features`` feed the spike-rate and flip measurements.
     """
     if not isinstance(model, LMUFormer):
         raise UsageError(f"the lmuformer recipe needs an LMUFormer, not {type(model).__name__}")
-    options = dict(options)
+    if mode not in ("full", "stream"):
+        raise UsageError(f"lmuformer exports modes full and stream, not {mode!r}")
     config = model.config
     model.eval()
     mel = config.mel_bins
     generator = torch.Generator().manual_seed(0)
-    samples = options.pop("sample_features", None)
-    if mode == "full":
-        frames = _positive_int(options, "frames", config.train_frames)
-    elif mode == "stream":
-        chunk = _positive_int(options, "chunk_frames", 1)
-        steps = _positive_int(options, "validation_steps", 40)
-    else:
-        raise UsageError(f"lmuformer exports modes full and stream, not {mode!r}")
-    if options:
-        raise UsageError(f"unknown lmuformer export options: {', '.join(sorted(options))}")
+    samples = options.sample_features
+    frames = options.frames or config.train_frames
+    chunk, steps = options.chunk_frames, options.validation_steps
     # int8: LIF thresholds turn small activation errors into flipped spikes, so spiking presets
     # stay float; the LMU recurrence (eigenvalues next to 1) stays float in every preset.
     refused = "int8 activations flip spikes at the LIF thresholds; spiking presets export in float32" if config.spiking else None
@@ -957,8 +1013,7 @@ def recipe(model: LMUFormer, mode: str, **options: Any) -> ExportSpec:
     else:
         sample_tensors = []
         for array in samples:
-            array = np.asarray(array, dtype=np.float32)
-            if array.ndim != 2 or array.shape[1] != mel or not np.isfinite(array).all():
+            if array.shape[1] != mel:
                 raise UsageError(f"sample_features must be finite [frames, {mel}] arrays, got {array.shape}")
             sample_tensors.append(torch.from_numpy(array)[None])
         samples_from = f"{len(sample_tensors)} given feature sequences"
@@ -1074,8 +1129,8 @@ FAMILY = Family(
     presets=PRESETS,
     remap_checkpoint=remap_checkpoint,
     recipe=recipe,
+    export_options=LMUFormerExportOptions,
     config_from_checkpoint=config_from_checkpoint,
     modes=("full", "stream"),
     description="LMUFormer / spiking LMUFormer keyword spotting on 128-bin Kaldi fbank frames",
-    extra={"lookahead_frames": LOOKAHEAD_FRAMES, "frame_rate_hz": FRAME_RATE_HZ},
 )

@@ -38,7 +38,7 @@ import copy
 import logging
 import re
 from dataclasses import dataclass, replace
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgesdk.errors import CheckpointError, UsageError
+from edgesdk.models.options import BOOLEAN, ExportOptions, integer, option
 from edgesdk.models.registry import Family, Preset
 from edgesdk.spec import ExportSpec
 
@@ -1226,36 +1227,37 @@ def fold_error(reference: nn.Module, folded: nn.Module, images: Sequence[torch.T
     return {"max_abs": max_abs, "max_relative": max_rel}
 
 
-RECIPE_OPTIONS = ("fold", "image_size")
+@dataclass(frozen=True)
+class SlabExportOptions(ExportOptions):
+    """Options of the slab recipe (``--option NAME=VALUE``, or keywords of ``edgesdk.export``)."""
+
+    family: ClassVar[str] = "slab"
+
+    fold: bool = option(True, "merge every RepBN into its neighbouring layer first; false keeps the norms "
+                        "(for comparison); --no-fold on the command line", BOOLEAN)
+    image_size: int | None = option(None, "input side in pixels; must equal the preset's (SLAB's position "
+                                    "encodings fix the resolution)", integer(minimum=1), default_text="the preset's")
 
 
-def export_recipe(model: nn.Module, mode: str = "full", **options: Any) -> ExportSpec:
+def export_recipe(model: nn.Module, mode: str, options: SlabExportOptions) -> ExportSpec:
     """ExportSpec for a SLAB classifier: ``image`` (1, 3, S, S) float32 -> ``logits``.
 
-    Options:
-        fold (bool, default True): merge every RepBN into its neighbouring layer first
-            (``fold_repbn``); False exports the norms as they are, for comparison.
-        image_size (int, default the preset's): must equal the preset's; SLAB's position
-            encodings fix the resolution.
-    Shapes are static (batch 1). Validation tolerance is 1e-4 of the largest |logit| the
-    reference gives on the example and sample images (at least 1e-4 absolute). The manifest
-    records the fold error against the unfolded model, the norms folded, the largest PRepBN
-    lambda, MACs per image and the image front end.
+    Options: ``SlabExportOptions``. Shapes are static (batch 1). Validation tolerance is 1e-4
+    of the largest |logit| the reference gives on the example and sample images (at least 1e-4
+    absolute). The manifest records the fold error against the unfolded model, the norms
+    folded, the largest PRepBN lambda, MACs per image and the image front end.
     """
-    unknown = sorted(set(options) - set(RECIPE_OPTIONS))
-    if unknown:
-        raise UsageError(f"unknown slab export options: {', '.join(unknown)}; known: {', '.join(RECIPE_OPTIONS)}")
     if mode != "full":
         raise UsageError(f"slab exports only mode 'full' (whole images), not {mode!r}")
     config = getattr(model, "config", None)
     if not isinstance(config, SlabConfig) or not hasattr(model, "repbn_sites"):
         raise UsageError(f"the slab recipe takes a SLAB model, not {type(model).__name__}")
-    image_size = options.get("image_size")
-    if image_size is not None and int(image_size) != config.image_size:
+    image_size = options.image_size
+    if image_size is not None and image_size != config.image_size:
         raise UsageError(
             f"image_size {image_size} does not match this model's {config.image_size}: SLAB's position "
             "encodings have one entry per token, so the resolution is fixed by the preset")
-    fold = bool(options.get("fold", True))
+    fold = options.fold
     reference = model if not model.training else copy.deepcopy(model).eval()
     norms_before = count_norms(reference)
     module = fold_repbn(reference) if fold else copy.deepcopy(reference).eval()
@@ -1384,9 +1386,10 @@ FAMILY = Family(
     presets=PRESETS,
     remap_checkpoint=remap_checkpoint,
     recipe=export_recipe,
+    export_options=SlabExportOptions,
+    checkpoint_layout_fields=("norm",),
     config_from_checkpoint=config_from_checkpoint,
     modes=("full",),
     description="SLAB (ICML 24): simplified linear attention + progressive re-parameterized BatchNorm, "
                 "exported with every RepBN folded away",
-    extra={"fold_repbn": fold_repbn, "recipe_options": RECIPE_OPTIONS},
 )

@@ -38,16 +38,20 @@ def config_to_container(config: Any) -> dict[str, Any]:
 def load_kws_model(checkpoint: str | Path) -> Any:
     """Build the LMUFormer the checkpoint's ``config`` describes and load its weights strictly.
 
-    ``create_model`` takes the architecture from the checkpoint's ``config`` (the lmuformer
-    family's ``config_from_checkpoint``); the ``tiny`` preset only supplies defaults.
+    ``create_model`` takes the whole architecture from the checkpoint's ``config`` (the
+    lmuformer family's ``config_from_checkpoint``), so no preset is named.
     """
+    from dataclasses import replace
+
     import edgesdk
     from edgesdk.errors import CheckpointError
     from edgesdk.models.checkpoints import load_checkpoint
+    from edgesdk.models.info import attach_model_info, model_info
 
     if not isinstance(load_checkpoint(checkpoint)["extra"].get("config"), dict):
         raise CheckpointError(f"{checkpoint} has no 'config' entry; it is not a keyword-spotter checkpoint "
                               "written by examples/kws/train.py")
-    model = edgesdk.create_model("lmuformer", preset=BASE_PRESET, checkpoint=checkpoint)
-    model.edgesdk_info["preset"] = KWS_PRESET  # the manifest names the trained configuration
+    model = edgesdk.create_model("lmuformer", checkpoint=checkpoint)
+    # the manifest names the trained configuration, not the preset that supplied defaults
+    attach_model_info(model, replace(model_info(model), preset=KWS_PRESET))
     return model

@@ -18,7 +18,7 @@ import torch
 import edgesdk
 from edgesdk.errors import CheckpointError, UsageError
 from edgesdk.models import ecoformer
-from edgesdk.models.registry import get_family
+from edgesdk.models.registry import get_family, model_info
 
 FAMILY = get_family("ecoformer")
 
@@ -216,7 +216,7 @@ def test_image_the_patch_embedding_cannot_take():
     with pytest.raises(UsageError, match=r"\[batch, 3, height, width\]"):
         model(torch.zeros(3, 64, 64))
     with pytest.raises(UsageError, match="too small"):
-        FAMILY.recipe(model, "full", image_size=24)
+        FAMILY.export_spec(model, "full", image_size=24)
 
 
 def test_nan_pixels_are_refused():
@@ -346,7 +346,7 @@ def test_authors_checkpoint_loads_strictly_with_every_buffer(tmp_path, preset, m
                 stage = int(ours[len("block")])
                 ours = f"blocks.{stage - 1}.{ours[len('block1.'):]}"
             assert torch.equal(loaded[ours], tensor), key
-    assert model.edgesdk_info["checkpoint_sha256"]
+    assert model_info(model).checkpoint_sha256
     # a forward (eval or train mode) leaves the hash as loaded
     with torch.no_grad():
         model(image((64, 64)))
@@ -510,20 +510,20 @@ def test_energy_account_matches_hook_counter(preset, size):
 def test_recipe_options():
     model = build("tiny")
     with pytest.raises(UsageError, match="unknown ecoformer export option.*chunk_frames"):
-        FAMILY.recipe(model, "full", chunk_frames=4)
+        FAMILY.export_spec(model, "full", chunk_frames=4)
     with pytest.raises(UsageError, match="mode 'full' only"):
-        FAMILY.recipe(model, "stream")
-    spec = FAMILY.recipe(model, "full", image_size=(48, 80), hash_outputs=False)
+        FAMILY.export_spec(model, "stream")
+    spec = FAMILY.export_spec(model, "full", image_size=(48, 80), hash_outputs=False)
     assert spec.output_names == ["logits"]
     assert tuple(spec.example_inputs["image"].shape) == (1, 3, 48, 80)
     assert spec.metadata["ops"]["image_size"] == [48, 80]
-    spec = FAMILY.recipe(model, "full")
+    spec = FAMILY.export_spec(model, "full")
     assert spec.output_names == ["logits", "hash_codes_s1b0", "hash_codes_s2b0", "hash_codes_s3b0"]
 
 
 def test_export_module_has_plain_ops_only_and_leaves_reference_alone():
     model = build("tiny")
-    spec = FAMILY.recipe(model, "full")
+    spec = FAMILY.export_spec(model, "full")
     program = torch.export.export(spec.module, tuple(spec.example_inputs.values()))
     targets = {str(node.target) for node in program.graph.nodes if node.op == "call_function"}
     op_names = {t.split(".")[1] for t in targets if t.startswith("aten.")}

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 import edgesdk
 from edgesdk.errors import CheckpointError, UsageError
 from edgesdk.models import lighthubert as lh
-from edgesdk.models.registry import get_family
+from edgesdk.models.registry import get_family, model_info
 from edgesdk.runtime import chunking
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "lighthubert_speech_10s.flac"
@@ -166,8 +166,8 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def supernet(checkpoint):
-    # the preset is only a default: the cfg in the file makes this the tiny supernet
-    return edgesdk.create_model("lighthubert", preset="base-supernet", checkpoint=checkpoint[0])
+    # no preset: the cfg in the file makes this the tiny supernet
+    return edgesdk.create_model("lighthubert", checkpoint=checkpoint[0])
 
 
 def waveform(samples, seed=0, batch=1):
@@ -199,7 +199,7 @@ def test_depth_keep_map_is_upstreams():
 
 
 def test_cfg_defines_the_architecture(supernet):
-    config = supernet.edgesdk_info["config"]
+    config = model_info(supernet).config
     assert (config.supernet_type, config.embed_dim, config.ffn_embed_dim, config.cnn_channels) == ("tiny", 128, 512, 64)
     assert config.normalize is True
 
@@ -313,7 +313,7 @@ def test_group_norm_extractor_checkpoint(tmp_path):
     sd = authors_state_dict(mode="default")
     file = tmp_path / "default_mode.pt"
     torch.save({"model": sd, "cfg": authors_cfg(extractor_mode="default")}, file)
-    model = edgesdk.create_model("lighthubert", preset="tiny-supernet", checkpoint=file)
+    model = edgesdk.create_model("lighthubert", checkpoint=file)  # the cfg differs from every preset
     x = waveform(6000)
     with torch.no_grad():
         out = lh.extract_subnet(model, "min")(x)
@@ -397,7 +397,7 @@ def test_parameter_counts_equal_the_authors(preset, name, published_millions, di
 
 def test_subnet_rows_for_the_cli():
     family = get_family("lighthubert")
-    rows = family.extra["subnets"]("small-supernet")
+    rows = family.list_subnets("small-supernet")
     assert [r["name"] for r in rows] == ["max", "min", "small"]
     keys = {"name", "embed_dim", "layer_num", "heads_num", "ffn_embed", "params", "standalone_params", "macs_per_second", "subnet"}
     assert all(set(r) == keys for r in rows)
@@ -414,9 +414,9 @@ def test_subnet_rows_for_the_cli():
     e, a, f, T = 384, 384, 1536, 49
     expected = cnn + T * 512 * e + T * e * (e // 16) * 128 + 12 * (4 * T * e * a + 2 * T * T * a + 2 * T * e * f)
     assert rows[2]["macs_per_second"] == expected
-    sampled = family.extra["sample_subnets"](5, 7)
-    assert sampled == family.extra["sample_subnets"](5, 7)
-    assert sampled != family.extra["sample_subnets"](5, 8)
+    sampled = family.sample_subnets(5, 7)
+    assert sampled == family.sample_subnets(5, 7)
+    assert sampled != family.sample_subnets(5, 8)
     base = lh.PRESETS["base-supernet"].config
     for row in sampled:
         lh.check_subnet(base, lh.SubnetConfig.from_dict(row["subnet"]))
@@ -437,7 +437,7 @@ def test_full_size_default_subnets_run(preset, name):
         with torch.no_grad():
             error = max((a - b).abs().max().item() for a, b in zip(model(x), standalone(x)))
         assert error < 1e-5, (preset, error)
-        assert standalone.edgesdk_info["parameters"] + 768 == lh.authors_parameter_count(model.config, standalone.subnet)
+        assert model_info(standalone).parameters + 768 == lh.authors_parameter_count(model.config, standalone.subnet)
 
 
 # ---------------------------------------------------------------------- recipe and export
@@ -445,14 +445,14 @@ def test_full_size_default_subnets_run(preset, name):
 
 def test_recipe_options_are_checked(supernet):
     with pytest.raises(UsageError, match="unknown lighthubert export options: chunk_frames"):
-        lh.recipe(supernet, "full", chunk_frames=4)
+        lh.FAMILY.export_spec(supernet, "full", chunk_frames=4)
     with pytest.raises(UsageError, match="mode 'full' only"):
-        lh.recipe(supernet, "stream")
+        lh.FAMILY.export_spec(supernet, "stream")
     with pytest.raises(UsageError, match=r"out of range: this subnet has hidden states 0..11"):
-        lh.recipe(supernet, "full", layers="3,12")
+        lh.FAMILY.export_spec(supernet, "full", layers="3,12")
     with pytest.raises(UsageError, match="shorter than one frame"):
-        lh.recipe(supernet, "full", window_seconds=0.01)
-    spec = lh.recipe(supernet, "full", subnet="min", layers="0,4,last")
+        lh.FAMILY.export_spec(supernet, "full", window_seconds=0.01)
+    spec = lh.FAMILY.export_spec(supernet, "full", subnet="min", layers="0,4,last")
     assert spec.output_names == ["hidden_state_0", "hidden_state_4", "hidden_state_10"]
     assert spec.example_inputs["waveform"].shape == (1, 320 * 227 + 400)  # recommended 228-frame window
     facts = spec.metadata["extra"]["lighthubert"]

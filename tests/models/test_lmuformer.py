@@ -9,6 +9,7 @@ length 2L times the stored ``fft_H``), runs LIFs time-major and builds A, B with
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -20,7 +21,7 @@ from torch import nn
 import edgesdk
 from edgesdk.errors import CheckpointError, UsageError
 from edgesdk.models import lmuformer as lmu
-from edgesdk.models.registry import count_parameters
+from edgesdk.models.registry import count_parameters, model_info
 
 L = 128  # upstream's fixed sequence length and theta
 
@@ -369,16 +370,16 @@ def test_parallel_form_beyond_training_length_uses_extended_impulse():
 def test_recipe_rejects_unknown_options_and_modes():
     model = edgesdk.create_model("lmuformer", preset="tiny")
     with pytest.raises(UsageError, match="window_seconds"):
-        lmu.recipe(model, "stream", window_seconds=3)
+        lmu.FAMILY.export_spec(model, "stream", window_seconds=3)
     with pytest.raises(UsageError, match="chunk_frames"):
-        lmu.recipe(model, "stream", chunk_frames=0)
+        lmu.FAMILY.export_spec(model, "stream", chunk_frames=0)
     with pytest.raises(UsageError, match="subnet"):
-        lmu.recipe(model, "subnet")
+        lmu.FAMILY.export_spec(model, "subnet")
 
 
 def test_stream_recipe_metadata_and_ops():
     model = edgesdk.create_model("lmuformer", preset="tiny-spiking")
-    spec = lmu.recipe(model, "stream", chunk_frames=2, validation_steps=32)
+    spec = lmu.FAMILY.export_spec(model, "stream", chunk_frames=2, validation_steps=32)
     assert spec.metadata["streaming"] == {"frames_per_step": 2, "lookahead_frames": 5, "hop_samples": 160,
                                           "frame_rate_hz": 100.0}
     assert spec.metadata["extra"]["labels"][28] == "yes" and len(spec.metadata["extra"]["labels"]) == 35
@@ -398,7 +399,7 @@ def test_stream_recipe_metadata_and_ops():
 
 def test_full_recipe_ops_per_inference():
     model = edgesdk.create_model("lmuformer", preset="scv2")
-    spec = lmu.recipe(model, "full")
+    spec = lmu.FAMILY.export_spec(model, "full")
     ops = spec.metadata["ops"]
     assert ops["per"] == "inference"
     # 215.1 M is the independent count in ../shared/reference/lmuformer.md (patch 113.2 M, LMU 33.6 M,
@@ -518,13 +519,22 @@ def test_checkpoint_carrying_its_config(tmp_path):
     config = lmu.LMUFormerConfig(embed_dim=24, num_classes=3, labels=("a", "b", "c"))
     model = lmu.build(config).eval()
     path = tmp_path / "own.pt"
-    fields_ = {"variant": "lmu", "embed_dim": 24, "num_classes": 3, "labels": ["a", "b", "c"]}
+    fields_ = {**dataclasses.asdict(config), "labels": ["a", "b", "c"]}  # as edgesdk-trained files carry it
     torch.save({"state_dict": model.state_dict(), "config": fields_}, path)
-    loaded = edgesdk.create_model("lmuformer", preset="tiny", checkpoint=path)
+    loaded = edgesdk.create_model("lmuformer", checkpoint=path)  # no preset: the file says what it is
     assert loaded.config == config
+    assert model_info(loaded).preset is None  # no preset has this config
+    with pytest.raises(UsageError, match=r"--preset tiny and the config in .*own.pt disagree \(embed_dim 32 vs 24; "
+                                         r"num_classes 35 vs 3; labels"):
+        edgesdk.create_model("lmuformer", preset="tiny", checkpoint=path)
     x = features(1, 20, seed=3)
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
     torch.save({"state_dict": model.state_dict(), "config": {**fields_, "colour": "red"}}, path)
     with pytest.raises(CheckpointError, match="colour"):
         edgesdk.create_model("lmuformer", preset="tiny", checkpoint=path)
+    with pytest.raises(CheckpointError, match="colour"):
+        edgesdk.create_model("lmuformer", checkpoint=path)
+    torch.save({"state_dict": model.state_dict()}, path)
+    with pytest.raises(UsageError, match="lmuformer needs --preset: .* does not carry its whole architecture"):
+        edgesdk.create_model("lmuformer", checkpoint=path)

@@ -12,7 +12,7 @@ import torch
 import edgesdk
 from edgesdk.errors import CheckpointError
 from edgesdk.spec import call_module
-from edgesdk.models.registry import available_families
+from edgesdk.models.registry import available_families, model_info
 
 SMALL = [
     (family.name, preset.name, mode)
@@ -42,7 +42,7 @@ def test_forward_is_finite_and_checkpoint_round_trip_is_exact(family, preset, tm
     again = call_module(edgesdk_family_spec(reloaded, spec.mode), _example_feeds(spec))
     for name in spec.output_names:
         np.testing.assert_array_equal(again[name], outputs[name])
-    assert reloaded.edgesdk_info["checkpoint_sha256"]
+    assert model_info(reloaded).checkpoint_sha256
 
     state = model.state_dict()
     state.pop(next(iter(state)))
@@ -82,4 +82,4 @@ def _modes(family):
 def edgesdk_family_spec(model, mode):
     from edgesdk.models.registry import get_family
 
-    return get_family(model.edgesdk_info["family"]).recipe(model, mode)
+    return get_family(model_info(model).family).export_spec(model, mode)

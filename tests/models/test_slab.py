@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from edgesdk.errors import CheckpointError, UsageError
 from edgesdk.models import slab
+from edgesdk.models.registry import model_info
 
 TINY_PRESETS = ("tiny", "tiny-swin", "tiny-pvt", "tiny-cswin")
 # A softmax DeiT with class token and bare RepBN, test-sized (the DeiT-T-PRepBN code path).
@@ -372,8 +373,8 @@ def test_onnx_graph_has_no_normalization_after_fold(name):
     config = slab.PRESETS[name].config
     model = seeded(config)
     image = torch.randn(1, 3, config.image_size, config.image_size)
-    before = onnx_op_counts(slab.export_recipe(model, fold=False).module, image)
-    after = onnx_op_counts(slab.export_recipe(model, fold=True).module, image)
+    before = onnx_op_counts(slab.FAMILY.export_spec(model, fold=False).module, image)
+    after = onnx_op_counts(slab.FAMILY.export_spec(model, fold=True).module, image)
     norms = slab.count_norms(model)
     assert before["BatchNormalization"] == norms
     assert not any(after[op] for op in NORMALIZATION_OPS), after
@@ -453,7 +454,7 @@ def test_authors_container_round_trip(tmp_path, yacs_cfgnode, prefix):
     image = torch.from_numpy(slab.sample_images(slab.PRESETS["tiny-swin"].config)[0])
     with torch.no_grad():
         assert torch.equal(source(image), loaded(image))
-    assert loaded.edgesdk_info["checkpoint_sha256"]
+    assert model_info(loaded).checkpoint_sha256
 
 
 def test_bare_repbn_layout_is_detected(tmp_path):
@@ -524,7 +525,7 @@ def test_mid_schedule_checkpoint_folds_what_eval_computes(tmp_path, caplog):
     path = save_authors_checkpoint(tmp_path / "mid.pth", source)
     model = edgesdk.create_model("slab", preset="tiny", checkpoint=path)
     with caplog.at_level(logging.WARNING, logger="edgesdk.models.slab"):
-        spec = slab.export_recipe(model)
+        spec = slab.FAMILY.export_spec(model)
     assert "mid-schedule (lambda up to 0.5000)" in caplog.text
     assert spec.metadata["extra"]["slab"]["prepbn_lambda_max"] == 0.5
     image = spec.example_inputs["image"]
@@ -604,11 +605,11 @@ def test_wrong_image_size_and_options_are_usage_errors():
     with pytest.raises(UsageError, match="got \\(3, 32, 32\\)"):
         model(torch.randn(3, 32, 32))
     with pytest.raises(UsageError, match="image_size 224 does not match"):
-        slab.export_recipe(model, image_size=224)
+        slab.FAMILY.export_spec(model, image_size=224)
     with pytest.raises(UsageError, match="unknown slab export options: chunk_frames"):
-        slab.export_recipe(model, chunk_frames=4)
+        slab.FAMILY.export_spec(model, chunk_frames=4)
     with pytest.raises(UsageError, match="only mode 'full'"):
-        slab.export_recipe(model, "stream")
+        slab.FAMILY.export_spec(model, "stream")
     with pytest.raises(UsageError, match="do not tile"):
         replace(slab.PRESETS["tiny-swin"].config, image_size=96)
 
@@ -628,7 +629,7 @@ def test_full_size_seeded_models_are_well_conditioned(name):
     """The deepest softmax stacks: their exported module in float32 stays within 2e-5 of its own
     float64 run on the sample images. Without the recalibration (norms at running mean 0 and
     variance 1) they differ by 5e-3 and 6e-2; with random norm statistics, by 7e-4 and 7e-3."""
-    spec = slab.export_recipe(seeded(slab.PRESETS[name].config))
+    spec = slab.FAMILY.export_spec(seeded(slab.PRESETS[name].config))
     double = copy.deepcopy(spec.module).double()
     with torch.no_grad():
         for sample in spec.sample_inputs:
