@@ -326,17 +326,16 @@ class WindowAttention(Attention):
 # --------------------------------------------------------------------------------------------
 
 
-class DeitBlock(nn.Module):
-    """Pre-norm block: x + attn(norm1(x)), then x + mlp(norm2(x))."""
+class Block(nn.Module):
+    """Pre-norm block of DeiT and PVT: x + attn(norm1(x)), then x + mlp(norm2(x)).
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float, attention: str, grid: tuple[int, int],
-                 config: SlabConfig) -> None:
+    ``attn`` maps tokens (B, N, C) to (B, N, C): SLA, softmax attention, PVT's attention.
+    """
+
+    def __init__(self, dim: int, attn: nn.Module, mlp_ratio: float, config: SlabConfig) -> None:
         super().__init__()
         self.norm1 = make_norm(config, dim)
-        if attention == "L":
-            self.attn: nn.Module = SimplifiedLinearAttention(dim, heads, grid, config)
-        else:
-            self.attn = Attention(dim, heads, config.qkv_bias)
+        self.attn = attn
         self.norm2 = make_norm(config, dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
@@ -481,20 +480,6 @@ class PvtAttention(nn.Module):
         return self.proj(merge_heads(softmax_attention(q, k, v, self.scale)))
 
 
-class PvtBlock(nn.Module):
-    def __init__(self, dim: int, heads: int, mlp_ratio: float, side: int, attention: str, sr_ratio: int,
-                 config: SlabConfig) -> None:
-        super().__init__()
-        self.norm1 = make_norm(config, dim)
-        self.attn = PvtAttention(dim, heads, side, attention, sr_ratio, config)
-        self.norm2 = make_norm(config, dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
-
-
 class CswinLinearAttention(nn.Module):
     """CSwin SLA branch over the whole map: SLA + depthwise conv on V + CSwin's 3x3 LePE."""
 
@@ -625,7 +610,23 @@ def check_image(config: SlabConfig, image: torch.Tensor) -> None:
         )
 
 
-class SlabDeit(nn.Module):
+class SlabClassifier(nn.Module):
+    """What the four SLAB models share: ``forward(image) = head(forward_features(image))``,
+    images (B, 3, S, S) -> logits (B, classes); ``repbn_sites`` lists every foldable norm."""
+
+    head: nn.Linear
+
+    def forward_features(self, image: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(image))
+
+    def repbn_sites(self) -> Iterator[FoldSite]:
+        raise NotImplementedError
+
+
+class SlabDeit(SlabClassifier):
     """DeiT with SLA (SLAB-DeiT: mean-pooled, no class token) or softmax (DeiT-PRepBN: class
     token) and PRepBN everywhere; the stem has no norm."""
 
@@ -638,10 +639,16 @@ class SlabDeit(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, side * side + int(config.class_token), dim))
         self.blocks = nn.Sequential(*[
-            DeitBlock(dim, config.num_heads[0], config.mlp_ratios[0], config.attention[0], (side, side), config)
-            for _ in range(config.depths[0])])
+            Block(dim, self._attention(config), config.mlp_ratios[0], config) for _ in range(config.depths[0])])
         self.norm = make_norm(config, dim)
         self.head = nn.Linear(dim, config.num_classes)
+
+    @staticmethod
+    def _attention(config: SlabConfig) -> nn.Module:
+        dim, side, heads = config.embed_dims[0], config.resolutions[0], config.num_heads[0]
+        if config.attention[0] == "L":
+            return SimplifiedLinearAttention(dim, heads, (side, side), config)
+        return Attention(dim, heads, config.qkv_bias)
 
     def forward_features(self, image: torch.Tensor) -> torch.Tensor:
         """Pooled features (B, C) of images (B, 3, S, S)."""
@@ -651,9 +658,6 @@ class SlabDeit(nn.Module):
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         x = self.norm(self.blocks(x + self.pos_embed))
         return x[:, 0] if self.config.class_token else x.mean(dim=1)
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_features(image))
 
     def repbn_sites(self) -> Iterator[FoldSite]:
         for block in self.blocks:
@@ -680,7 +684,7 @@ class SwinStage(nn.Module):
         return x if self.downsample is None else self.downsample(x)
 
 
-class SlabSwin(nn.Module):
+class SlabSwin(SlabClassifier):
     """Swin with global SLA in the "L" stages and shifted-window softmax in the "S" stages
     (SLAB-Swin: LLSS; Swin-T-PRepBN: SSSS), PRepBN everywhere including the stem."""
 
@@ -700,9 +704,6 @@ class SlabSwin(nn.Module):
             x = layer(x)
         return self.norm(x).mean(dim=1)
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_features(image))
-
     def repbn_sites(self) -> Iterator[FoldSite]:
         yield FoldSite(self.patch_embed, "norm", producer=self.patch_embed.proj)
         for layer in self.layers:
@@ -714,7 +715,7 @@ class SlabSwin(nn.Module):
         yield FoldSite(self, "norm", consumers=(self.head,))
 
 
-class SlabPvt(nn.Module):
+class SlabPvt(SlabClassifier):
     """PVT with SLA ("L", SLAB-PVT) or spatial-reduction softmax ("S", PVT-PRepBN) stages.
 
     Each stage has a strided-conv stem with a post-norm (``patch_embed[stage]``) and a learned
@@ -736,8 +737,8 @@ class SlabPvt(nn.Module):
             embeds.append(PatchEmbed(in_channels, dim, patch, patch, norm=make_norm(config, dim)))
             positions.append(nn.Parameter(torch.zeros(1, side * side, dim)))
             stages.append(nn.ModuleList([
-                PvtBlock(dim, config.num_heads[stage], config.mlp_ratios[stage], side, config.attention[stage],
-                         config.sr_ratios[stage], config)
+                Block(dim, PvtAttention(dim, config.num_heads[stage], side, config.attention[stage],
+                                        config.sr_ratios[stage], config), config.mlp_ratios[stage], config)
                 for _ in range(config.depths[stage])]))
         self.patch_embed = nn.ModuleList(embeds)
         self.pos_embed = nn.ParameterList(positions)
@@ -757,9 +758,6 @@ class SlabPvt(nn.Module):
                 x = x.transpose(1, 2).reshape(B, -1, side, side)  # tokens -> (B, C, H, W)
         return x.mean(dim=1)
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_features(image))
-
     def repbn_sites(self) -> Iterator[FoldSite]:
         for embed, blocks in zip(self.patch_embed, self.blocks):
             yield FoldSite(embed, "norm", producer=embed.proj)
@@ -774,7 +772,7 @@ class SlabPvt(nn.Module):
                 yield FoldSite(block, "norm2", consumers=(block.mlp.fc1,))
 
 
-class SlabCswin(nn.Module):
+class SlabCswin(SlabClassifier):
     """CSwin with whole-map SLA ("L") stages and cross-shaped stripe softmax ("S") stages.
 
     ``patch_embed[0]`` is the 7x7 stride-4 conv stem, ``patch_embed[s]`` (s > 0) the 3x3
@@ -817,9 +815,6 @@ class SlabCswin(nn.Module):
             for block in blocks:
                 x = block(x)
         return self.norm(x).mean(dim=1)
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_features(image))
 
     def repbn_sites(self) -> Iterator[FoldSite]:
         for embed, blocks in zip(self.patch_embed, self.blocks):
