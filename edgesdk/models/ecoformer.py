@@ -347,7 +347,8 @@ class EcoFormer(nn.Module):
             kernel, stride, padding = _patch_geometry(config.backbone, stage)
             in_channels = config.in_channels if stage == 0 else dims[stage - 1]
             # LayerNorm eps 1e-5 after the stem conv, as upstream.
-            self.patch_embed.append(PatchEmbed(in_channels, dims[stage], kernel, stride, padding, nn.LayerNorm(dims[stage])))
+            self.patch_embed.append(
+                PatchEmbed(in_channels, dims[stage], kernel, stride, padding, norm=nn.LayerNorm(dims[stage])))
         self.blocks = nn.ModuleList(
             nn.ModuleList(Block(config, stage) for _ in range(config.depths[stage])) for stage in range(4)
         )

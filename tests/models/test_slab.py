@@ -502,11 +502,14 @@ def pvt_authors_layout(state_dict):
     return renamed
 
 
-AUTHORS_LAYOUTS = {"tiny-pvt": (pvt_authors_layout, ("patch_embed1.proj.weight", "pos_embed1", "block1.0.attn.q.weight",
-                                                     "patch_embed2.norm.norm2.alpha")),
-                   "tiny-cswin": (cswin_authors_layout, ("stage1_conv_embed.0.weight", "stage1_conv_embed.2.norm2.alpha",
-                                                         "merge1.conv.weight", "merge1.norm.norm2.bn.running_var",
-                                                         "stage1.0.qkv.weight", "stage2.0.attns.0.get_v.weight"))}
+# Per preset: edgesdk -> authors' renaming, and keys the authors' checkpoint must hold.
+AUTHORS_LAYOUTS = {
+    "tiny-pvt": (pvt_authors_layout, ("patch_embed1.proj.weight", "pos_embed1", "block1.0.attn.q.weight",
+                                      "patch_embed2.norm.norm2.alpha")),
+    "tiny-cswin": (cswin_authors_layout, ("stage1_conv_embed.0.weight", "stage1_conv_embed.2.norm2.alpha",
+                                          "merge1.conv.weight", "merge1.norm.norm2.bn.running_var",
+                                          "stage1.0.qkv.weight", "stage2.0.attns.0.get_v.weight")),
+}
 
 
 @pytest.mark.parametrize("name", sorted(AUTHORS_LAYOUTS))
