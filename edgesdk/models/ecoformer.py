@@ -303,10 +303,8 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, dim * config.mlp_ratios[stage], depthwise_conv=config.backbone == "pvtv2")
 
     def forward(self, x: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if self.hashed:
-            attended, codes = self.attn(self.norm1(x))
-        else:
-            attended, codes = self.attn(self.norm1(x)), None
+        out = self.attn(self.norm1(x))
+        attended, codes = out if self.hashed else (out, None)  # EcoFormer attention also returns codes
         x = x + attended
         x = x + self.mlp(self.norm2(x), (height, width))
         return x, codes
