@@ -110,14 +110,15 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
-        if self.dwconv is None:
-            return feed_forward(x, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias)
-        if grid is None:
-            raise ValueError("an Mlp with a depthwise conv needs the token grid (height, width)")
+        # Calls fc1 and fc2 as modules (not feed_forward), so forward hooks such as MAC
+        # counters see them.
         x = self.fc1(x)
-        B, N, C = x.shape
-        # tokens [B, N, C] -> map [B, C, H, W] and back
-        x = self.dwconv(x.transpose(1, 2).reshape(B, C, grid[0], grid[1])).flatten(2).transpose(1, 2)
+        if self.dwconv is not None:
+            if grid is None:
+                raise ValueError("an Mlp with a depthwise conv needs the token grid (height, width)")
+            B, N, C = x.shape
+            # tokens [B, N, C] -> map [B, C, H, W] and back
+            x = self.dwconv(x.transpose(1, 2).reshape(B, C, grid[0], grid[1])).flatten(2).transpose(1, 2)
         return self.fc2(self.act(x))
 
 
