@@ -43,6 +43,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgesdk.errors import CheckpointError, UsageError
+from edgesdk.models.checkpoints import strip_prefix
+from edgesdk.models.layers import Attention, Mlp, PatchEmbed, init_linear_
 from edgesdk.models.options import BOOLEAN, IMAGE_SIZE, ExportOptions, integer, number, option
 from edgesdk.models.registry import Family, Preset
 from edgesdk.runtime.compare import BitAgreement, OutputRule, TopOneAgreement, compare_output
@@ -283,48 +285,6 @@ class EcoFormerAttention(nn.Module):
         return self.proj(out), codes
 
 
-class SoftmaxAttention(nn.Module):
-    """Standard multi-head softmax attention with a fused ``qkv`` (stage 4, as upstream)."""
-
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool):
-        super().__init__()
-        self.num_heads = num_heads
-        self.scale = (dim // num_heads) ** -0.5
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
-        B, N, C = x.shape
-        # [B, N, 3C] -> [3, B, heads, N, head_dim]; rows of qkv are q, k, v.
-        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        weights = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
-        out = (weights @ v).transpose(1, 2).reshape(B, N, C)
-        return self.proj(out), None
-
-
-class Mlp(nn.Module):
-    """fc1 -> [depthwise 3x3 conv on the token map] -> GELU (erf) -> fc2.
-
-    PVTv2 has the depthwise conv; Twins-SVT does not.
-    """
-
-    def __init__(self, dim: int, hidden: int, depthwise: bool):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.dwconv = nn.Conv2d(hidden, hidden, 3, 1, 1, groups=hidden) if depthwise else None
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        x = self.fc1(x)
-        if self.dwconv is not None:
-            B, N, C = x.shape
-            # tokens [B, N, C] -> map [B, C, H, W] and back
-            x = self.dwconv(x.transpose(1, 2).reshape(B, C, height, width)).flatten(2).transpose(1, 2)
-        return self.fc2(self.act(x))
-
-
 class Block(nn.Module):
     """Pre-norm transformer block: x += attn(norm1(x)); x += mlp(norm2(x))."""
 
@@ -333,34 +293,23 @@ class Block(nn.Module):
         dim = config.embed_dims[stage]
         heads = config.num_heads[stage]
         self.norm1 = nn.LayerNorm(dim, eps=config.norm_eps)
-        if stage < 3:
+        # Stages 1-3 hash (EcoFormer attention); stage 4 is softmax attention, as upstream.
+        self.hashed = stage < 3
+        if self.hashed:
             self.attn: nn.Module = EcoFormerAttention(
                 dim, heads, config.hash_bits, config.hash_anchors, config.qkv_bias
             )
         else:
-            self.attn = SoftmaxAttention(dim, heads, config.qkv_bias)
+            self.attn = Attention(dim, heads, config.qkv_bias)
         self.norm2 = nn.LayerNorm(dim, eps=config.norm_eps)
-        self.mlp = Mlp(dim, dim * config.mlp_ratios[stage], depthwise=config.backbone == "pvtv2")
+        self.mlp = Mlp(dim, dim * config.mlp_ratios[stage], depthwise_conv=config.backbone == "pvtv2")
 
     def forward(self, x: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, codes = self.attn(self.norm1(x))
+        out = self.attn(self.norm1(x))
+        attended, codes = out if self.hashed else (out, None)  # EcoFormer attention also returns codes
         x = x + attended
-        x = x + self.mlp(self.norm2(x), height, width)
+        x = x + self.mlp(self.norm2(x), (height, width))
         return x, codes
-
-
-class PatchEmbed(nn.Module):
-    """Convolution to tokens, then LayerNorm (eps 1e-5 as upstream)."""
-
-    def __init__(self, in_channels: int, dim: int, kernel: int, stride: int, padding: int):
-        super().__init__()
-        self.proj = nn.Conv2d(in_channels, dim, kernel, stride, padding)
-        self.norm = nn.LayerNorm(dim)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
-        x = self.proj(x)
-        height, width = x.shape[-2], x.shape[-1]
-        return self.norm(x.flatten(2).transpose(1, 2)), height, width
 
 
 class PositionConv(nn.Module):
@@ -397,7 +346,9 @@ class EcoFormer(nn.Module):
         for stage in range(4):
             kernel, stride, padding = _patch_geometry(config.backbone, stage)
             in_channels = config.in_channels if stage == 0 else dims[stage - 1]
-            self.patch_embed.append(PatchEmbed(in_channels, dims[stage], kernel, stride, padding))
+            # LayerNorm eps 1e-5 after the stem conv, as upstream.
+            self.patch_embed.append(
+                PatchEmbed(in_channels, dims[stage], kernel, stride, padding, norm=nn.LayerNorm(dims[stage])))
         self.blocks = nn.ModuleList(
             nn.ModuleList(Block(config, stage) for _ in range(config.depths[stage])) for stage in range(4)
         )
@@ -433,7 +384,7 @@ class EcoFormer(nn.Module):
         x = image
         B = image.shape[0]
         for stage in range(4):
-            x, height, width = self.patch_embed[stage](x)
+            x, (height, width) = self.patch_embed[stage].tokens_and_grid(x)
             for index, block in enumerate(self.blocks[stage]):
                 x, block_codes = block(x, height, width)
                 if codes is not None and block_codes is not None:
@@ -470,9 +421,7 @@ class EcoFormer(nn.Module):
 def _init_weights(module: nn.Module) -> None:
     """The authors' init (timm trunc-normal linear, fan-out conv, unit LayerNorm)."""
     if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
+        init_linear_(module)
     elif isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
@@ -539,7 +488,7 @@ def remap_checkpoint(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.
     Strips DataParallel ``module.`` prefixes. Raises CheckpointError naming every key it
     cannot place, and says so plainly when the checkpoint has no hash buffers at all.
     """
-    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state_dict.items()}
+    state = strip_prefix(state_dict, "module.")
     if any(re.match(r"patch_embed\.\d\.", k) for k in state):
         return dict(state)  # already edgesdk's layout
     plain = sorted(k for k in state if _PLAIN_PVT.search(k))

@@ -42,7 +42,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgesdk.errors import CheckpointError, UsageError
+from edgesdk.models.checkpoints import strip_prefix
 from edgesdk.models.info import attach_model_info, model_info
+from edgesdk.models.layers import feed_forward, init_linear_, merge_heads, softmax_attention, split_heads
 from edgesdk.models.options import ExportOptions, OptionType, integer, number, option
 from edgesdk.models.registry import Family, Preset
 from edgesdk.spec import ExportSpec
@@ -476,14 +478,10 @@ def _positional_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, 
 
 
 def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
-    """Global multi-head attention on projected [B, T, heads*64] tensors (q already scaled)."""
-    B, T, _ = q.shape
-    # [B, T, h*64] -> [B, h, T, 64]
-    q = q.reshape(B, T, heads, HEAD_DIM).transpose(1, 2)
-    k = k.reshape(B, T, heads, HEAD_DIM).transpose(1, 2)
-    v = v.reshape(B, T, heads, HEAD_DIM).transpose(1, 2)
-    probs = torch.softmax(q @ k.transpose(-1, -2), dim=-1)
-    return (probs @ v).transpose(1, 2).reshape(B, T, heads * HEAD_DIM)
+    """Global multi-head attention on projected [B, T, heads*64] tensors; q is scaled by
+    64 ** -0.5 after its projection, as upstream."""
+    q, k, v = (split_heads(t, heads) for t in (q, k, v))
+    return merge_heads(softmax_attention(q, k, v, HEAD_DIM**-0.5))
 
 
 class WeightNormConv(nn.Module):
@@ -515,7 +513,7 @@ class SupernetAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, heads: int) -> torch.Tensor:
         e, a = x.shape[-1], heads * HEAD_DIM
-        q = F.linear(x, self.q_proj.weight[:a, :e], self.q_proj.bias[:a]) * HEAD_DIM**-0.5
+        q = F.linear(x, self.q_proj.weight[:a, :e], self.q_proj.bias[:a])
         k = F.linear(x, self.k_proj.weight[:a, :e], self.k_proj.bias[:a])
         v = F.linear(x, self.v_proj.weight[:a, :e], self.v_proj.bias[:a])
         return F.linear(_attend(q, k, v, heads), self.out_proj.weight[:e, :a], self.out_proj.bias[:e])
@@ -552,8 +550,7 @@ class SupernetBlock(nn.Module):
             x + self.attention(x, heads), (e,), self.attention_norm.weight[:e], self.attention_norm.bias[:e], LAYER_NORM_EPS
         )
         fc1_weight, fc1_bias, fc2_weight = self._ffn_weights(e, ffn_embed)
-        hidden = F.gelu(F.linear(x, fc1_weight, fc1_bias))
-        x = x + F.linear(hidden, fc2_weight, self.fc2.bias[:e])
+        x = x + feed_forward(x, fc1_weight, fc1_bias, fc2_weight, self.fc2.bias[:e])
         return F.layer_norm(x, (e,), self.ffn_norm.weight[:e], self.ffn_norm.bias[:e], LAYER_NORM_EPS)
 
 
@@ -570,8 +567,7 @@ class SelfAttention(nn.Module):
         self.out_proj = nn.Linear(width, embed_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q = self.q_proj(x) * HEAD_DIM**-0.5
-        return self.out_proj(_attend(q, self.k_proj(x), self.v_proj(x), self.heads))
+        return self.out_proj(_attend(self.q_proj(x), self.k_proj(x), self.v_proj(x), self.heads))
 
 
 class TransformerBlock(nn.Module):
@@ -587,7 +583,7 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.attention_norm(x + self.attention(x))
-        return self.ffn_norm(x + self.fc2(F.gelu(self.fc1(x))))
+        return self.ffn_norm(x + feed_forward(x, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -618,8 +614,7 @@ class LightHuBERTSupernet(nn.Module):
         self.blocks = nn.ModuleList(SupernetBlock(D, config.ffn_embed_dim) for _ in range(config.layers))
         for block in self.blocks:  # upstream init_sbert_params: N(0, 0.02) linears, zero bias
             for linear in (block.attention.q_proj, block.attention.k_proj, block.attention.v_proj, block.fc1, block.fc2):
-                nn.init.normal_(linear.weight, std=0.02)
-                nn.init.zeros_(linear.bias)
+                init_linear_(linear, truncate=False)
         self.subnet = max_subnet(config.search_space)
 
     def set_subnet(self, subnet: "SubnetConfig | str | Mapping[str, Any]") -> SubnetConfig:
@@ -904,7 +899,7 @@ def remap_checkpoint(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.
     CheckpointError naming every key it cannot place. A plain HuBERT checkpoint (pretraining
     heads but no ``layer_pred_heads`` distillation head) is rejected with its own message.
     """
-    keys = {key[len("module."):] if key.startswith("module.") else key: value for key, value in state_dict.items()}
+    keys = strip_prefix(state_dict, "module.")
     if "feature_projection.weight" in keys:
         return dict(keys)  # already edgesdk's layout
     has_pretraining_heads = "label_embs_concat" in keys or "final_proj.weight" in keys

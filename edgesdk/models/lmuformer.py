@@ -41,6 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgesdk.errors import CheckpointError, UsageError
+from edgesdk.models.checkpoints import strip_prefix
+from edgesdk.models.layers import init_linear_
 from edgesdk.models.options import ExportOptions, integer, option, python_only
 from edgesdk.models.registry import Family, Preset
 from edgesdk.spec import ExportSpec, StateSpec
@@ -614,15 +616,9 @@ class LMUFormer(nn.Module):
             self.head_bn = nn.BatchNorm1d(config.embed_dim)
             self.head_lif = LIF(delay_frames=LOOKAHEAD_FRAMES)
         self.head = nn.Linear(config.embed_dim, config.num_classes)
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
         # Upstream: truncated normal (std 0.02) for every nn.Linear, zero bias; convs and BNs
         # keep PyTorch defaults.
-        if isinstance(module, nn.Linear):
-            nn.init.trunc_normal_(module.weight, std=0.02)
-            nn.init.zeros_(module.bias)
+        self.apply(init_linear_)
 
     def _check_features(self, features: torch.Tensor) -> None:
         if features.dim() != 3 or features.shape[-1] != self.config.mel_bins:
@@ -802,7 +798,7 @@ def remap_checkpoint(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.
     keys = list(state_dict)
     if keys and all(not k.startswith("module.") for k in keys) and any(_EDGESDK_LAYOUT.match(k) for k in keys):
         return dict(state_dict)
-    stripped = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state_dict.items()}
+    stripped = strip_prefix(state_dict, "module.")
     out: dict[str, torch.Tensor] = {}
     unmatched = []
     for key, value in stripped.items():

@@ -27,10 +27,11 @@ records it in the manifest (``extra.slab.prepbn_lambda_max``), because such a ne
 trained with lambda * LN + (1 - lambda) * RepBN and its eval accuracy is whatever RepBN alone
 gives.
 
-Module and parameter names are the authors' own (``patch_embed1`` in PVT,
-``stage1_conv_embed`` in CSwin), so the checkpoint remap only strips wrappers and checks
-names; DeiT and Swin use the names shared across edgesdk families (``patch_embed``,
-``blocks``, ``norm``, ``head``).
+All four models use the names shared across edgesdk families (``patch_embed``, ``blocks``,
+``norm``, ``head``); DeiT's and Swin's are the authors' own. PVT and CSwin number their
+stages in attribute names upstream (``patch_embed1``, ``block1``; ``stage1_conv_embed``,
+``merge1``, ``stage1``): here they are ModuleLists indexed by stage, and the checkpoint remap
+rewrites the authors' keys (``remap_checkpoint``).
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ import copy
 import logging
 import re
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Iterator, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -46,6 +47,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgesdk.errors import CheckpointError, UsageError
+from edgesdk.models.checkpoints import strip_prefix
+from edgesdk.models.layers import Attention, Mlp, PatchEmbed, init_linear_, merge_heads, softmax_attention, split_heads
 from edgesdk.models.options import BOOLEAN, ExportOptions, integer, option
 from edgesdk.models.registry import Family, Preset
 from edgesdk.spec import ExportSpec
@@ -296,25 +299,6 @@ class SimplifiedLinearAttention(nn.Module):
         return self.proj(simplified_linear_attention(q, k, v, self.heads, self.grid, self.dwc))
 
 
-class SoftmaxAttention(nn.Module):
-    """Multi-head softmax attention over all tokens (DeiT-PRepBN)."""
-
-    def __init__(self, dim: int, heads: int, config: SlabConfig) -> None:
-        super().__init__()
-        self.heads = heads
-        self.scale = (dim // heads) ** -0.5
-        self.qkv = nn.Linear(dim, 3 * dim, bias=config.qkv_bias)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, N, C = x.shape
-        # (B, N, 3C) -> (3, B, heads, N, d)
-        qkv = self.qkv(x).reshape(B, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        attention = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
-        return self.proj((attention @ v).transpose(1, 2).reshape(B, N, C))
-
-
 def relative_position_index(window: int) -> torch.Tensor:
     """Swin's [window^2, window^2] index into the (2w-1)^2 relative-bias table."""
     coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")).flatten(1)
@@ -322,32 +306,20 @@ def relative_position_index(window: int) -> torch.Tensor:
     return relative[..., 0] * (2 * window - 1) + relative[..., 1]
 
 
-class WindowAttention(nn.Module):
+class WindowAttention(Attention):
     """Swin softmax attention inside windows, with the learned relative-position bias."""
 
     def __init__(self, dim: int, heads: int, window: int, config: SlabConfig) -> None:
-        super().__init__()
-        self.heads = heads
+        super().__init__(dim, heads, config.qkv_bias)
         self.window = window
-        self.scale = (dim // heads) ** -0.5
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
         self.register_buffer("relative_position_index", relative_position_index(window))
-        self.qkv = nn.Linear(dim, 3 * dim, bias=config.qkv_bias)
-        self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        B_, N, C = x.shape  # B_ = batch * windows, N = window^2
-        qkv = self.qkv(x).reshape(B_, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        attention = (q * self.scale) @ k.transpose(-2, -1)
+        """x [batch * windows, window^2, C]; mask [windows, window^2, window^2] or None."""
+        N = x.shape[1]
         bias = self.relative_position_bias_table[self.relative_position_index.reshape(-1)]
-        attention = attention + bias.reshape(N, N, self.heads).permute(2, 0, 1)
-        if mask is not None:
-            windows = mask.shape[0]
-            attention = attention.reshape(-1, windows, self.heads, N, N) + mask[None, :, None]
-            attention = attention.reshape(B_, self.heads, N, N)
-        attention = attention.softmax(dim=-1)
-        return self.proj((attention @ v).transpose(1, 2).reshape(B_, N, C))
+        return self.attend(x, bias.reshape(N, N, self.heads).permute(2, 0, 1), mask)
 
 
 # --------------------------------------------------------------------------------------------
@@ -355,28 +327,16 @@ class WindowAttention(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()  # exact (erf) GELU, as trained
-        self.fc2 = nn.Linear(hidden, dim)
+class Block(nn.Module):
+    """Pre-norm block of DeiT and PVT: x + attn(norm1(x)), then x + mlp(norm2(x)).
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+    ``attn`` maps tokens (B, N, C) to (B, N, C): SLA, softmax attention, PVT's attention.
+    """
 
-
-class DeitBlock(nn.Module):
-    """Pre-norm block: x + attn(norm1(x)), then x + mlp(norm2(x))."""
-
-    def __init__(self, dim: int, heads: int, mlp_ratio: float, attention: str, grid: tuple[int, int],
-                 config: SlabConfig) -> None:
+    def __init__(self, dim: int, attn: nn.Module, mlp_ratio: float, config: SlabConfig) -> None:
         super().__init__()
         self.norm1 = make_norm(config, dim)
-        if attention == "L":
-            self.attn: nn.Module = SimplifiedLinearAttention(dim, heads, grid, config)
-        else:
-            self.attn = SoftmaxAttention(dim, heads, config)
+        self.attn = attn
         self.norm2 = make_norm(config, dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
@@ -517,26 +477,8 @@ class PvtAttention(nn.Module):
             k = k + self.positional_encoding
             out = simplified_linear_attention(q, k, v, self.heads, (self.side, self.side), self.dwc)
             return self.proj(out)
-        d = C // self.heads
-        qh = q.reshape(B, N, self.heads, d).transpose(1, 2)
-        kh = k.reshape(B, -1, self.heads, d).transpose(1, 2)
-        vh = v.reshape(B, -1, self.heads, d).transpose(1, 2)
-        attention = ((qh @ kh.transpose(-2, -1)) * self.scale).softmax(dim=-1)
-        return self.proj((attention @ vh).transpose(1, 2).reshape(B, N, C))
-
-
-class PvtBlock(nn.Module):
-    def __init__(self, dim: int, heads: int, mlp_ratio: float, side: int, attention: str, sr_ratio: int,
-                 config: SlabConfig) -> None:
-        super().__init__()
-        self.norm1 = make_norm(config, dim)
-        self.attn = PvtAttention(dim, heads, side, attention, sr_ratio, config)
-        self.norm2 = make_norm(config, dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        q, k, v = (split_heads(part, self.heads) for part in (q, k, v))
+        return self.proj(merge_heads(softmax_attention(q, k, v, self.scale)))
 
 
 class CswinLinearAttention(nn.Module):
@@ -592,14 +534,12 @@ class CswinStripeAttention(nn.Module):
         B, N, C = q.shape
         d = C // self.heads
         n = self.stripe_h * self.stripe_w
-        heads_first = [t.reshape(-1, n, self.heads, d).transpose(1, 2)
-                       for t in (self._to_stripes(q), self._to_stripes(k))]
+        qh, kh = (split_heads(self._to_stripes(t).reshape(-1, n, C), self.heads) for t in (q, k))
         v_stripes = self._to_stripes(v)  # (B', h, w, C)
         lepe = self.get_v(v_stripes.permute(0, 3, 1, 2))  # conv inside each stripe
         lepe = lepe.reshape(-1, self.heads, d, n).transpose(-2, -1)
-        vh = v_stripes.reshape(-1, n, self.heads, d).transpose(1, 2)
-        attention = ((heads_first[0] * self.scale) @ heads_first[1].transpose(-2, -1)).softmax(dim=-1)
-        out = attention @ vh + lepe  # (B', heads, n, d)
+        vh = split_heads(v_stripes.reshape(-1, n, C), self.heads)
+        out = softmax_attention(qh, kh, vh, self.scale) + lepe  # (B', heads, n, d)
         out = out.transpose(1, 2).reshape(-1, self.stripe_h, self.stripe_w, C)
         return self._from_stripes(out, B)
 
@@ -671,21 +611,23 @@ def check_image(config: SlabConfig, image: torch.Tensor) -> None:
         )
 
 
-class PatchEmbed(nn.Module):
-    """Strided conv stem -> tokens (B, N, C) -> optional post-norm."""
+class SlabClassifier(nn.Module):
+    """What the four SLAB models share: ``forward(image) = head(forward_features(image))``,
+    images (B, 3, S, S) -> logits (B, classes); ``repbn_sites`` lists every foldable norm."""
 
-    def __init__(self, in_channels: int, dim: int, patch: int, config: SlabConfig, norm: bool) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(in_channels, dim, patch, stride=patch)
-        if norm:
-            self.norm = make_norm(config, dim)
+    head: nn.Linear
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.proj(x).flatten(2).transpose(1, 2)  # (B, C, H, W) -> (B, H*W, C)
-        return self.norm(x) if hasattr(self, "norm") else x
+    def forward_features(self, image: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(image))
+
+    def repbn_sites(self) -> Iterator[FoldSite]:
+        raise NotImplementedError
 
 
-class SlabDeit(nn.Module):
+class SlabDeit(SlabClassifier):
     """DeiT with SLA (SLAB-DeiT: mean-pooled, no class token) or softmax (DeiT-PRepBN: class
     token) and PRepBN everywhere; the stem has no norm."""
 
@@ -693,15 +635,21 @@ class SlabDeit(nn.Module):
         super().__init__()
         self.config = config
         dim, side = config.embed_dims[0], config.resolutions[0]
-        self.patch_embed = PatchEmbed(config.in_channels, dim, config.patch_size, config, norm=False)
+        self.patch_embed = PatchEmbed(config.in_channels, dim, config.patch_size, config.patch_size)
         # SLAB-DeiT stores an unused class token; kept so its checkpoints load strictly.
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, side * side + int(config.class_token), dim))
         self.blocks = nn.Sequential(*[
-            DeitBlock(dim, config.num_heads[0], config.mlp_ratios[0], config.attention[0], (side, side), config)
-            for _ in range(config.depths[0])])
+            Block(dim, self._attention(config), config.mlp_ratios[0], config) for _ in range(config.depths[0])])
         self.norm = make_norm(config, dim)
         self.head = nn.Linear(dim, config.num_classes)
+
+    @staticmethod
+    def _attention(config: SlabConfig) -> nn.Module:
+        dim, side, heads = config.embed_dims[0], config.resolutions[0], config.num_heads[0]
+        if config.attention[0] == "L":
+            return SimplifiedLinearAttention(dim, heads, (side, side), config)
+        return Attention(dim, heads, config.qkv_bias)
 
     def forward_features(self, image: torch.Tensor) -> torch.Tensor:
         """Pooled features (B, C) of images (B, 3, S, S)."""
@@ -711,9 +659,6 @@ class SlabDeit(nn.Module):
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         x = self.norm(self.blocks(x + self.pos_embed))
         return x[:, 0] if self.config.class_token else x.mean(dim=1)
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_features(image))
 
     def repbn_sites(self) -> Iterator[FoldSite]:
         for block in self.blocks:
@@ -740,15 +685,15 @@ class SwinStage(nn.Module):
         return x if self.downsample is None else self.downsample(x)
 
 
-class SlabSwin(nn.Module):
+class SlabSwin(SlabClassifier):
     """Swin with global SLA in the "L" stages and shifted-window softmax in the "S" stages
     (SLAB-Swin: LLSS; Swin-T-PRepBN: SSSS), PRepBN everywhere including the stem."""
 
     def __init__(self, config: SlabConfig) -> None:
         super().__init__()
         self.config = config
-        self.patch_embed = PatchEmbed(config.in_channels, config.embed_dims[0], config.patch_size, config,
-                                      norm=True)
+        self.patch_embed = PatchEmbed(config.in_channels, config.embed_dims[0], config.patch_size,
+                                      config.patch_size, norm=make_norm(config, config.embed_dims[0]))
         self.layers = nn.ModuleList([SwinStage(stage, config) for stage in range(len(config.depths))])
         self.norm = make_norm(config, config.embed_dims[-1])
         self.head = nn.Linear(config.embed_dims[-1], config.num_classes)
@@ -759,9 +704,6 @@ class SlabSwin(nn.Module):
         for layer in self.layers:
             x = layer(x)
         return self.norm(x).mean(dim=1)
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_features(image))
 
     def repbn_sites(self) -> Iterator[FoldSite]:
         yield FoldSite(self.patch_embed, "norm", producer=self.patch_embed.proj)
@@ -774,51 +716,53 @@ class SlabSwin(nn.Module):
         yield FoldSite(self, "norm", consumers=(self.head,))
 
 
-class SlabPvt(nn.Module):
+class SlabPvt(SlabClassifier):
     """PVT with SLA ("L", SLAB-PVT) or spatial-reduction softmax ("S", PVT-PRepBN) stages.
 
-    Each stage has a strided-conv stem with a post-norm and a learned position embedding;
-    there is no final norm (upstream left it out) and the head reads mean-pooled tokens.
-    Attribute names are upstream's (``patch_embed1``, ``pos_embed1``, ``block1``...).
+    Each stage has a strided-conv stem with a post-norm (``patch_embed[stage]``) and a learned
+    position embedding (``pos_embed[stage]``); there is no final norm (upstream left it out)
+    and the head reads mean-pooled tokens. Upstream's ``patch_embed1``, ``pos_embed1``,
+    ``block1``... are ``patch_embed.0``, ``pos_embed.0``, ``blocks.0``... here.
     """
 
     def __init__(self, config: SlabConfig) -> None:
         super().__init__()
         self.config = config
         self.num_stages = len(config.depths)
+        embeds, positions, stages = [], [], []
+        # Stage by stage, as upstream builds them (the seeded default init follows this order).
         for stage in range(self.num_stages):
             dim, side = config.embed_dims[stage], config.resolutions[stage]
             in_channels = config.in_channels if stage == 0 else config.embed_dims[stage - 1]
             patch = config.patch_size if stage == 0 else 2
-            setattr(self, f"patch_embed{stage + 1}", PatchEmbed(in_channels, dim, patch, config, norm=True))
-            setattr(self, f"pos_embed{stage + 1}", nn.Parameter(torch.zeros(1, side * side, dim)))
-            setattr(self, f"block{stage + 1}", nn.ModuleList([
-                PvtBlock(dim, config.num_heads[stage], config.mlp_ratios[stage], side, config.attention[stage],
-                         config.sr_ratios[stage], config)
+            embeds.append(PatchEmbed(in_channels, dim, patch, patch, norm=make_norm(config, dim)))
+            positions.append(nn.Parameter(torch.zeros(1, side * side, dim)))
+            stages.append(nn.ModuleList([
+                Block(dim, PvtAttention(dim, config.num_heads[stage], side, config.attention[stage],
+                                        config.sr_ratios[stage], config), config.mlp_ratios[stage], config)
                 for _ in range(config.depths[stage])]))
+        self.patch_embed = nn.ModuleList(embeds)
+        self.pos_embed = nn.ParameterList(positions)
+        self.blocks = nn.ModuleList(stages)
         self.head = nn.Linear(config.embed_dims[-1], config.num_classes)
 
     def forward_features(self, image: torch.Tensor) -> torch.Tensor:
         check_image(self.config, image)
         x = image
         B = image.shape[0]
-        for stage in range(self.num_stages):
+        for stage, (embed, position, blocks) in enumerate(zip(self.patch_embed, self.pos_embed, self.blocks)):
             side = self.config.resolutions[stage]
-            x = getattr(self, f"patch_embed{stage + 1}")(x) + getattr(self, f"pos_embed{stage + 1}")
-            for block in getattr(self, f"block{stage + 1}"):
+            x = embed(x) + position
+            for block in blocks:
                 x = block(x)
             if stage < self.num_stages - 1:
                 x = x.transpose(1, 2).reshape(B, -1, side, side)  # tokens -> (B, C, H, W)
         return x.mean(dim=1)
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_features(image))
-
     def repbn_sites(self) -> Iterator[FoldSite]:
-        for stage in range(self.num_stages):
-            embed = getattr(self, f"patch_embed{stage + 1}")
+        for embed, blocks in zip(self.patch_embed, self.blocks):
             yield FoldSite(embed, "norm", producer=embed.proj)
-            for block in getattr(self, f"block{stage + 1}"):
+            for block in blocks:
                 attn = block.attn
                 if attn.sr_ratio > 1:
                     # norm1 feeds q and the spatial-reduction conv; the sr norm feeds kv.
@@ -829,32 +773,13 @@ class SlabPvt(nn.Module):
                 yield FoldSite(block, "norm2", consumers=(block.mlp.fc1,))
 
 
-class MapToTokens(nn.Module):
-    """(B, C, H, W) -> (B, H*W, C); holds no weights (upstream's einops Rearrange slot)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.flatten(2).transpose(1, 2)
-
-
-class MergeBlock(nn.Module):
-    """CSwin downsampling: 3x3 stride-2 conv on the token map, then a post-norm."""
-
-    def __init__(self, dim: int, dim_out: int, side: int, config: SlabConfig) -> None:
-        super().__init__()
-        self.side = side
-        self.conv = nn.Conv2d(dim, dim_out, 3, stride=2, padding=1)
-        self.norm = make_norm(config, dim_out)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, N, C = x.shape
-        x = self.conv(x.transpose(1, 2).reshape(B, C, self.side, self.side))
-        return self.norm(x.flatten(2).transpose(1, 2))
-
-
-class SlabCswin(nn.Module):
+class SlabCswin(SlabClassifier):
     """CSwin with whole-map SLA ("L") stages and cross-shaped stripe softmax ("S") stages.
 
-    Attribute names are upstream's (``stage1_conv_embed``, ``stage1``, ``merge1``...).
+    ``patch_embed[0]`` is the 7x7 stride-4 conv stem, ``patch_embed[s]`` (s > 0) the 3x3
+    stride-2 merge conv before stage s; each has a post-norm. Upstream's
+    ``stage1_conv_embed``, ``merge1``, ``stage1``... are ``patch_embed.0``, ``patch_embed.1``,
+    ``blocks.0``... here.
     """
 
     def __init__(self, config: SlabConfig) -> None:
@@ -863,39 +788,39 @@ class SlabCswin(nn.Module):
         self.num_stages = len(config.depths)
         dims, sides = config.embed_dims, config.resolutions
         # 7x7 stride-4 conv stem; upstream's padding of 2 keeps S / 4 tokens per side.
-        self.stage1_conv_embed = nn.Sequential(
-            nn.Conv2d(config.in_channels, dims[0], 7, stride=4, padding=2), MapToTokens(),
-            make_norm(config, dims[0]))
+        embeds = [PatchEmbed(config.in_channels, dims[0], 7, 4, padding=2, norm=make_norm(config, dims[0]))]
+        stages = []
+        # In upstream's order (the seeded default init follows it): merge s, then stage s + 1.
         for stage in range(self.num_stages):
             if stage > 0:
-                setattr(self, f"merge{stage}", MergeBlock(dims[stage - 1], dims[stage], sides[stage - 1], config))
-            setattr(self, f"stage{stage + 1}", nn.ModuleList([
+                embeds.append(PatchEmbed(dims[stage - 1], dims[stage], 3, 2, padding=1,
+                                         norm=make_norm(config, dims[stage])))
+            stages.append(nn.ModuleList([
                 CswinBlock(dims[stage], config.num_heads[stage], config.mlp_ratios[stage], sides[stage],
                            config.attention[stage], config.split_sizes[stage], config)
                 for _ in range(config.depths[stage])]))
+        self.patch_embed = nn.ModuleList(embeds)
+        self.blocks = nn.ModuleList(stages)
         self.norm = make_norm(config, dims[-1])
         self.head = nn.Linear(dims[-1], config.num_classes)
 
     def forward_features(self, image: torch.Tensor) -> torch.Tensor:
         check_image(self.config, image)
-        x = self.stage1_conv_embed(image)
-        for stage in range(self.num_stages):
+        x = image
+        B = image.shape[0]
+        for stage, (embed, blocks) in enumerate(zip(self.patch_embed, self.blocks)):
             if stage > 0:
-                x = getattr(self, f"merge{stage}")(x)
-            for block in getattr(self, f"stage{stage + 1}"):
+                side = self.config.resolutions[stage - 1]
+                x = x.transpose(1, 2).reshape(B, -1, side, side)  # tokens -> (B, C, H, W)
+            x = embed(x)
+            for block in blocks:
                 x = block(x)
         return self.norm(x).mean(dim=1)
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_features(image))
-
     def repbn_sites(self) -> Iterator[FoldSite]:
-        yield FoldSite(self.stage1_conv_embed, "2", producer=self.stage1_conv_embed[0])
-        for stage in range(self.num_stages):
-            if stage > 0:
-                merge = getattr(self, f"merge{stage}")
-                yield FoldSite(merge, "norm", producer=merge.conv)
-            for block in getattr(self, f"stage{stage + 1}"):
+        for embed, blocks in zip(self.patch_embed, self.blocks):
+            yield FoldSite(embed, "norm", producer=embed.proj)
+            for block in blocks:
                 yield FoldSite(block, "norm1", consumers=(block.qkv,))
                 yield FoldSite(block, "norm2", consumers=(block.mlp.fc1,))
         yield FoldSite(self, "norm", consumers=(self.head,))
@@ -922,15 +847,13 @@ def _init_weights(model: nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, nn.Linear):
             # timm's trunc_normal_(std=0.02) cuts at +-2 (absolute), i.e. a plain normal here.
-            nn.init.normal_(module.weight, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
+            init_linear_(module, truncate=False)
         elif isinstance(module, LinearNorm):
             module.iter.zero_()
         elif isinstance(module, WindowAttention):
             nn.init.normal_(module.relative_position_bias_table, std=0.02)
     for name, parameter in model.named_parameters():
-        if name.endswith(("pos_embed", "cls_token")) or re.search(r"pos_embed\d$", name):
+        if re.search(r"(^|\.)(pos_embed(\.\d+)?|cls_token)$", name):
             nn.init.normal_(parameter, std=0.02)
 
 
@@ -1071,35 +994,62 @@ def count_norms(model: nn.Module) -> int:
 # The authors' checkpoints
 # --------------------------------------------------------------------------------------------
 
-# Rewrite rules from the authors' key names to edgesdk's. The modules keep upstream's names,
-# so only training wrappers need stripping.
-_REWRITES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"^module\."), ""),  # DataParallel / DistributedDataParallel
+def _stage(match: re.Match[str]) -> int:
+    """Upstream numbers stages from 1 in attribute names; edgesdk's lists count from 0."""
+    return int(match["s"]) - 1
+
+
+# The authors' key names -> edgesdk's, for the keys whose names differ (PVT and CSwin; DeiT's
+# and Swin's keys are the same in both). Each rule matches a whole key.
+_REWRITES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
+    # PVT (slab_pvt.py): patch_embed1..4, pos_embed1..4, block1..4.
+    (re.compile(r"patch_embed(?P<s>\d+)\.(?P<rest>.+)"), lambda m: f"patch_embed.{_stage(m)}.{m['rest']}"),
+    (re.compile(r"pos_embed(?P<s>\d+)"), lambda m: f"pos_embed.{_stage(m)}"),
+    (re.compile(r"block(?P<s>\d+)\.(?P<rest>.+)"), lambda m: f"blocks.{_stage(m)}.{m['rest']}"),
+    # CSwin (slab_cswin.py): the stem Sequential(conv, Rearrange, norm), merge1..3 (conv, norm)
+    # before stages 2..4, stage1..4.
+    (re.compile(r"stage1_conv_embed\.0\.(?P<rest>weight|bias)"), lambda m: f"patch_embed.0.proj.{m['rest']}"),
+    (re.compile(r"stage1_conv_embed\.2\.(?P<rest>.+)"), lambda m: f"patch_embed.0.norm.{m['rest']}"),
+    (re.compile(r"merge(?P<i>\d+)\.conv\.(?P<rest>weight|bias)"), lambda m: f"patch_embed.{m['i']}.proj.{m['rest']}"),
+    (re.compile(r"merge(?P<i>\d+)\.norm\.(?P<rest>.+)"), lambda m: f"patch_embed.{m['i']}.norm.{m['rest']}"),
+    (re.compile(r"stage(?P<s>\d+)\.(?P<rest>.+)"), lambda m: f"blocks.{_stage(m)}.{m['rest']}"),
 )
-# Top-level names any SLAB model owns; a key outside them belongs to another model.
-_SLAB_KEY = re.compile(
-    r"^(patch_embed\d?|pos_embed\d?|cls_token|blocks|block\d+|layers|norm|head|"
-    r"stage\d+_conv_embed|stage\d+|merge\d+)(\.|$)")
+# Top-level names of edgesdk's SLAB models; a key outside them is an authors' name or foreign.
+_EDGESDK_KEY = re.compile(r"(patch_embed|pos_embed|cls_token|blocks|layers|norm|head)(\.|$)")
+
+
+def _authors_key(key: str) -> str | None:
+    for pattern, rewrite in _REWRITES:
+        match = pattern.fullmatch(key)
+        if match is not None:
+            return rewrite(match)
+    return None
 
 
 def remap_checkpoint(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The authors' ``checkpoint['model']`` -> edgesdk's state_dict (same names, wrappers off).
+    """The authors' ``checkpoint['model']`` -> edgesdk's state_dict. Pure.
 
-    Raises CheckpointError naming keys that no SLAB model has (e.g. a checkpoint of another
-    family); shape and per-preset mismatches are left to the strict load, which names them.
+    Strips DataParallel's ``module.`` prefix and renames PVT's and CSwin's stage-numbered
+    modules by ``_REWRITES``. Raises CheckpointError naming the keys that no SLAB model has
+    (e.g. a checkpoint of another family); shape and per-preset mismatches are left to the
+    strict load, which names them.
     """
-    needs_rewrite = any(pattern.search(key) for key in state_dict for pattern, _ in _REWRITES)
-    remapped = dict(state_dict)
-    if needs_rewrite:
-        remapped = {}
-        for key, value in state_dict.items():
-            for pattern, replacement in _REWRITES:
-                key = pattern.sub(replacement, key)
-            remapped[key] = value
-    foreign = sorted(key for key in remapped if not _SLAB_KEY.match(key))
+    state = strip_prefix(state_dict, "module.")
+    if all(_EDGESDK_KEY.match(key) for key in state):
+        return state  # already edgesdk's layout
+    remapped: dict[str, torch.Tensor] = {}
+    foreign: list[str] = []
+    for key, value in state.items():
+        new_key = key if _EDGESDK_KEY.match(key) else _authors_key(key)
+        if new_key is None:
+            foreign.append(key)
+        else:
+            remapped[new_key] = value
     if foreign:
+        foreign.sort()
         shown = ", ".join(foreign[:8]) + (f" and {len(foreign) - 8} more" if len(foreign) > 8 else "")
         raise CheckpointError(f"{len(foreign)} keys belong to no SLAB model: {shown}")
+    log.debug("remapped %d keys from the authors' layout", len(remapped))
     return remapped
 
 

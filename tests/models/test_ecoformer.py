@@ -17,7 +17,7 @@ import torch
 
 import edgesdk
 from edgesdk.errors import CheckpointError, UsageError
-from edgesdk.models import ecoformer
+from edgesdk.models import ecoformer, layers
 from edgesdk.models.registry import get_family, model_info
 
 FAMILY = get_family("ecoformer")
@@ -54,7 +54,7 @@ def test_b0_matches_the_authors_module_tree():
     # stages 1-3 EcoFormer, stage 4 softmax, as the authors built it
     for stage, blocks in enumerate(model.blocks):
         for block in blocks:
-            expected = ecoformer.EcoFormerAttention if stage < 3 else ecoformer.SoftmaxAttention
+            expected = ecoformer.EcoFormerAttention if stage < 3 else layers.Attention
             assert type(block.attn) is expected
 
 

@@ -470,11 +470,84 @@ def test_bare_repbn_layout_is_detected(tmp_path):
         assert torch.equal(source(image), loaded(image))
 
 
+def cswin_authors_layout(state_dict):
+    """edgesdk's CSwin keys under the authors' names (slab_cswin.py)."""
+    renamed = collections.OrderedDict()
+    for key, value in state_dict.items():
+        parts = key.split(".")
+        if parts[0] == "patch_embed":
+            stage, part, rest = int(parts[1]), parts[2], parts[3:]
+            if stage == 0:
+                key = ".".join(["stage1_conv_embed", "0" if part == "proj" else "2"] + rest)
+            else:
+                key = ".".join([f"merge{stage}", "conv" if part == "proj" else "norm"] + rest)
+        elif parts[0] == "blocks":
+            key = ".".join([f"stage{int(parts[1]) + 1}"] + parts[2:])
+        renamed[key] = value
+    return renamed
+
+
+def pvt_authors_layout(state_dict):
+    """edgesdk's PVT keys under the authors' names (slab_pvt.py)."""
+    renamed = collections.OrderedDict()
+    for key, value in state_dict.items():
+        parts = key.split(".")
+        if parts[0] in ("patch_embed", "pos_embed", "blocks"):
+            name = {"patch_embed": "patch_embed", "pos_embed": "pos_embed", "blocks": "block"}[parts[0]]
+            key = ".".join([f"{name}{int(parts[1]) + 1}"] + parts[2:])
+        renamed[key] = value
+    return renamed
+
+
+# Per preset: edgesdk -> authors' renaming, and keys the authors' checkpoint must hold.
+AUTHORS_LAYOUTS = {
+    "tiny-pvt": (pvt_authors_layout, ("patch_embed1.proj.weight", "pos_embed1", "block1.0.attn.q.weight",
+                                      "patch_embed2.norm.norm2.alpha")),
+    "tiny-cswin": (cswin_authors_layout, ("stage1_conv_embed.0.weight", "stage1_conv_embed.2.norm2.alpha",
+                                          "merge1.conv.weight", "merge1.norm.norm2.bn.running_var",
+                                          "stage1.0.qkv.weight", "stage2.0.attns.0.get_v.weight")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(AUTHORS_LAYOUTS))
+@pytest.mark.parametrize("prefix", ["", "module."])
+def test_authors_stage_numbered_names_load_strictly(tmp_path, name, prefix):
+    import edgesdk
+
+    to_authors, expected_keys = AUTHORS_LAYOUTS[name]
+    config = slab.PRESETS[name].config
+    source = with_random_norms(seeded(config, seed=11))
+    authors = to_authors(source.state_dict())
+    assert set(expected_keys) <= set(authors)
+    assert not any(key.startswith(("patch_embed.", "pos_embed.", "blocks.")) for key in authors)
+    # The remap alone gives back edgesdk's keys, every one, and nothing else.
+    remapped = slab.remap_checkpoint({prefix + key: value for key, value in authors.items()})
+    assert list(remapped) == list(source.state_dict())
+    path = save_authors_checkpoint(tmp_path / f"{name}.pth", source)
+    container = torch.load(path, weights_only=False)
+    container["model"] = {prefix + key: value for key, value in authors.items()}
+    torch.save(container, path)
+    loaded = edgesdk.create_model("slab", preset=name, checkpoint=path)
+    image = torch.from_numpy(slab.sample_images(config)[1])
+    with torch.no_grad():
+        assert torch.equal(source(image), loaded(image))
+
+
+def test_remap_names_keys_that_fit_no_rule():
+    state = pvt_authors_layout(seeded(slab.PRESETS["tiny-pvt"].config).state_dict())
+    state["block1.0.attn.gate.weight"] = torch.zeros(1)  # renamed, then refused by the strict load
+    state["stage1_conv_embed.1.weight"] = torch.zeros(1)  # the Rearrange slot holds no weights
+    state["merge1.reduction.weight"] = torch.zeros(1)
+    with pytest.raises(CheckpointError, match=r"2 keys belong to no SLAB model: "
+                                              r"merge1\.reduction\.weight, stage1_conv_embed\.1\.weight"):
+        slab.remap_checkpoint(state)
+
+
 def test_checkpoint_of_another_preset_names_keys(tmp_path):
     import edgesdk
 
     path = save_authors_checkpoint(tmp_path / "pvt.pth", seeded(slab.PRESETS["tiny-pvt"].config))
-    with pytest.raises(CheckpointError, match=r"missing keys: .*blocks\.0.*unexpected keys: .*patch_embed1"):
+    with pytest.raises(CheckpointError, match=r"missing keys: .*blocks\.0.*unexpected keys: .*patch_embed\.0"):
         edgesdk.create_model("slab", preset="tiny", checkpoint=path)
     wider = replace(slab.PRESETS["tiny"].config, embed_dims=(48,), num_heads=(3,))
     path = save_authors_checkpoint(tmp_path / "wider.pth", seeded(wider))
