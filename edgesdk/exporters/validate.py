@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from edgesdk.runtime.backends.base import BACKEND_OF_FORMAT, open_backend
-from edgesdk.runtime.compare import MIN_SQNR_DB, elementwise_error, sqnr_db
+from edgesdk.runtime.compare import MIN_SQNR_DB, cosine_similarity, elementwise_error, sqnr_db
+from edgesdk.runtime.precision import IoQuantization
 from edgesdk.spec import ExportSpec, as_numpy, call_module
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class Comparison:
     check: dict[str, Any] | None = None
     sqnr_db: float | None = None
     min_sqnr_db: float | None = None
+    cosine: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         facts = {k: v for k, v in self.__dict__.items() if v is not None and k != "name"}
@@ -65,7 +67,8 @@ class Comparison:
             return f"{mark} {fmt:6s} {case:22s} {self.name:24s} {self.error}"
         if self.sqnr_db is not None:
             text = (f"{mark} {fmt:6s} {case:22s} {self.name:24s} SQNR {self.sqnr_db:.1f} dB, "
-                    f"needs {self.min_sqnr_db:.0f}  (max abs {self.max_abs:.1e})")
+                    f"needs {self.min_sqnr_db:.0f}  (max abs {self.max_abs:.1e}"
+                    + (f", cosine {self.cosine:.5f})" if self.cosine is not None else ")"))
         else:
             text = f"{mark} {fmt:6s} {case:22s} {self.name:24s} max abs {self.max_abs:.1e}  atol {self.atol:.0e}"
         if self.rtol and self.sqnr_db is None:
@@ -104,7 +107,8 @@ def compare_quantized(name: str, reference: np.ndarray, candidate: np.ndarray, m
     difference = np.abs(candidate.astype(np.float64) - reference.astype(np.float64))
     ratio = sqnr_db(reference, candidate)
     return Comparison(name, bool(ratio >= min_sqnr), float(difference.max(initial=0.0)),
-                      float(difference.mean()) if difference.size else 0.0, sqnr_db=ratio, min_sqnr_db=min_sqnr)
+                      float(difference.mean()) if difference.size else 0.0, sqnr_db=ratio, min_sqnr_db=min_sqnr,
+                      cosine=cosine_similarity(reference, candidate))
 
 
 class ArtifactRunner:
@@ -113,7 +117,11 @@ class ArtifactRunner:
     def __init__(self, fmt: str, path: Path, facts: Mapping[str, Any]):
         self.format = fmt
         self.quantized = facts.get("precision", "float32") != "float32"
-        self.engine = open_backend(BACKEND_OF_FORMAT[fmt], path)
+        # ``fmt`` may be a label such as "tflite/int8-static"; the facts name the format.
+        self.engine = open_backend(BACKEND_OF_FORMAT[facts.get("format", fmt)], path)
+        self.io_quantization = IoQuantization.from_manifest(facts.get("io_quantization"))
+        # Static int8 scales are fitted to real data: random inputs lie outside them by design.
+        self.real_data_only = facts.get("precision") == "int8-static"
         self.input_map = facts["inputs"]
         self.output_map = facts["outputs"]
         self.static_shapes = facts.get("static_shapes")
@@ -125,8 +133,12 @@ class ArtifactRunner:
         return all(list(feeds[n].shape) == list(s) for n, s in self.static_shapes.items() if n in feeds)
 
     def run(self, feeds: Mapping[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
+        if self.io_quantization is not None:
+            feeds = self.io_quantization.quantize_feeds(feeds)
         backend_feeds = {self.input_map[n]: np.ascontiguousarray(v) for n, v in feeds.items()}
         results = self.engine.run(backend_feeds, [self.output_map[n] for n in output_names])
+        if self.io_quantization is not None:
+            return self.io_quantization.dequantize_results(dict(zip(output_names, results)))
         return dict(zip(output_names, results))
 
 
@@ -242,6 +254,10 @@ def validate(
         format_report: dict[str, Any] = {"backend": runner.engine.name, "providers": runner.engine.providers, "cases": []}
         for index, ((case_name, feeds), reference) in enumerate(zip(cases, references)):
             case: dict[str, Any] = {"name": case_name, "outputs": {}}
+            if runner.real_data_only and index == 0:
+                case["skipped"] = "random inputs lie outside the calibrated ranges; judged on the real validation data"
+                format_report["cases"].append(case)
+                continue
             if spec.mode == "full":
                 if not runner.accepts(feeds):
                     case["skipped"] = "input shapes differ from this artifact's static shapes"

@@ -31,3 +31,13 @@ def sqnr_db(reference: np.ndarray, candidate: np.ndarray) -> float:
     if signal == 0.0:
         return float("-inf")
     return 10.0 * float(np.log10(signal / noise))
+
+
+def cosine_similarity(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """cos of the angle between the flattened arrays, in float64; 1.0 when both are all zeros."""
+    reference = reference.astype(np.float64).ravel()
+    candidate = candidate.astype(np.float64).ravel()
+    norms = float(np.linalg.norm(reference)) * float(np.linalg.norm(candidate))
+    if norms == 0.0:
+        return 1.0 if not reference.any() and not candidate.any() else 0.0
+    return float(np.dot(reference, candidate) / norms)
