@@ -133,6 +133,8 @@ def _exclusions(nodes: Sequence[tuple[Any, np.ndarray]], keep_float: Mapping[str
         if hits:
             excluded += hits
             kept.append(KeptFloat(tuple(hits), f"--keep-float {pattern}"))
+    # quantize_dynamic first rewrites a Gemm as MatMul + Add, naming the MatMul "<gemm>_MatMul".
+    excluded += [f"{name}_MatMul" for name in excluded]
     return sorted(set(excluded)), kept
 
 

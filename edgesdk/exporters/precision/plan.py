@@ -160,7 +160,7 @@ def _timing_feed(spec: ExportSpec) -> dict[str, np.ndarray]:
 
 
 def speed_ratio(fmt: str, float_path: Path, path: Path, facts: Mapping[str, Any], io: Mapping[str, Any] | None,
-                feeds: Mapping[str, np.ndarray], budget_s: float = 0.3) -> float | None:
+                feeds: Mapping[str, np.ndarray], budget_s: float = 0.1) -> float | None:
     """float time / this file's time per call on this machine, one thread (None: not measurable here)."""
     from edgesdk.runtime.backends.base import BACKEND_OF_FORMAT, open_backend
     from edgesdk.runtime.precision import IoQuantization
