@@ -74,6 +74,8 @@ class PrecisionPlan:
         workdir.mkdir()
         feeds = self._calibration_feeds(spec) if "int8-static" in self.precisions else None
         facts_of_calibration = self.calibration.facts() if self.calibration else None
+        if facts_of_calibration is not None and feeds is not None:
+            facts_of_calibration["feeds"] = len(feeds)
         timing_feed = _timing_feed(spec)
         for fmt in formats:
             float_path = folder / files[fmt]
