@@ -56,6 +56,16 @@ def _family_flags(command: Any) -> Any:
                         help="Family option fold=false (slab): keep the RepBN norms.")(command)
 
 
+PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-weight-only", "int8-static")  # exporters/precision
+
+
+def _parse_precisions(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...] | None:
+    """--precision fp32,int8-dynamic (or repeated): each name checked as a click Choice (exit 2)."""
+    choice = click.Choice(PRECISIONS)
+    names = [part.strip() for value in values for part in value.split(",") if part.strip()]
+    return tuple(choice.convert(name, param, ctx) for name in names) or None
+
+
 def _load_factory(target: str) -> Any:
     """'package.module:factory' -> the nn.Module the factory returns."""
     module_name, _, attribute = target.partition(":")
@@ -117,6 +127,13 @@ class ExportCommand(click.Command):
 @click.option("--atol", type=float, help="Absolute tolerance of validation (default: the recipe's).")
 @click.option("--rtol", type=float, help="Relative tolerance of validation (default: the recipe's).")
 @click.option("--quantize", type=click.Choice(["int8"]), help="TFLite weights to int8 (dynamic range); validated by SQNR.")
+@click.option("--precision", "precisions", multiple=True, callback=_parse_precisions, metavar="[" + "|".join(PRECISIONS) + "],...",
+              help="Precisions to write, comma-separated; one artifact per format and precision.")
+@click.option("--calibration-data", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="int8-static: a folder of WAVs (audio models) or images (vision models); part of it validates.")
+@click.option("--keep-float", multiple=True, metavar="PATTERN", help="Reduced precision: also keep ops matching this regex float.")
+@click.option("--activation-bits", type=click.Choice(["8", "16"]), default="8", show_default=True,
+              help="int8-static TFLite: 8- or 16-bit activations.")
 @click.option("--min-sqnr", type=float, help="SQNR in dB an int8 artifact must reach (default 30).")
 @click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset.")
 @click.option("--sample-inputs", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="An .npz of extra validation inputs (stream: stacked by step).")
@@ -129,7 +146,8 @@ class ExportCommand(click.Command):
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON on stdout.")
 @click.option("-v", "--verbose", "show_converter", is_flag=True, help="Show converter output (always kept in DIR/export.log).")
 @click.pass_context
-def command(ctx: click.Context, target: str, preset, checkpoint, stream, formats, output, force, atol, rtol, quantize, min_sqnr, opset,
+def command(ctx: click.Context, target: str, preset, checkpoint, stream, formats, output, force, atol, rtol, quantize,
+            precisions, calibration_data, keep_float, activation_bits, min_sqnr, opset,
             sample_inputs, inputs, states, dynamic, extra_options, as_json, show_converter, **family_flags) -> None:
     """Export TARGET (a family name, or package.module:factory) to a validated bundle."""
     if importlib.util.find_spec("torch") is None:  # a runtime-only install (edgesdk[runtime])
@@ -143,9 +161,15 @@ def command(ctx: click.Context, target: str, preset, checkpoint, stream, formats
     if family_flags.pop("no_fold"):
         recipe_options["fold"] = False
     recipe_options.update({name: value for name, value in family_flags.items() if value is not None})
-    if min_sqnr is not None and not quantize:
-        raise UsageError("--min-sqnr applies to an int8 export; add --quantize int8")
-    quantization = {"quantize": quantize} if quantize else {}
+    reduced = bool(precisions and set(precisions) - {"fp32"})
+    if min_sqnr is not None and not (quantize or reduced):
+        raise UsageError("--min-sqnr applies to a reduced-precision export; add --quantize int8 or --precision")
+    quantization: dict[str, Any] = {"quantize": quantize} if quantize else {}
+    if precisions:
+        quantization.update(precision=precisions, calibration_data=calibration_data, keep_float=keep_float,
+                            activation_bits=int(activation_bits))
+    elif calibration_data is not None or keep_float:
+        raise UsageError("--calibration-data and --keep-float apply to a reduced precision; add --precision")
     if min_sqnr is not None:
         quantization["min_sqnr_db"] = min_sqnr
     mode = "stream" if stream or states else "full"

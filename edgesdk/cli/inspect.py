@@ -32,6 +32,31 @@ def _number(value: Any) -> str:
     return f"{value:.4g}"
 
 
+def _precision_table(entries: list[dict[str, Any]]) -> Table:
+    """Every artifact's precision side by side: size, speed and agreement with fp32 PyTorch, recipe."""
+    table = Table(title="precisions", show_edge=False)
+    for column in ("file", "precision", "size vs float", "speed vs float32", "SQNR dB (min)", "cosine (min)",
+                   "quantized ops", "kept float", "tool"):
+        table.add_column(column)
+    for artifact in entries:
+        recipe = artifact.get("recipe") or {}
+        outputs = (artifact.get("validation") or {}).get("outputs", {})
+        sqnrs = [o["sqnr_db"] for o in outputs.values() if isinstance(o.get("sqnr_db"), (int, float))]
+        cosines = [o["cosine"] for o in outputs.values() if isinstance(o.get("cosine"), (int, float))]
+        size, float_size = artifact.get("size_bytes"), artifact.get("float_size_bytes")
+        speed = artifact.get("speed_vs_float32")
+        table.add_row(
+            artifact["file"], artifact.get("precision", "float32"),
+            f"{size / float_size:.2f}x" if size and float_size else "1.00x" if not recipe else "?",
+            f"{speed:.2f}x" if isinstance(speed, (int, float)) else "",
+            f"{min(sqnrs):.1f}" if sqnrs else "", f"{min(cosines):.5f}" if cosines else "",
+            escape(", ".join(f"{op} {count}" for op, count in (recipe.get("quantized_ops") or {}).items())),
+            escape("; ".join(f"{len(k['ops'])} op(s): {k['reason']}" for k in recipe.get("kept_float", []))),
+            escape(recipe.get("tool", "")),
+        )
+    return table
+
+
 @click.command("inspect")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print everything as JSON on stdout.")
@@ -76,6 +101,8 @@ def command(path: Path, as_json: bool) -> None:
                           f"{size / 1e6:.2f} MB" if size else "?",
                           escape(version), artifact["sha256"][:12] + "…", str(artifact.get("valid", "?")))
     human.print(artifacts)
+    if any(artifact.get("recipe") for artifact in facts["artifacts"]):
+        human.print(_precision_table(facts["artifacts"]))
 
     for section in ("streaming", "frontend", "ops"):
         if facts.get(section):

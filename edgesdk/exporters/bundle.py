@@ -32,6 +32,7 @@ from edgesdk._version import __version__
 from edgesdk.errors import NoSpaceError, UsageError, ValidationError
 from edgesdk.exporters.capture import ConverterLog
 from edgesdk.exporters.onnx import DEFAULT_OPSET, export_onnx
+from edgesdk.exporters.precision.plan import make_plan, validation_summary
 from edgesdk.exporters.quantize import QUANTIZATIONS, quantize_tflite
 from edgesdk.exporters.tflite import export_tflite
 from edgesdk.exporters.validate import rules_of, validate
@@ -225,6 +226,10 @@ def export(
     quantize: str | None = None,
     min_sqnr_db: float = MIN_SQNR_DB,
     export_options: ExportOptions | None = None,
+    precision: str | Sequence[str] | None = None,
+    calibration_data: str | Path | None = None,
+    keep_float: Sequence[str] = (),
+    activation_bits: int = 8,
     **recipe_options: Any,
 ) -> ExportResult:
     """Export ``model`` to a validated bundle folder ``output``.
@@ -239,6 +244,13 @@ def export(
 
     ``quantize="int8"`` writes the TFLite artifact with dynamic-range int8 weights (ONNX
     artifacts stay float32); it is validated by SQNR, at least ``min_sqnr_db`` on every output.
+
+    ``precision`` ("fp32", "fp16", "int8-dynamic", "int8-weight-only", "int8-static", or several,
+    comma-separated) writes one artifact per format and precision (``model.onnx``,
+    ``model.int8-dynamic.onnx`` ...; see ``exporters/precision``). int8-static needs
+    ``calibration_data`` (a folder of WAVs or images; a disjoint part of it also validates);
+    ``keep_float`` adds op patterns to keep float; ``activation_bits=16`` gives TFLite
+    int8-static 16-bit activations.
 
     Raises UsageError (bad arguments, existing output without ``force``), ConversionError
     (a converter failed), ValidationError (an artifact disagrees; the bundle is kept and
@@ -278,6 +290,11 @@ def export(
         spec = spec_for_module(model, example_inputs, states, output_names, dynamic_axes)
     if quantize and spec.quantization_refused:
         raise UsageError(f"cannot quantize this export to {quantize}: {spec.quantization_refused}")
+    if quantize and precision is not None:
+        raise UsageError("--quantize int8 is the older spelling of --precision int8-dynamic (TFLite); give one of them")
+    plan = make_plan(spec, formats, precision, calibration_data, keep_float, activation_bits)
+    if plan is not None and plan.calibration is not None:
+        spec.sample_inputs = list(spec.sample_inputs) + plan.calibration.validation
     if atol is not None:
         spec.atol = atol
     if rtol is not None:
@@ -304,7 +321,7 @@ def export(
         converter_log = ConverterLog(echo=verbose)
         try:
             manifest, report = _write_bundle(spec, model, staging, formats, opset, converter_log, say, factory,
-                                             command_line, quantize, min_sqnr_db)
+                                             command_line, quantize, min_sqnr_db, plan)
             interrupts.check()
             _replace(staging, output)
         except BaseException as error:
@@ -482,7 +499,8 @@ def _replace(staging: Path, output: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def _write_bundle(spec, model, folder: Path, formats, opset, converter_log, say, factory, command_line, quantize, min_sqnr_db):
+def _write_bundle(spec, model, folder: Path, formats, opset, converter_log, say, factory, command_line, quantize, min_sqnr_db,
+                  plan=None):
     reference = call_module(spec, {n: as_numpy(v) for n, v in zip(spec.input_names, spec.example_args())})
     inputs = [tensor_spec(n, t, spec.dynamic_axes.get(n)) for n, t in spec.example_inputs.items()]
     outputs = [tensor_spec(n, reference[n], spec.dynamic_axes.get(n)) for n in spec.output_names]
@@ -513,6 +531,7 @@ def _write_bundle(spec, model, folder: Path, formats, opset, converter_log, say,
     check_sections(described, "the export recipe's metadata")  # what the device will read back
 
     artifact_facts: dict[str, dict[str, Any]] = {}
+    files = {fmt: ARTIFACT_FILES[fmt] for fmt in formats}  # validation label -> file name
     for fmt in formats:
         path = folder / ARTIFACT_FILES[fmt]
         if fmt == "onnx":
@@ -529,11 +548,14 @@ def _write_bundle(spec, model, folder: Path, formats, opset, converter_log, say,
             keep = {name: as_numpy(weight) for name, weight in spec.keep_float.items()}
             artifact_facts[fmt].update(quantize_tflite(path, keep, converter_log))
             interrupts.check()
+    if plan is not None:
+        plan.derive(spec, folder, formats, artifact_facts, files, converter_log, say)
+        interrupts.check()
 
     say("validating " + " and ".join(formats) + (f" over {spec.validation_steps} steps" if spec.mode == "stream" else ""))
     with converter_log.capture("validation (backend logs)"):
         report, sample_inputs, sample_outputs = validate(
-            spec, {fmt: (folder / ARTIFACT_FILES[fmt], facts) for fmt, facts in artifact_facts.items()}, min_sqnr_db
+            spec, {label: (folder / files[label], facts) for label, facts in artifact_facts.items()}, min_sqnr_db
         )
     for line in report["lines"]:
         log.info(line)
@@ -545,7 +567,9 @@ def _write_bundle(spec, model, folder: Path, formats, opset, converter_log, say,
 
     artifacts = []
     for fmt, facts in artifact_facts.items():
-        path = folder / ARTIFACT_FILES[fmt]
+        path = folder / files[fmt]
+        if plan is not None:
+            facts = {**facts, "validation": {"key": fmt, **validation_summary(report["formats"][fmt])}}
         artifacts.append(
             {
                 "file": path.name,
@@ -563,7 +587,7 @@ def _write_bundle(spec, model, folder: Path, formats, opset, converter_log, say,
         "validation": {
             "passed": report["passed"],
             **rules_of(spec, min_sqnr_db).to_manifest(),  # the rules `edgesdk validate` applies on a device
-            "min_sqnr_db": min_sqnr_db if quantize else None,
+            "min_sqnr_db": min_sqnr_db if quantize or (plan is not None and plan.reduced) else None,
             "steps": spec.validation_steps if spec.mode == "stream" else None,
             "report": VALIDATION_NAME,
         },

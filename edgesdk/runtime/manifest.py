@@ -17,6 +17,7 @@ import numpy as np
 from edgesdk.errors import BundleError
 from edgesdk.runtime.compare import family_check_from_manifest
 from edgesdk.runtime.sections import check_sections
+from edgesdk.runtime.precision import MANIFEST_PRECISIONS
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "edgesdk.json"
@@ -131,11 +132,30 @@ class _Checker:
             if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
                 self.fail(f"{where}.sha256", "must be 64 lowercase hex digits")
             self.optional(entry, where, ARTIFACT_OPTIONAL)
+            self.precision(entry, where)
             for key in ("inputs", "outputs"):
                 names = self.object(entry[key], f"{where}.{key}")
                 for logical, own in names.items():
                     self.text(own, f"{where}.{key}.{logical}")
 
+
+    def precision(self, entry: Mapping[str, Any], where: str) -> None:
+        """A reduced-precision artifact: a known precision, and integer I/O with its scale and zero point."""
+        if "precision" in entry and entry["precision"] not in MANIFEST_PRECISIONS:
+            self.fail(f"{where}.precision", f"is {entry['precision']!r}; edgesdk knows {', '.join(sorted(MANIFEST_PRECISIONS))}")
+        section = entry.get("io_quantization")
+        if section is None:
+            return
+        for side in ("inputs", "outputs"):
+            for name, params in self.object(section.get(side, {}), f"{where}.io_quantization.{side}").items():
+                field = f"{where}.io_quantization.{side}.{name}"
+                params = self.object(params, field)
+                self.keys(params, field, ("dtype", "scale", "zero_point"))
+                if params["dtype"] not in ("int8", "uint8", "int16"):
+                    self.fail(f"{field}.dtype", f"is {params['dtype']!r}, not int8, uint8 or int16")
+                if self.number(params["scale"], f"{field}.scale") == 0:
+                    self.fail(f"{field}.scale", "must be > 0")
+                self.integer(params["zero_point"], f"{field}.zero_point")
 
     def number(self, value: Any, field: str) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
@@ -186,6 +206,8 @@ KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a bo
 ARTIFACT_OPTIONAL: dict[str, tuple[type, ...]] = {
     "converter": (str,), "opset": (int, type(None)), "size_bytes": (int,), "precision": (str,),
     "valid": (bool, type(None)), "op_histogram": (dict,), "recipe": (dict, type(None)),
+    "io_quantization": (dict, type(None)), "validation": (dict,), "float_size_bytes": (int,),
+    "kept_float": (list,), "quantizer": (str,), "speed_vs_float32": (int, float, type(None)),
 }
 
 # The model section's fields, all optional (a foreign file knows none of them).

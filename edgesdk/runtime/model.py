@@ -24,6 +24,7 @@ from edgesdk.runtime.backends.base import (
     open_backend,
 )
 from edgesdk.runtime.manifest import MANIFEST_NAME, inside_bundle, manifest_from_onnx_metadata, read_manifest, read_npz
+from edgesdk.runtime.precision import IoQuantization, select_artifacts
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ class Model:
         self._input_map: dict[str, str] = dict(artifact["inputs"])
         self._output_map: dict[str, str] = dict(artifact["outputs"])
         self.artifact = dict(artifact)
+        self._io_quantization = IoQuantization.from_manifest(artifact.get("io_quantization"))
         self.inputs = _tensor_infos(manifest["inputs"])
         self.outputs = _tensor_infos(manifest["outputs"])
         self.state_spec = _state_infos(manifest["state"])
@@ -114,6 +116,11 @@ class Model:
     @property
     def format(self) -> str:
         return self.artifact["format"]
+
+    @property
+    def precision(self) -> str:
+        """float32, float16, int8-dynamic, int8-weight-only or int8-static."""
+        return self.artifact.get("precision", "float32")
 
     def _state_shape(self, state: StateInfo) -> tuple[int | str, ...]:
         shape: list[int | str] = list(state.shape)
@@ -210,12 +217,16 @@ class Model:
                 raise UsageError(f"feed {name!r} holds NaN or infinite values")
 
     def _run_backend(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._io_quantization is not None:  # a full-integer file: float in, float out
+            feeds = self._io_quantization.quantize_feeds(feeds)
         backend_feeds = {self._input_map[n]: np.ascontiguousarray(v) for n, v in feeds.items()}
         try:
             results = self._engine.run(backend_feeds, self._backend_output_names)
         except Exception as error:  # backends raise their own unrelated types
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise UsageError(f"{self.backend} rejected the feeds: {first_line}") from None
+        if self._io_quantization is not None:
+            return self._io_quantization.dequantize_results(dict(zip(self._output_names, results)))
         return dict(zip(self._output_names, results))
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -354,6 +365,7 @@ def load(
     verify_hashes: bool = True,
     provider_options: Mapping[str, Mapping[str, Any]] | None = None,
     feeds: Mapping[str, np.ndarray] | None = None,
+    precision: str | None = None,
 ) -> Model:
     """Load a bundle folder, or a lone .onnx / .tflite file.
 
@@ -371,6 +383,8 @@ def load(
         feeds: inputs the caller is about to run (one step's, for a streaming bundle). With
             auto, only artifacts that accept their shapes and dtypes are candidates (a
             static-shape TFLite file cannot take what a dynamic ONNX file can); the choice says so.
+        precision: of a bundle holding several: "fp32" (or "float32"), "fp16", "int8-dynamic",
+            "int8-weight-only" or "int8-static". None: float32 where the bundle has it.
     """
     path = Path(path)
     if not path.exists():
@@ -386,6 +400,7 @@ def load(
         bundle_dir = path.parent
     else:
         raise UsageError(f"{path} is neither a bundle folder (with {MANIFEST_NAME}) nor a .onnx or .tflite file")
+    manifest = select_artifacts(manifest, precision, path)
 
     candidates = _choose_backend(manifest, backend, path)
     artifacts = {a["format"]: a for a in manifest["artifacts"]}

@@ -1,0 +1,220 @@
+"""Reduced precision benchmark: every backend x precision, in one run, with ratios.
+
+For the LMUFormer scv2 streaming step (random weights: SQNR only) and the trained KWS spotter
+(examples/kws: SQNR and the task figure), one bundle per model holds every precision edgesdk
+writes: fp32, fp16, int8-dynamic, int8-weight-only (TFLite only) and int8-static (calibrated
+on the bundled KWS clips). Beside edgesdk's ONNX int8 recipe, the naive
+``onnxruntime.quantization.quantize_dynamic(model.onnx, ...)`` with its defaults runs on the
+same float file.
+
+Per row: backend, precision, per-step latency (median of alternating rounds, one thread), its
+ratio to fp32 on the same backend (>1: faster) and to PyTorch eager, file size, the lowest SQNR
+of ``mean_logits`` against the fp32 PyTorch step over the validation cases, and, for the KWS
+spotter, held-out accuracy on the bundled clips through the streaming runtime, with the demo's
+decision rule (early exit at p >= 0.98 held for 30 frames, else the window's end), as
+tests/examples/test_kws.py runs them.
+
+    python benchmarks/bench_precision.py [--threads 1]
+
+Writes benchmarks/results/precision.md (``--output``) and prints it.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import edgesdk  # noqa: E402
+from edgesdk.errors import ValidationError  # noqa: E402
+
+PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-weight-only", "int8-static")
+BACKENDS = ("onnxruntime", "litert")
+CLIPS = ROOT / "examples" / "kws" / "clips"
+STEPS = 200
+
+
+def export_all(model, folder: Path, **options) -> dict:
+    try:
+        result = edgesdk.export(model, folder, formats=("onnx", "tflite"), mode="stream", force=True,
+                                precision=",".join(PRECISIONS), calibration_data=CLIPS, **options)
+        return result.manifest
+    except ValidationError:  # the bundle is kept; failing artifacts are marked and reported
+        return json.loads((folder / "edgesdk.json").read_text())
+
+
+def naive_onnx(folder: Path) -> Path:
+    from onnxruntime.quantization import quantize_dynamic
+
+    target = folder / "naive.quantize_dynamic.onnx"
+    quantize_dynamic(str(folder / "model.onnx"), str(target))
+    return target
+
+
+def step_feeds(manifest: dict, steps: int) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    features = next(t for t in manifest["inputs"] if t["name"] == "features")
+    shape = [d if isinstance(d, int) else 1 for d in features["shape"]]
+    return [{"features": rng.standard_normal(shape).astype(np.float32)} for _ in range(steps)]
+
+
+class NaiveStream:
+    """The naive file, stepped by hand with the bundle's state pairs (same feeds, same state rule)."""
+
+    def __init__(self, path: Path, manifest: dict, threads: int):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.states = manifest["state"]
+        self.names = [o.name for o in self.session.get_outputs()]
+        self.state = {s["input"]: np.full(s["shape"], s["init"], np.float32) for s in self.states}
+
+    def push(self, feeds):
+        results = dict(zip(self.names, self.session.run(None, {**feeds, **self.state})))
+        self.state = {s["input"]: results[s["output"]] for s in self.states}
+        return results
+
+
+def time_runners(runners: dict[str, object], feeds: list[dict], rounds: int = 5) -> dict[str, float]:
+    """Median per-step seconds; runners alternate round by round so machine load hits them alike."""
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, push in runners.items():
+            start = time.perf_counter_ns()
+            for feed in feeds:
+                push(feed)
+            times[name].append((time.perf_counter_ns() - start) * 1e-9 / len(feeds))
+    return {name: float(np.median(values)) for name, values in times.items()}
+
+
+def sqnr_of(manifest: dict, artifact: dict) -> float | None:
+    outputs = artifact.get("validation", {}).get("outputs", {})
+    value = outputs.get("mean_logits", {}).get("sqnr_db")
+    return None if value is None else float(value)
+
+
+def kws_accuracy(folder: Path, backend: str, precision: str) -> tuple[float, int]:
+    from examples.kws.demo import bundled_clips, stream_clips
+
+    clips = bundled_clips()
+    model = edgesdk.load(folder, backend=backend, precision=precision)
+    rows = stream_clips(model, clips, early_exit=0.98, early_exit_frames=30)
+    correct = sum(row["correct"] for row in rows)
+    return correct / len(rows), len(rows)
+
+
+def bench(name: str, model, folder: Path, threads: int, eager_step, task: bool, options: dict) -> list[dict]:
+    started = time.perf_counter()
+    manifest = export_all(model, folder, **options)
+    logging.info("%s: export of every precision took %.0f s", name, time.perf_counter() - started)
+    feeds = step_feeds(manifest, STEPS)
+    runners, rows = {}, []
+    for artifact in manifest["artifacts"]:
+        backend = "onnxruntime" if artifact["format"] == "onnx" else "litert"
+        precision = artifact["precision"]
+        loaded = edgesdk.load(folder, backend=backend, precision=precision, num_threads=threads)
+        runners[(backend, precision)] = loaded.stream().push
+        rows.append({"model": name, "backend": backend, "precision": precision, "recipe": "edgesdk",
+                     "size": artifact["size_bytes"], "sqnr": sqnr_of(manifest, artifact),
+                     "valid": artifact.get("valid"), "key": (backend, precision)})
+    naive = naive_onnx(folder)
+    runners[("onnxruntime", "naive")] = NaiveStream(naive, manifest, threads).push
+    rows.append({"model": name, "backend": "onnxruntime", "precision": "int8-dynamic", "recipe": "naive quantize_dynamic defaults",
+                 "size": naive.stat().st_size, "sqnr": naive_sqnr(folder, naive, manifest, threads), "valid": None,
+                 "key": ("onnxruntime", "naive")})
+    runners[("pytorch", "eager")] = eager_step
+    timings = time_runners({k: v for k, v in runners.items()}, feeds)
+    for row in rows:
+        row["seconds"] = timings[row["key"]]
+        row["vs_fp32"] = timings[(row["backend"], "float32")] / row["seconds"]
+        row["vs_eager"] = timings[("pytorch", "eager")] / row["seconds"]
+        if task and row["recipe"] == "edgesdk":
+            row["accuracy"], row["clips"] = kws_accuracy(folder, row["backend"], row["precision"])
+    rows.append({"model": name, "backend": "pytorch", "precision": "float32", "recipe": "eager forward_step",
+                 "seconds": timings[("pytorch", "eager")], "vs_fp32": None, "vs_eager": 1.0, "size": None, "sqnr": None})
+    return rows
+
+
+def naive_sqnr(folder: Path, naive: Path, manifest: dict, threads: int) -> float:
+    """The naive file against the bundle's fp32 ONNX file over the saved validation sample (stream)."""
+    from edgesdk.runtime.compare import sqnr_db
+
+    samples = dict(np.load(folder / "samples" / "inputs.npz"))
+    steps = len(samples["features"])
+    reference = edgesdk.load(folder, backend="onnxruntime", precision="fp32").stream()
+    candidate = NaiveStream(naive, manifest, threads)
+    want = np.stack([reference.push({"features": samples["features"][i]})["mean_logits"] for i in range(steps)])
+    got = np.stack([candidate.push({"features": samples["features"][i]})["mean_logits"] for i in range(steps)])
+    return sqnr_db(want, got)
+
+
+def lmu_eager(model, threads: int):
+    import torch
+
+    torch.set_num_threads(threads)
+    state = {"value": model.init_state(1)}
+
+    def push(feeds):
+        with torch.no_grad():
+            _, _, state["value"] = model.forward_step(torch.from_numpy(feeds["features"][:, 0]), state["value"])
+    return push
+
+
+def table(rows: list[dict], threads: int) -> str:
+    lines = ["# Reduced precision: latency, ratios, size, SQNR, KWS accuracy", "",
+             f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {threads} thread(s), "
+             f"one streaming step (one frame), median of 5 alternating rounds of {STEPS} steps.", "",
+             "| model | backend | precision | recipe | µs/step | vs fp32 (same backend) | vs eager | size MB | SQNR mean_logits dB | KWS accuracy | valid |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for row in rows:
+        accuracy = f"{100 * row['accuracy']:.1f}% ({round(row['accuracy'] * row['clips'])}/{row['clips']})" if "accuracy" in row else ""
+        lines.append("| " + " | ".join([
+            row["model"], row["backend"], row["precision"], row["recipe"], f"{row['seconds'] * 1e6:.0f}",
+            "" if row.get("vs_fp32") is None else f"{row['vs_fp32']:.2f}x", f"{row['vs_eager']:.2f}x",
+            "" if row.get("size") is None else f"{row['size'] / 1e6:.2f}",
+            "" if row.get("sqnr") is None else f"{row['sqnr']:.1f}", accuracy,
+            "" if row.get("valid") is None else str(row["valid"])]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "precision.md")
+    arguments = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    from examples.kws.common import CHECKPOINT
+    from examples.kws.demo import bundled_clips, clip_features
+    from examples.kws.model import load_kws_model
+
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        scv2 = edgesdk.create_model("lmuformer", preset="scv2")
+        rows += bench("lmuformer scv2 (random weights)", scv2, Path(work) / "scv2", arguments.threads,
+                      lmu_eager(scv2, arguments.threads), False, {})
+        kws = load_kws_model(CHECKPOINT)
+        clips = bundled_clips()
+        rows += bench("KWS spotter (trained)", kws, Path(work) / "kws", arguments.threads, lmu_eager(kws, arguments.threads),
+                      True, {"sample_features": clip_features([clips[0], clips[-1]])})
+    text = table(rows, arguments.threads)
+    arguments.output.parent.mkdir(parents=True, exist_ok=True)
+    notes = arguments.output.with_suffix(".notes.md")
+    arguments.output.write_text(text + ("\n" + notes.read_text() if notes.exists() else ""))
+    sys.stdout.write(text)
+
+
+if __name__ == "__main__":
+    main()
