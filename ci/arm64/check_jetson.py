@@ -15,11 +15,12 @@ import tempfile
 from pathlib import Path
 
 
-def run(command: list[str], env: dict[str, str] | None = None) -> str:
+def run(command: list[str], env: dict[str, str] | None = None, both: bool = False) -> str:
+    """stdout of a command that must succeed (with stderr too when ``both``: where rich prints)."""
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         sys.exit(f"{' '.join(command)} exited {done.returncode}:\n{done.stderr.strip()}")
-    return done.stdout
+    return done.stdout + done.stderr if both else done.stdout
 
 
 def main(root: str, bundle: str, clips: Path, app: str) -> None:
@@ -33,7 +34,7 @@ def main(root: str, bundle: str, clips: Path, app: str) -> None:
     print(f"  devices --root: {device['model']}, profile {device['profile']}, L4T {device['l4t_release']}, "
           f"ina3221 usable ({sensors['ina3221']['reason']})")
 
-    human = run(["edgesdk", "devices"], env={**os.environ, "EDGESDK_SYSFS_ROOT": root})
+    human = run(["edgesdk", "devices"], env={**os.environ, "EDGESDK_SYSFS_ROOT": root}, both=True)
     assert "profile jetson-orin-nano" in human, human
     print("  EDGESDK_SYSFS_ROOT: `edgesdk devices` reads the same tree (profile jetson-orin-nano)")
 

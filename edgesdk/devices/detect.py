@@ -111,9 +111,8 @@ class IsaCheck:
         process: the interpreter's facts.
         kernel_arch: ``/proc/sys/kernel/arch`` under the root (``""`` when absent).
         cpu_family: ISA family of the CPU that ``/proc/cpuinfo`` describes (``""`` when it does not say).
-        emulated: the process's ISA family is not the CPU's (or, without cpuinfo, the kernel's):
-            it runs under an emulator such as qemu-user, and its timings are not the host's, nor
-            the target device's.
+        emulated: the process's ISA family is not the CPU's or the kernel's: it runs under an
+            emulator such as qemu-user, and its timings are not the host's, nor the target device's.
         disagreements: one sentence per source that disagrees with the process; empty when all agree.
     """
 
@@ -171,8 +170,9 @@ def check_isa(root: str | os.PathLike = "/", process: ProcessIsa | None = None) 
                 f"the kernel is {kernel_arch} (/proc/sys/kernel/arch), the process {process.isa} "
                 f"({process.pointer_bits}-bit userland)"
             )
-    host_family = cpu_family or kernel_family
-    emulated = bool(host_family and own_family and host_family != own_family)
+    # Natively neither the CPU nor the kernel can be of another family than the process; newer
+    # qemu-user versions fake an Arm /proc/cpuinfo, but the kernel's arch still tells.
+    emulated = any(family and own_family and family != own_family for family in (cpu_family, kernel_family))
     return IsaCheck(
         process=process,
         kernel_arch=kernel_arch,

@@ -144,6 +144,16 @@ def test_x86_process_on_an_arm_host_is_emulation_too(tmp_path):
     assert check.emulated and check.cpu_family == "arm" and check.kernel_arch == ""
 
 
+def test_emulated_cpuinfo_does_not_hide_the_kernel(tmp_path):
+    # qemu-user 8.2+ presents an Arm /proc/cpuinfo to an aarch64 guest; the kernel's arch stays x86_64.
+    trees.write(tmp_path, "/proc/cpuinfo", trees.ARM_CPUINFO)
+    trees.write(tmp_path, "/proc/sys/kernel/arch", "x86_64")
+    check = check_isa(tmp_path, AARCH64_PROCESS)
+    assert check.emulated and check.cpu_family == "arm"
+    (disagreement,) = check.disagreements
+    assert "x86_64" in disagreement and "another ISA" in disagreement
+
+
 def test_an_inspected_tree_is_not_compared_with_this_process(tmp_path):
     # `edgesdk devices --root IMAGE` reads a tree from outside: the process does not run there.
     assert detect_device(trees.x86_laptop(tmp_path)).isa is None
