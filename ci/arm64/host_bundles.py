@@ -1,5 +1,6 @@
 """Export the bundles test-arm64 checks (host side, needs torch): the KWS demo bundle and one
-small preset per family, ONNX + TFLite each. Usage: python host_bundles.py OUT_DIR"""
+small preset per family, ONNX + TFLite each, and the KWS model with int8 TFLite weights
+(`--quantize int8`, validated by SQNR). Usage: python host_bundles.py OUT_DIR"""
 from __future__ import annotations
 
 import sys
@@ -22,11 +23,18 @@ SMALL = [
 
 def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    from examples.kws.demo import bundled_clips, export_bundle
+    from examples.kws.demo import CHECKPOINT, bundled_clips, clip_features, export_bundle
+    from examples.kws.model import load_kws_model
 
     start = time.perf_counter()
-    export_bundle(out / "kws", clips=bundled_clips())
+    clips = bundled_clips()
+    export_bundle(out / "kws", clips=clips)
     print(f"exported kws in {time.perf_counter() - start:.1f} s", flush=True)
+    start = time.perf_counter()
+    # The same samples as the float bundle (a keyword and silence), int8 weights in the TFLite file.
+    edgesdk.export(load_kws_model(CHECKPOINT), out / "kws-int8", formats=("tflite",), mode="stream",
+                   quantize="int8", force=True, sample_features=clip_features([clips[0], clips[-1]]))
+    print(f"exported kws-int8 in {time.perf_counter() - start:.1f} s", flush=True)
     for name, family, preset, mode in SMALL:
         start = time.perf_counter()
         model = edgesdk.create_model(family, preset=preset, seed=1)

@@ -5,6 +5,7 @@ Usage: python run_samples.py BUNDLES_DIR OUT_DIR
 """
 from __future__ import annotations
 
+import json
 import platform
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 
 from edgesdk.runtime import load
 
-BACKENDS = ("onnxruntime", "litert")
+BACKENDS = {"onnx": "onnxruntime", "tflite": "litert"}
 
 
 def run_bundle(bundle: Path, backend: str) -> dict[str, np.ndarray]:
@@ -29,10 +30,16 @@ def run_bundle(bundle: Path, backend: str) -> dict[str, np.ndarray]:
     return {name: np.stack([r[name] for r in results]) for name in results[0]}
 
 
+def bundle_backends(bundle: Path) -> list[str]:
+    """The backends that run this bundle's artifacts (an int8 bundle has a TFLite file only)."""
+    manifest = json.loads((bundle / "edgesdk.json").read_text())
+    return [BACKENDS[a["format"]] for a in manifest["artifacts"] if a["format"] in BACKENDS]
+
+
 def main(bundles: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for bundle in sorted(p for p in bundles.iterdir() if (p / "edgesdk.json").is_file()):
-        for backend in BACKENDS:
+        for backend in bundle_backends(bundle):
             outputs = run_bundle(bundle, backend)
             np.savez(out / f"{bundle.name}.{backend}.npz", **outputs)
             print(f"{platform.machine()}: ran {bundle.name} on {backend}", flush=True)
@@ -40,4 +47,7 @@ def main(bundles: Path, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    if sys.argv[1] == "--backends":  # for the shell: which backends to validate a bundle on
+        print(" ".join(bundle_backends(Path(sys.argv[2]))))
+    else:
+        main(Path(sys.argv[1]), Path(sys.argv[2]))

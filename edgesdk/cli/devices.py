@@ -16,7 +16,9 @@ from edgesdk.cli.common import emit_json, human
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=Path("/"),
     show_default=True,
-    help="File-system root to read /proc and /sys from (to inspect a device image).",
+    envvar="EDGESDK_SYSFS_ROOT",
+    help="File-system root to read /proc, /sys and /etc from, instead of / (a testing aid: a fake "
+    "or copied device tree; also set by EDGESDK_SYSFS_ROOT).",
 )
 def command(as_json: bool, root: Path) -> None:
     """Show the detected device, its power sensors, and the runtimes available here."""
@@ -31,6 +33,15 @@ def command(as_json: bool, root: Path) -> None:
     human.print(f"[bold]profile[/bold] {profile['name']}: {profile['title']}")
     for item in device["evidence"]:
         human.print(f"  from {item['source']}: {item['fact']}")
+    isa = device.get("isa")
+    if isa:
+        process = f"{isa['process_isa']} ({isa['pointer_bits']}-bit, {isa['implementation']})"
+        if isa["emulated"]:
+            human.print(f"[bold]process[/bold] {process}: [yellow]emulated[/yellow] on this {device['arch']} host")
+        else:
+            human.print(f"[bold]process[/bold] {process}")
+        for disagreement in isa["disagreements"]:
+            human.print(f"  host disagrees: {disagreement}")
 
     sensors = Table(title="power sensors", show_edge=False)
     for column in ("sensor", "label", "usable", "detail"):

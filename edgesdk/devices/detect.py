@@ -11,6 +11,13 @@ Sources, in the order they are trusted:
 
 Every path is read under ``root``, so tests can present any device as a directory tree. Each fact
 used is recorded as evidence, so ``edgesdk devices`` can show why it decided what it decided.
+
+The files above describe the host: its kernel and CPU. The ISA the Python process itself runs can
+differ, and the runtime's kernels are the process's: a 32-bit userland on a 64-bit kernel (as on
+Raspberry Pi OS), or an aarch64 interpreter run by qemu-user on an x86-64 host, where
+``/proc/cpuinfo`` and ``/proc/sys/kernel/arch`` still describe the x86 machine. ``check_isa``
+compares the two and says where they disagree; an ISA family that differs from the CPU's can
+only be emulation.
 """
 from __future__ import annotations
 
@@ -18,13 +25,161 @@ import logging
 import os
 import platform
 import shutil
+import struct
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgesdk.devices.profiles import DeviceProfile, get_profile
 
 logger = logging.getLogger(__name__)
+
+
+# ISA families: a process may run a narrower ISA of its CPU's family natively (armv7l on an
+# aarch64 CPU, i686 on x86-64), never another family's.
+_ISA_FAMILIES = {
+    "x86_64": "x86", "amd64": "x86", "i386": "x86", "i486": "x86", "i586": "x86", "i686": "x86", "x86": "x86",
+    "aarch64": "arm", "arm64": "arm", "aarch64_be": "arm", "arm": "arm", "armhf": "arm", "armel": "arm",
+    "riscv64": "riscv", "riscv32": "riscv", "ppc64le": "power", "ppc64": "power", "s390x": "s390",
+}
+
+
+def isa_family(machine: str) -> str:
+    """``"x86"``, ``"arm"``, ``"riscv"``... for a machine name such as ``"armv7l"``; ``""`` when unknown."""
+    name = machine.strip().lower()
+    if name.startswith("armv") or name.startswith("arm-"):
+        return "arm"
+    return _ISA_FAMILIES.get(name, "")
+
+
+@dataclass(frozen=True)
+class ProcessIsa:
+    """The ISA this Python process runs, from the interpreter itself (not from /proc).
+
+    Attributes:
+        machine: ``platform.machine()`` (uname's machine as the process sees it; qemu-user reports
+            the emulated one).
+        pointer_bits: 64 or 32, from ``struct.calcsize("P")``.
+        multiarch: the interpreter's build target (``sys.implementation._multiarch``, e.g.
+            ``"aarch64-linux-gnu"``, ``"arm-linux-gnueabihf"``), ``""`` when the build does not say.
+        implementation: e.g. ``"cpython 3.11"``.
+    """
+
+    machine: str
+    pointer_bits: int
+    multiarch: str = ""
+    implementation: str = ""
+
+    @property
+    def isa(self) -> str:
+        """The process's ISA: the interpreter's build target, else uname's machine narrowed by pointer size."""
+        target = self.multiarch.split("-", 1)[0].lower()
+        if target:
+            if target == "arm" or target.startswith("armv"):
+                return "armv7l" if target == "arm" else target
+            if target in ("i386", "i486", "i586", "i686"):
+                return "i686"
+            return target
+        machine = self.machine.lower()
+        if self.pointer_bits == 32 and machine in ("aarch64", "arm64"):
+            return "armv7l"
+        if self.pointer_bits == 32 and machine in ("x86_64", "amd64"):
+            return "i686"
+        return machine or "unknown"
+
+    def describe(self) -> str:
+        return f"{self.isa} ({self.pointer_bits}-bit{', ' + self.implementation if self.implementation else ''})"
+
+
+def process_isa() -> ProcessIsa:
+    """The running interpreter's ISA facts."""
+    version = ".".join(str(part) for part in sys.implementation.version[:2])
+    return ProcessIsa(
+        machine=platform.machine(),
+        pointer_bits=struct.calcsize("P") * 8,
+        multiarch=getattr(sys.implementation, "_multiarch", "") or "",
+        implementation=f"{sys.implementation.name} {version}",
+    )
+
+
+@dataclass(frozen=True)
+class IsaCheck:
+    """The process's ISA against what the kernel and ``/proc/cpuinfo`` say about the host.
+
+    Attributes:
+        process: the interpreter's facts.
+        kernel_arch: ``/proc/sys/kernel/arch`` under the root (``""`` when absent).
+        cpu_family: ISA family of the CPU that ``/proc/cpuinfo`` describes (``""`` when it does not say).
+        emulated: the process's ISA family is not the CPU's or the kernel's: it runs under an
+            emulator such as qemu-user, and its timings are not the host's, nor the target device's.
+        disagreements: one sentence per source that disagrees with the process; empty when all agree.
+    """
+
+    process: ProcessIsa
+    kernel_arch: str
+    cpu_family: str
+    emulated: bool
+    disagreements: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict:
+        return {
+            "process_isa": self.process.isa,
+            "process_machine": self.process.machine,
+            "pointer_bits": self.process.pointer_bits,
+            "multiarch": self.process.multiarch,
+            "implementation": self.process.implementation,
+            "kernel_arch": self.kernel_arch,
+            "cpu_family": self.cpu_family,
+            "emulated": self.emulated,
+            "disagreements": list(self.disagreements),
+        }
+
+
+def _cpu_family(cpuinfo_fields: dict[str, str]) -> str:
+    """ISA family of the CPU that cpuinfo describes: x86 names a vendor, Arm an implementer."""
+    if "vendor_id" in cpuinfo_fields:
+        return "x86"
+    if "CPU implementer" in cpuinfo_fields or "CPU architecture" in cpuinfo_fields:
+        return "arm"
+    if "isa" in cpuinfo_fields and cpuinfo_fields["isa"].startswith("rv"):
+        return "riscv"
+    return ""
+
+
+def check_isa(root: str | os.PathLike = "/", process: ProcessIsa | None = None) -> IsaCheck:
+    """Compare the process's ISA (the running interpreter's unless given) with the host under ``root``."""
+    base = Path(root)
+    process = process or process_isa()
+    _, _, cpu_fields = _parse_cpuinfo(_read_text(base, "/proc/cpuinfo") or "")
+    kernel = (_read_text(base, "/proc/sys/kernel/arch") or "").splitlines()
+    kernel_arch = kernel[0] if kernel else ""
+    cpu_family = _cpu_family(cpu_fields)
+    own_family = isa_family(process.isa)
+    kernel_family = isa_family(kernel_arch)
+    disagreements = []
+    if cpu_family and own_family and cpu_family != own_family:
+        disagreements.append(
+            f"/proc/cpuinfo describes an {cpu_family} CPU, but this process runs {process.isa}"
+        )
+    if kernel_arch and kernel_arch != process.isa:
+        if kernel_family and own_family and kernel_family != own_family:
+            disagreements.append(f"the kernel is {kernel_arch} (/proc/sys/kernel/arch), another ISA than the process's {process.isa}")
+        else:
+            disagreements.append(
+                f"the kernel is {kernel_arch} (/proc/sys/kernel/arch), the process {process.isa} "
+                f"({process.pointer_bits}-bit userland)"
+            )
+    # Natively neither the CPU nor the kernel can be of another family than the process; newer
+    # qemu-user versions fake an Arm /proc/cpuinfo, but the kernel's arch still tells.
+    emulated = any(family and own_family and family != own_family for family in (cpu_family, kernel_family))
+    return IsaCheck(
+        process=process,
+        kernel_arch=kernel_arch,
+        cpu_family=cpu_family,
+        emulated=emulated,
+        disagreements=tuple(disagreements),
+    )
 
 
 @dataclass(frozen=True)
@@ -42,6 +197,8 @@ class DeviceInfo:
         android_release: Android version (``""`` elsewhere).
         evidence: ``(source, fact)`` pairs that led to the choice.
         root: the file-system root that was read.
+        isa: the process's ISA against the host's (``check_isa``); None when ``root`` is a tree
+            inspected from outside (not ``/``) and no process was given to compare with it.
     """
 
     profile: DeviceProfile
@@ -54,6 +211,7 @@ class DeviceInfo:
     android_release: str = ""
     evidence: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     root: str = "/"
+    isa: IsaCheck | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -67,6 +225,7 @@ class DeviceInfo:
             "l4t_release": self.l4t_release,
             "android_release": self.android_release,
             "evidence": [{"source": source, "fact": fact} for source, fact in self.evidence],
+            "isa": self.isa.as_dict() if self.isa is not None else None,
         }
 
 
@@ -170,11 +329,13 @@ def _jetson_profile(model: str, compatible: str) -> str:
     return "jetson-generic"
 
 
-def detect_device(root: str | os.PathLike = "/") -> DeviceInfo:
+def detect_device(root: str | os.PathLike = "/", process: ProcessIsa | None = None) -> DeviceInfo:
     """Detect the device whose file system is rooted at ``root`` and choose its profile.
 
     Never raises for an unknown device: it falls back to a generic profile for the architecture
-    (``x86-64``, ``arm64-linux``) or ``generic-cpu``, and says so in the evidence.
+    (``x86-64``, ``arm64-linux``) or ``generic-cpu``, and says so in the evidence. ``arch`` and the
+    profile describe the host (kernel, CPU, board); ``isa`` compares them with ``process`` (the
+    running interpreter when ``root`` is ``/``).
     """
     base = Path(root)
     evidence: list[tuple[str, str]] = []
@@ -246,4 +407,5 @@ def detect_device(root: str | os.PathLike = "/") -> DeviceInfo:
         android_release=android_release,
         evidence=tuple(evidence),
         root=str(base),
+        isa=check_isa(base, process) if process is not None or str(base) == "/" else None,
     )

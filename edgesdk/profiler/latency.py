@@ -2,6 +2,11 @@
 
 Timing uses ``time.perf_counter_ns`` around each call, one call at a time; nothing else runs in
 the process while timing (the energy sampler only runs in the separate energy phase).
+
+Under emulation (an aarch64 interpreter run by qemu-user on an x86-64 host) the clock still
+measures something, but not a device's speed: ``latency_label`` then names the emulated ISA in the
+provenance (``measured:emulated-aarch64``) and carries a warning, so such a figure is never
+presented as a device timing.
 """
 from __future__ import annotations
 
@@ -9,14 +14,46 @@ import os
 import resource
 import sys
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+
+from edgesdk.devices.detect import IsaCheck, check_isa
 
 ProgressCallback = Callable[[str, int, int], None]
 
 LATENCY_PROVENANCE = "measured:perf_counter"
 LATENCY_METHOD = "wall clock (time.perf_counter_ns) around each call, one call at a time, after warm-up"
+EMULATION_WARNING = "timings under emulation are not device timings"
+
+
+@dataclass(frozen=True)
+class LatencyLabel:
+    """How this process's timings may be presented.
+
+    Attributes:
+        provenance: ``measured:perf_counter`` natively, ``measured:emulated-<isa>`` under emulation.
+        emulated: the process runs another ISA family than the host CPU (e.g. under qemu-user).
+        warning: the line to print beside the figures (``""`` when native).
+    """
+
+    provenance: str
+    emulated: bool
+    warning: str = ""
+
+
+def latency_label(isa: IsaCheck | None = None) -> LatencyLabel:
+    """The label for timings taken in this process (``isa``: the live ``check_isa()`` unless given)."""
+    isa = isa if isa is not None else check_isa("/")
+    if not isa.emulated:
+        return LatencyLabel(LATENCY_PROVENANCE, False)
+    reason = "; ".join(isa.disagreements) or "the process's ISA is not the host CPU's"
+    return LatencyLabel(
+        f"measured:emulated-{isa.process.isa}",
+        True,
+        f"{EMULATION_WARNING} ({reason})",
+    )
 
 
 def time_once(call: Callable[[], object]) -> float:

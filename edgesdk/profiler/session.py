@@ -34,8 +34,8 @@ from edgesdk.errors import BackendUnavailable, MeasurementUnavailable, UsageErro
 from edgesdk.profiler.energy import EnergyMeasurement, estimate_energy, measure_energy
 from edgesdk.profiler.latency import (
     LATENCY_METHOD,
-    LATENCY_PROVENANCE,
     current_rss_mib,
+    latency_label,
     peak_rss_mib,
     summarize_latency,
     time_calls,
@@ -276,8 +276,12 @@ def profile_model(
         call = lambda: model.run(feeds)  # noqa: E731
     first_s = time_once(call)
     times = time_calls(call, runs=options.runs, warmup=options.warmup, progress=progress)
+    label = latency_label()  # the live process, whatever tree ``root`` presents
+    if label.warning:
+        warnings.append(label.warning)
     latency = {
-        "provenance": LATENCY_PROVENANCE,
+        "provenance": label.provenance,
+        "emulated": label.emulated,
         "method": LATENCY_METHOD,
         "load_time_s": load_time_s,
         "first_inference_ms": first_s * 1e3,

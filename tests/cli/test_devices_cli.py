@@ -58,3 +58,29 @@ def test_missing_root_is_a_usage_error(tmp_path):
     result = CliRunner().invoke(cli, ["devices", "--root", str(tmp_path / "absent")])
     assert result.exit_code == 2
     assert "does not exist" in result.output
+
+
+def test_sysfs_root_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    monkeypatch.setenv("EDGESDK_SYSFS_ROOT", str(_orin_nano_tree(tmp_path)))
+    result = CliRunner().invoke(cli, ["devices"])
+    assert result.exit_code == 0, result.output
+    assert "profile jetson-orin-nano" in result.output
+    assert "VDD_IN" in result.output
+
+
+def test_human_output_shows_the_process_and_the_host_when_they_differ(monkeypatch):
+    # The process claims the other ISA family than this machine's CPU, as under qemu-user.
+    import edgesdk.devices.detect as detect
+
+    own = detect.process_isa()
+    other = (detect.ProcessIsa("aarch64", 64, "aarch64-linux-gnu", "cpython 3.11")
+             if detect.isa_family(own.isa) == "x86" else detect.ProcessIsa("x86_64", 64, "x86_64-linux-gnu", "cpython 3.11"))
+    monkeypatch.setattr(detect, "process_isa", lambda: other)
+    result = CliRunner().invoke(cli, ["devices"])
+    assert result.exit_code == 0, result.output
+    assert f"process {other.isa} (64-bit, cpython 3.11): emulated on this" in result.output
+    assert "host disagrees: /proc/cpuinfo describes an" in result.output
+    facts = json.loads(CliRunner().invoke(cli, ["devices", "--json"]).stdout)
+    assert facts["device"]["isa"]["emulated"] is True
+    assert facts["device"]["isa"]["process_isa"] == other.isa

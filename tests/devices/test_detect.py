@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import platform
+import struct
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 import sysfs_trees as trees
 
 from edgesdk.devices import PROFILES, detect_device
+from edgesdk.devices.detect import ProcessIsa, check_isa, isa_family, process_isa
 
 NANO_RELEASE = "# R32 (release), REVISION: 7.4, GCID: 33514132, BOARD: t210ref, EABI: aarch64, DATE: Fri Jun  9 04:25:08 UTC 2023"
 ORIN_RELEASE = "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan  8 01:49:37 UTC 2025"
@@ -116,3 +118,85 @@ def test_this_machine_detects_its_real_facts():
     if not device_tree.exists() and platform.machine() in expected:
         assert info.profile.name == expected[platform.machine()]
         assert info.profile.arch == info.arch
+
+
+# The ISA the process runs against the host the kernel and /proc/cpuinfo describe.
+AARCH64_PROCESS = ProcessIsa(machine="aarch64", pointer_bits=64, multiarch="aarch64-linux-gnu", implementation="cpython 3.11")
+ARMHF_PROCESS = ProcessIsa(machine="aarch64", pointer_bits=32, multiarch="arm-linux-gnueabihf", implementation="cpython 3.11")
+X86_PROCESS = ProcessIsa(machine="x86_64", pointer_bits=64, multiarch="x86_64-linux-gnu", implementation="cpython 3.11")
+
+
+def test_aarch64_process_on_an_x86_host_is_emulation(tmp_path):
+    # qemu-user: uname says aarch64, the host's /proc still describes the x86 machine.
+    info = detect_device(trees.x86_laptop(tmp_path), process=AARCH64_PROCESS)
+    assert info.profile.name == "x86-64" and info.arch == "x86_64"  # the host, as its files say
+    assert info.isa.process.isa == "aarch64"
+    assert info.isa.emulated
+    assert info.isa.cpu_family == "x86" and info.isa.kernel_arch == "x86_64"
+    assert len(info.isa.disagreements) == 2
+    assert "x86 CPU" in info.isa.disagreements[0] and "aarch64" in info.isa.disagreements[0]
+    assert "x86_64" in info.isa.disagreements[1]
+    assert info.as_dict()["isa"]["emulated"] is True
+
+
+def test_32_bit_userland_on_a_64_bit_kernel_is_native_but_reported(tmp_path):
+    # Raspberry Pi OS (32-bit) on its 64-bit kernel: uname says aarch64, the interpreter is armhf.
+    info = detect_device(trees.raspberry_pi(tmp_path, "Raspberry Pi 4 Model B Rev 1.5"), process=ARMHF_PROCESS)
+    assert info.profile.name == "raspberry-pi-4"
+    assert info.isa.process.isa == "armv7l" and info.isa.process.pointer_bits == 32
+    assert not info.isa.emulated
+    (disagreement,) = info.isa.disagreements
+    assert "aarch64" in disagreement and "32-bit userland" in disagreement
+
+
+def test_native_process_has_no_disagreement(tmp_path):
+    info = detect_device(trees.jetson(tmp_path, "NVIDIA Jetson AGX Orin", ["nvidia,tegra234"], ORIN_RELEASE),
+                         process=AARCH64_PROCESS)
+    assert not info.isa.emulated and info.isa.disagreements == ()
+    info = detect_device(trees.x86_laptop(tmp_path / "x86"), process=X86_PROCESS)
+    assert not info.isa.emulated and info.isa.disagreements == ()
+
+
+def test_x86_process_on_an_arm_host_is_emulation_too(tmp_path):
+    # The other direction (box64/FEX on an Arm board): cpuinfo alone decides, without the arch file.
+    trees.write(tmp_path, "/proc/cpuinfo", trees.ARM_CPUINFO)
+    check = check_isa(tmp_path, X86_PROCESS)
+    assert check.emulated and check.cpu_family == "arm" and check.kernel_arch == ""
+
+
+def test_emulated_cpuinfo_does_not_hide_the_kernel(tmp_path):
+    # qemu-user 8.2+ presents an Arm /proc/cpuinfo to an aarch64 guest; the kernel's arch stays x86_64.
+    trees.write(tmp_path, "/proc/cpuinfo", trees.ARM_CPUINFO)
+    trees.write(tmp_path, "/proc/sys/kernel/arch", "x86_64")
+    check = check_isa(tmp_path, AARCH64_PROCESS)
+    assert check.emulated and check.cpu_family == "arm"
+    (disagreement,) = check.disagreements
+    assert "x86_64" in disagreement and "another ISA" in disagreement
+
+
+def test_an_inspected_tree_is_not_compared_with_this_process(tmp_path):
+    # `edgesdk devices --root IMAGE` reads a tree from outside: the process does not run there.
+    assert detect_device(trees.x86_laptop(tmp_path)).isa is None
+
+
+def test_this_process_is_read_from_the_interpreter():
+    own = process_isa()
+    assert own.pointer_bits == struct.calcsize("P") * 8
+    assert own.machine == platform.machine()
+    assert isa_family(own.isa) != ""
+    info = detect_device("/")
+    assert info.isa is not None and info.isa.process == own
+
+
+@pytest.mark.parametrize(
+    "process, isa",
+    [
+        (ProcessIsa("aarch64", 32), "armv7l"),  # no multiarch: uname narrowed by the pointer size
+        (ProcessIsa("x86_64", 32), "i686"),
+        (ProcessIsa("aarch64", 64), "aarch64"),
+        (ProcessIsa("x86_64", 32, "i386-linux-gnu"), "i686"),
+        (ProcessIsa("armv8l", 32, "arm-linux-gnueabihf"), "armv7l"),
+    ],
+)
+def test_process_isa_from_partial_facts(process, isa):
+    assert process.isa == isa

@@ -96,11 +96,11 @@ def test_runtime_takes_and_returns_float_for_a_full_integer_file(static_bundle):
 
 
 def test_static_stream_follows_the_float_model_on_a_real_clip(static_bundle):
-    from edgesdk.runtime.audio import frontend_from_manifest, read_wav
+    from edgesdk.runtime.audio import KaldiFbankFrontend, read_wav
 
     path, model = static_bundle
     int8 = edgesdk.load(path, backend="litert", precision="int8-static")
-    frontend = frontend_from_manifest(int8.manifest["frontend"])
+    frontend = KaldiFbankFrontend.from_manifest(int8.manifest["frontend"])
     features = frontend.model_input(read_wav(CLIPS / "yes.wav"))  # a validation clip
     import torch
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgesdk.profiler.latency import current_rss_mib, peak_rss_mib, summarize_latency, time_calls
+from edgesdk.devices.detect import ProcessIsa, check_isa
+from edgesdk.profiler.latency import (
+    EMULATION_WARNING,
+    current_rss_mib,
+    latency_label,
+    peak_rss_mib,
+    summarize_latency,
+    time_calls,
+)
 
 
 def test_summary_of_known_durations():
@@ -33,3 +41,25 @@ def test_memory_figures_are_plausible():
     assert current is not None and current > 64
     assert peak_rss_mib() >= current - 1
     del block
+
+
+def _x86_host(root):
+    """The two files qemu-user leaves describing the x86-64 host: cpuinfo and the kernel's arch."""
+    (root / "proc" / "sys" / "kernel").mkdir(parents=True)
+    (root / "proc" / "cpuinfo").write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC\n")
+    (root / "proc" / "sys" / "kernel" / "arch").write_text("x86_64\n")
+    return root
+
+
+def test_latency_under_emulation_is_labelled_and_warned(tmp_path):
+    aarch64 = ProcessIsa("aarch64", 64, "aarch64-linux-gnu", "cpython 3.11")
+    label = latency_label(check_isa(_x86_host(tmp_path), aarch64))
+    assert label.emulated
+    assert label.provenance == "measured:emulated-aarch64"
+    assert label.warning.startswith(EMULATION_WARNING) and "x86" in label.warning
+
+
+def test_native_latency_is_a_plain_measurement(tmp_path):
+    x86 = ProcessIsa("x86_64", 64, "x86_64-linux-gnu", "cpython 3.11")
+    label = latency_label(check_isa(_x86_host(tmp_path), x86))
+    assert (label.provenance, label.emulated, label.warning) == ("measured:perf_counter", False, "")

@@ -21,7 +21,7 @@ UNITLESS = {
     "binary_ops", "nodes_counted", "cpu_count", "process_node_nm", "frames_per_step",
     "lookahead_frames", "max_energy_range_uj",
 }
-UNIT_SUFFIXES = ("_s", "_ms", "_j", "_w", "_hz", "_mib", "_pj", "_per_s", "_uj", "_nm")
+UNIT_SUFFIXES = ("_s", "_ms", "_j", "_w", "_hz", "_mib", "_pj", "_per_s", "_uj", "_nm", "_bits")
 
 
 def _numeric_keys(node, path=""):
@@ -80,6 +80,31 @@ def test_streaming_bundle_step_by_step(bundles):
     assert set(result["inputs"]) == {"x"}  # the state is carried by the stream, not fed
     assert result["energy"]["ops"]["macs"] == bundles["step_macs"]
     assert result["latency"]["runs"] == 40
+
+
+def test_profile_under_emulation_labels_latency_and_warns(bundles, monkeypatch, tmp_path):
+    # As in the aarch64 userland under qemu-user: the live host check reports another ISA family.
+    import edgesdk.profiler.latency as latency_module
+    from edgesdk.devices.detect import IsaCheck, ProcessIsa
+
+    emulated = IsaCheck(
+        process=ProcessIsa("aarch64", 64, "aarch64-linux-gnu", "cpython 3.11"),
+        kernel_arch="x86_64",
+        cpu_family="x86",
+        emulated=True,
+        disagreements=("/proc/cpuinfo describes an x86 CPU, but this process runs aarch64",),
+    )
+    monkeypatch.setattr(latency_module, "check_isa", lambda root="/": emulated)
+    outcome = profile_bundle(bundles["mlp"], runs=5, warmup=1, energy="estimate")
+    result = outcome.result
+    assert result["latency"]["provenance"] == "measured:emulated-aarch64"
+    assert result["latency"]["emulated"] is True
+    assert any(w.startswith("timings under emulation are not device timings") for w in result["warnings"])
+    written = write_report(result, tmp_path / "report", outcome.latency_times_s, outcome.measurement)
+    summary = Path(written["summary_md"]).read_text()
+    assert "| latency p50 |" in summary and "measured:emulated-aarch64" in summary
+    assert "measured:perf_counter" not in summary
+    assert "- warning: timings under emulation are not device timings" in summary
 
 
 def test_stream_flag_on_a_full_bundle_is_a_usage_error(bundles):
