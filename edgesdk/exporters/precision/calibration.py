@@ -98,9 +98,9 @@ def load_calibration(path: str | Path, spec: ExportSpec) -> CalibrationSet:
 
 
 def _audio_reader(section: Mapping[str, Any]) -> Callable[[Path], np.ndarray]:
-    from edgesdk.runtime.audio import frontend_from_manifest, read_wav
+    from edgesdk.runtime.audio import KaldiFbankFrontend, read_wav
 
-    frontend = frontend_from_manifest(section)
+    frontend = KaldiFbankFrontend.from_manifest(section, "the export recipe's metadata")
     # read_wav refuses another sample rate, float or compressed encodings, stereo: UsageError.
     return lambda p: frontend.model_input(read_wav(p, frontend.sample_rate_hz))
 
