@@ -109,7 +109,7 @@ class StreamContract:
         for context in self.context:
             if context.input == name:
                 fixed = self.fixed_sizes.get(name)
-                shape[context.axis] = fixed - context.size if fixed else sample_sizes.get((name, context.axis), 1)
+                shape[context.axis] = fixed - context.size if fixed else sample_sizes.get((name, context.axis), context.size)
         return shape
 
     @staticmethod
