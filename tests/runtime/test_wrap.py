@@ -274,3 +274,27 @@ def test_existing_output_needs_force(files, tmp_path):
         edgesdk.wrap(paths["gru"], tmp_path / "gru", states=["h0=hn"])
     edgesdk.wrap(paths["cell"], tmp_path / "gru", states=["state=state_out"], constants={"scale": 1.0}, force=True)
     assert [s.input for s in load(tmp_path / "gru").state_spec] == ["state"]
+
+
+def test_a_tflite_cell_wraps_with_its_signature_names(files, tmp_path):
+    """litert-torch names a signature's tensors args_N / output_N; the pairing is declared by those names."""
+    litert_torch = pytest.importorskip("litert_torch")
+    pytest.importorskip("ai_edge_litert")
+    modules, _ = files
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        litert_torch.convert(modules["cell"], (torch.randn(1, 4), torch.zeros(1, 8), torch.ones(1))).export(
+            str(tmp_path / "cell.tflite"))
+    assert [(s.input, s.output) for s in suggest(tmp_path / "cell.tflite")] == [("args_1", "output_1")]
+    result = _cli(["wrap", tmp_path / "cell.tflite", "-o", tmp_path / "cell", "--state", "args_1=output_1",
+                   "--const", "args_2=0.5"])
+    assert result.exit_code == 0, result.output
+    model = load(tmp_path / "cell", backend="litert")
+    assert [t.name for t in model.inputs] == ["args_0"]
+    stream = model.stream()
+    state = torch.zeros(1, 8)
+    for step in np.random.default_rng(6).standard_normal((7, 1, 4)).astype(np.float32):
+        with torch.no_grad():
+            expected, state = modules["cell"](torch.from_numpy(step), state, torch.tensor([0.5]))
+        np.testing.assert_allclose(stream.push({"args_0": step})["output_0"], expected.numpy(), atol=ATOL)
+    assert _cli(["validate", tmp_path / "cell"]).exit_code == 0
