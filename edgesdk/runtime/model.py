@@ -238,7 +238,9 @@ class Model:
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run once. For a streaming model, states may be omitted (they start at their init)
-        and the new states are returned under their output names."""
+        and the new states are returned under their output names. Constant inputs are fed by
+        the bundle; an input with a declared context takes its whole window here (a stream
+        prepends the carried entries itself)."""
         feeds = dict(feeds)
         self.contract.refuse_constants(feeds)
         feeds.update(self._constant_feeds)
@@ -253,6 +255,10 @@ class Model:
         """Why this artifact cannot take ``feeds`` (one step's, for a stream), or None if it can."""
         try:
             if self.is_streaming:
+                if self.contract:
+                    self.contract.refuse_constants(feeds)
+                    self.contract.check_chunks(feeds)
+                    feeds = self.contract.prepend_context(feeds, {})[0]
                 self._check(feeds, self._input_infos)
             else:
                 self._check(feeds, self._expected)
