@@ -23,12 +23,18 @@ from edgesdk.cli.common import StepProgress, emit_json, human
               help="Feed input NAME with VALUE on every call; it is not one of the user's feeds.")
 @click.option("--chunk", "chunks", multiple=True, metavar="INPUT:AXIS:SIZE",
               help="A push must carry exactly SIZE new entries of INPUT along AXIS.")
+@click.option("--reference", nargs=2, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              metavar="INPUTS.npz EXPECTED.npz",
+              help="A recording (inputs and outputs stacked by step) to compare every step with; writes validation.json.")
+@click.option("--atol", type=float, default=1e-4, show_default=True, help="Absolute tolerance for --reference.")
+@click.option("--rtol", type=float, default=1e-4, show_default=True, help="Relative tolerance for --reference.")
 @click.option("--suggest", is_flag=True, help="Only propose state pairings from names and shapes, and print the command.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle at --output.")
 @click.option("--no-check", "skip_checks", is_flag=True, help="Write the bundle even if a wrap-time check fails.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def command(file: Path, output: Path | None, states: tuple[str, ...], batch_axes: tuple[str, ...],
-            contexts: tuple[str, ...], constants: tuple[str, ...], chunks: tuple[str, ...], suggest: bool,
+            contexts: tuple[str, ...], constants: tuple[str, ...], chunks: tuple[str, ...],
+            reference: tuple[Path, Path] | None, atol: float, rtol: float, suggest: bool,
             force: bool, skip_checks: bool, as_json: bool) -> None:
     """Write a bundle around FILE (.onnx or .tflite) with a declared stream contract."""
     from edgesdk.errors import UsageError
@@ -68,6 +74,7 @@ def command(file: Path, output: Path | None, states: tuple[str, ...], batch_axes
     progress = StepProgress()
     result = wrapping.wrap(file, output, states=list(states), batch_axes=axes, context=context, constants=fixed,
                            chunks=chunk, force=force, check=not skip_checks, progress=progress,
+                           reference=reference or None, atol=atol, rtol=rtol,
                            command_line=" ".join(shlex.quote(a) for a in ["edgesdk", *sys.argv[2:]]))
     progress.finish()
     if as_json:

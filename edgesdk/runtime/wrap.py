@@ -25,9 +25,11 @@ import numpy as np
 
 from edgesdk import interrupts
 from edgesdk._version import __version__
-from edgesdk.errors import BackendUnavailable, UsageError
+from edgesdk.errors import BackendUnavailable, UsageError, ValidationError
+from edgesdk.runtime.compare import elementwise_error
 from edgesdk.runtime.contract import ChunkSpec, ConstantSpec, ContextSpec, StreamContract
-from edgesdk.runtime.manifest import DTYPES, MANIFEST_NAME, SCHEMA_VERSION, check_manifest, sha256_file
+from edgesdk.runtime.manifest import (DTYPES, MANIFEST_NAME, SCHEMA_VERSION, VALIDATION_NAME, check_manifest, read_npz,
+                                      sha256_file)
 
 FORMAT_OF_SUFFIX = {".onnx": "onnx", ".tflite": "tflite"}
 CONTRACT_COPY = "model.contract.onnx"
@@ -262,6 +264,9 @@ def wrap(
     force: bool = False,
     check: bool = True,
     seed: int = 0,
+    reference: tuple[str | Path, str | Path] | None = None,
+    atol: float = 1e-4,
+    rtol: float = 1e-4,
     command_line: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> WrapResult:
@@ -275,9 +280,18 @@ def wrap(
         chunks: ``{INPUT: (axis, size)}``: the new entries one push must carry on ``axis``.
         force: replace an existing bundle at ``output``.
         check: run the wrap-time checks and refuse a contract that fails one (UsageError).
+        reference: ``(inputs.npz, expected.npz)``, a recording of the authors' own wrapper: each
+            input stacked by step (``[steps, *push shape]``) and the outputs it gave. Every step is
+            compared (``atol``, ``rtol``), ``validation.json`` is written, and the recording becomes
+            the bundle's samples. A mismatch keeps the bundle, marked invalid, and raises
+            ValidationError (exit 4).
 
     Raises UsageError (exit 2) naming each bad declaration or failed check; nothing is written then.
     """
+    for name, tolerance in (("atol", atol), ("rtol", rtol)):
+        if not tolerance >= 0:
+            raise UsageError(f"{name} must be a number >= 0, not {tolerance}")
+    recording = (read_npz(reference[0]), read_npz(reference[1])) if reference is not None else None
     source, output = Path(source), Path(output)
     say = progress or (lambda message: None)
     fmt, graph_inputs, graph_outputs = describe_file(source)
@@ -361,10 +375,23 @@ def wrap(
         if failed:
             raise UsageError("the declared contract fails its checks (pass check=False / --no-check to write it anyway):\n"
                              + "\n".join(f"  ✗ {c.name}: {c.detail}" for c in failed))
-        say("recording samples for edgesdk validate")
-        _write_samples(model, staging, seed)
-        manifest["extra"]["wrap"]["samples"] = (f"inputs seeded N(0, 1) (seed {seed}); expected outputs computed by "
-                                                f"{model.backend} at wrap time")
+        report = None
+        if recording is not None:
+            say("comparing every step with the reference recording")
+            report = compare_with_reference(model, *recording, atol=atol, rtol=rtol)
+            (staging / "samples").mkdir()
+            shutil.copyfile(reference[0], staging / "samples" / "inputs.npz")
+            shutil.copyfile(reference[1], staging / "samples" / "expected.npz")
+            (staging / VALIDATION_NAME).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+            manifest["artifacts"][0]["valid"] = report["passed"]
+            manifest["valid"] = report["passed"]
+            manifest["validation"] = {"atol": atol, "rtol": rtol, "report": VALIDATION_NAME}
+            manifest["extra"]["wrap"]["samples"] = f"the reference recording {Path(reference[1]).name}"
+        else:
+            say("recording samples for edgesdk validate")
+            _write_samples(model, staging, seed)
+            manifest["extra"]["wrap"]["samples"] = (f"inputs seeded N(0, 1) (seed {seed}); expected outputs computed "
+                                                    f"by {model.backend} at wrap time")
         manifest["extra"]["wrap"]["checks"] = [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in checks]
         _write_manifest(staging, manifest)
         interrupts.check()
@@ -372,7 +399,47 @@ def wrap(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    if report is not None and not report["passed"]:
+        failed = [n for n, o in report["outputs"].items() if not o["passed"]]
+        raise ValidationError(f"{', '.join(failed)} differ from the reference recording; the bundle is kept in {output}, "
+                              f"marked invalid (details in {output / VALIDATION_NAME})", report)
     return WrapResult(output, manifest, tuple(checks))
+
+
+def compare_with_reference(model: Any, inputs: Mapping[str, np.ndarray], expected: Mapping[str, np.ndarray],
+                           atol: float, rtol: float) -> dict[str, Any]:
+    """Stream ``inputs`` (stacked by step) and compare every step of every output with ``expected``."""
+    from edgesdk.runtime.model import stream_batch
+
+    wanted = [t.name for t in model.inputs]
+    if sorted(inputs) != sorted(wanted):
+        raise UsageError(f"the reference inputs hold {', '.join(sorted(inputs)) or 'nothing'}; the stream takes "
+                         f"{', '.join(wanted)}")
+    unknown = [n for n in expected if n not in {t.name for t in model.outputs}]
+    if unknown or not expected:
+        raise UsageError(f"the reference outputs hold {', '.join(unknown) or 'nothing'}; the bundle's outputs are "
+                         f"{', '.join(t.name for t in model.outputs)}")
+    steps = {len(a) for a in inputs.values()} | {len(a) for a in expected.values()}
+    if len(steps) != 1 or not next(iter(steps)):
+        raise UsageError("the reference inputs and outputs must hold the same number of steps (axis 0), at least one")
+    stream = model.stream(batch=stream_batch(model, inputs))
+    got = [stream.push({n: inputs[n][i] for n in inputs}) for i in range(next(iter(steps)))]
+    outputs: dict[str, Any] = {}
+    for name, reference in expected.items():
+        per_step, within_all = [], True
+        for index, step in enumerate(got):
+            if step[name].shape != reference[index].shape:
+                outputs[name] = {"passed": False, "error": f"step {index}: shape {step[name].shape} vs the "
+                                                           f"reference's {reference[index].shape}"}
+                break
+            difference, within = elementwise_error(reference[index], step[name], atol, rtol)
+            per_step.append(float(difference.max()) if difference.size else 0.0)
+            within_all = within_all and bool(within.all())
+        else:
+            outputs[name] = {"passed": within_all, "max_abs": max(per_step), "atol": atol, "rtol": rtol,
+                             "per_step_max_abs": per_step}
+    return {"passed": all(o["passed"] for o in outputs.values()), "backend": model.backend,
+            "steps": len(got), "outputs": outputs}
 
 
 def _declarations(states: Sequence[StateDeclaration | str] | Mapping[str, str]) -> list[StateDeclaration]:

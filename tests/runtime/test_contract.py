@@ -80,3 +80,41 @@ def test_a_chunk_that_cannot_fit_a_static_window_is_refused(tmp_path):
     with pytest.raises(UsageError, match=r"chunks\[0\].size is 5, but the model takes 10 entries .* \(4 of them carried"):
         wrap(_window_sum(tmp_path / "sum.onnx", 10), tmp_path / "sum", context={"x": (2, 4)}, chunks={"x": (2, 5)})
     assert not (tmp_path / "sum").exists()
+
+
+def _recording(tmp_path, shift_step=None):
+    """Inputs stacked by step and the window sums they must give, computed here by numpy."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((1, 2, 24)).astype(np.float32)
+    padded = np.concatenate([np.zeros((1, 2, 4), np.float32), x], axis=2)
+    steps = np.stack([x[:, :, s:s + 6] for s in range(0, 24, 6)])
+    sums = np.stack([padded[:, :, s:s + 10].sum(axis=2, keepdims=True) for s in range(0, 24, 6)])
+    if shift_step is not None:
+        sums[shift_step] += 1.0
+    np.savez(tmp_path / "inputs.npz", x=steps)
+    np.savez(tmp_path / "expected.npz", y=sums)
+    return tmp_path / "inputs.npz", tmp_path / "expected.npz"
+
+
+def test_a_reference_recording_is_compared_step_by_step(tmp_path):
+    from click.testing import CliRunner
+
+    from edgesdk.cli import cli
+
+    source = _window_sum(tmp_path / "sum.onnx", 10)
+    inputs, expected = _recording(tmp_path)
+    result = CliRunner().invoke(cli, ["wrap", str(source), "-o", str(tmp_path / "ok"), "--context", "x:2:4",
+                                      "--reference", str(inputs), str(expected)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "ok" / "validation.json").read_text())
+    assert report["passed"] and report["steps"] == 4 and report["outputs"]["y"]["max_abs"] < 1e-5
+    assert CliRunner().invoke(cli, ["validate", str(tmp_path / "ok")]).exit_code == 0
+
+    inputs, expected = _recording(tmp_path, shift_step=2)
+    result = CliRunner().invoke(cli, ["wrap", str(source), "-o", str(tmp_path / "bad"), "--context", "x:2:4",
+                                      "--reference", str(inputs), str(expected)])
+    assert result.exit_code == 4, result.output
+    report = json.loads((tmp_path / "bad" / "validation.json").read_text())
+    per_step = report["outputs"]["y"]["per_step_max_abs"]
+    assert not report["passed"] and per_step[2] == pytest.approx(1.0, abs=1e-5) and max(per_step[:2]) < 1e-5
+    assert json.loads((tmp_path / "bad" / "edgesdk.json").read_text())["artifacts"][0]["valid"] is False
