@@ -312,7 +312,7 @@ class Stream:
         if contract:
             contract.refuse_constants(feeds)
             contract.check_chunks(feeds)
-            feeds, carried = contract.prepend_context(feeds, self.context)
+            feeds, next_context = contract.prepend_context(feeds, self.context)
         # Only the caller's feeds are checked: the state comes from the artifact's own outputs.
         model._check(feeds, model._input_infos, symbols={"batch": self.batch})
         full = dict(feeds)
@@ -323,7 +323,7 @@ class Stream:
         for state in model.state_spec:
             self.state[state.name] = results.pop(state.output)
         if contract.context:
-            self.context.update(carried)
+            self.context.update(next_context)
         self.steps += 1
         return results
 
