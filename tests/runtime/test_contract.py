@@ -118,3 +118,20 @@ def test_a_reference_recording_is_compared_step_by_step(tmp_path):
     per_step = report["outputs"]["y"]["per_step_max_abs"]
     assert not report["passed"] and per_step[2] == pytest.approx(1.0, abs=1e-5) and max(per_step[:2]) < 1e-5
     assert json.loads((tmp_path / "bad" / "edgesdk.json").read_text())["artifacts"][0]["valid"] is False
+
+
+def test_wrap_runs_with_torch_unimportable(tmp_path):
+    import subprocess
+    import sys
+
+    source = _window_sum(tmp_path / "sum.onnx", 10)
+    program = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import numpy as np, edgesdk\n"
+        f"edgesdk.wrap({str(source)!r}, {str(tmp_path / 'sum')!r}, context={{'x': (2, 4)}})\n"
+        f"y = edgesdk.load({str(tmp_path / 'sum')!r}).stream().push({{'x': np.ones((1, 2, 6), np.float32)}})['y']\n"
+        "assert y.ravel().tolist() == [6.0, 6.0], y\n"
+        "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
+    )
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
