@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgesdk._version import __version__
 
-__all__ = ["create_model", "export", "load", "__version__"]
+__all__ = ["create_model", "export", "load", "wrap", "__version__"]
 
 if TYPE_CHECKING:
     from edgesdk.runtime import Model
@@ -38,3 +38,10 @@ def load(path: Any, backend: str = "auto", **options: Any) -> "Model":
     from edgesdk.runtime import load as _load
 
     return _load(path, backend=backend, **options)
+
+
+def wrap(path: Any, output: Any, **contract: Any) -> Any:
+    """A bundle around a stateful .onnx/.tflite edgesdk did not write; see edgesdk.runtime.wrap.wrap."""
+    from edgesdk.runtime.wrap import wrap as _wrap
+
+    return _wrap(path, output, **contract)

@@ -12,7 +12,7 @@ from edgesdk.cli.common import emit_json, human
 
 
 def _shape(shape: Any) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
+    return escape("[" + ", ".join(str(d) for d in shape) + "]")  # "[batch, 8]" is not rich markup
 
 
 def _flatten(section: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -86,7 +86,13 @@ def command(path: Path, as_json: bool) -> None:
         tensors.add_row("output", escape(entry["name"]), _shape(entry["shape"]), entry["dtype"])
     for entry in facts["state"]:
         tensors.add_row("state", escape(f"{entry['input']} → {entry['output']}"), _shape(entry["shape"]),
-                        f"{entry['dtype']}, batch axis {entry['batch_axis']}, init {entry['init']}")
+                        f"{entry['dtype']}, batch axis {entry['batch_axis']}, init {entry.get('init_file', entry['init'])}")
+    for entry in facts.get("context", []):
+        tensors.add_row("context", escape(entry["input"]), f"axis {entry['axis']}", f"last {entry['size']} carried")
+    for entry in facts.get("constants", []):
+        tensors.add_row("constant", escape(entry["name"]), _shape(entry["shape"]), f"{entry['dtype']} = {entry['value']}")
+    for entry in facts.get("chunks", []):
+        tensors.add_row("chunk", escape(entry["input"]), f"axis {entry['axis']}", f"{entry['size']} new per push")
     human.print(tensors)
 
     artifacts = Table(title="artifacts", show_edge=False)

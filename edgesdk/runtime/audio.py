@@ -33,6 +33,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from edgesdk.errors import BundleError, UsageError
+from edgesdk.runtime.decisions import EarlyExit, EarlyExitRule
 from edgesdk.runtime.sections import SectionReader, StreamingFacts
 
 log = logging.getLogger(__name__)
@@ -457,7 +458,8 @@ def stream_wav(model: Any, wav_path: str | Path, *, early_exit: float | None = N
     than the training length, until that length is reached, as the authors' loader pads.
 
     ``early_exit=P`` stops once the running top class has kept a probability >= P for
-    ``early_exit_frames`` consecutive decided frames.
+    ``early_exit_frames`` consecutive decided frames; only keyword classes (labels without a
+    leading underscore) may exit early: ``edgesdk.runtime.decisions``, the one rule.
     """
     manifest = model.manifest
     source = _manifest_source(model)
@@ -476,14 +478,13 @@ def stream_wav(model: Any, wav_path: str | Path, *, early_exit: float | None = N
         raise UsageError(f"hop_ms={hop_ms} is less than one sample")
     labels = list(manifest.get("extra", {}).get("labels", []))
 
+    rule = EarlyExitRule.for_labels(labels, early_exit, early_exit_frames) if early_exit is not None else None
     with WavFile(wav_path, frontend.sample_rate_hz) as wav:
-        return _stream_wav_file(model, wav, frontend, chunk, lookahead, labels, hop_samples,
-                                early_exit, early_exit_frames)
+        return _stream_wav_file(model, wav, frontend, chunk, lookahead, labels, hop_samples, rule)
 
 
 def _stream_wav_file(model: Any, wav: "WavFile", frontend: "KaldiFbankFrontend", chunk: int, lookahead: int,
-                     labels: list[str], hop_samples: int, early_exit: float | None,
-                     early_exit_frames: int) -> StreamResult:
+                     labels: list[str], hop_samples: int, rule: EarlyExitRule | None) -> StreamResult:
     """``stream_wav`` once the WAV is open: reads it a block at a time, so any length fits in memory."""
     wav_path = wav.path
     audio_frames = frontend.num_frames(wav.num_samples)
@@ -500,13 +501,13 @@ def _stream_wav_file(model: Any, wav: "WavFile", frontend: "KaldiFbankFrontend",
     probabilities: list[float] = []
     latency: list[float] = []
     consumed = 0  # frames pushed into the model
-    streak = 0
+    early = EarlyExit(rule) if rule is not None else None
     exited = False
     last_mean: np.ndarray | None = None
 
     def push(frames: np.ndarray) -> bool:
         """Push whole chunks; True once the early-exit rule fires."""
-        nonlocal consumed, streak, last_mean
+        nonlocal consumed, last_mean
         for start in range(0, frames.shape[0], chunk):
             piece = frames[start: start + chunk]
             check_finite(piece, "features")
@@ -521,15 +522,9 @@ def _stream_wav_file(model: Any, wav: "WavFile", frontend: "KaldiFbankFrontend",
                 last_mean = means[k]
                 top = int(np.argmax(last_mean))
                 probability = float(_sigmoid(last_mean[top]))
-                if tops and top == tops[-1] and early_exit is not None and probability >= early_exit:
-                    streak += 1
-                elif early_exit is not None and probability >= early_exit:
-                    streak = 1
-                else:
-                    streak = 0
                 tops.append(top)
                 probabilities.append(probability)
-                if early_exit is not None and streak >= early_exit_frames:
+                if early is not None and early.update(last_mean):
                     return True
                 if len(tops) >= target_decided:
                     return False

@@ -16,8 +16,9 @@ import numpy as np
 
 from edgesdk.errors import BundleError
 from edgesdk.runtime.compare import family_check_from_manifest
-from edgesdk.runtime.sections import check_sections
+from edgesdk.runtime.contract import CONTRACT_KEYS, check_contract, constant_names
 from edgesdk.runtime.precision import MANIFEST_PRECISIONS
+from edgesdk.runtime.sections import check_sections
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "edgesdk.json"
@@ -27,6 +28,7 @@ MAX_MANIFEST_BYTES = 16 << 20
 REQUIRED_KEYS = ("schema_version", "model", "artifacts", "inputs", "outputs", "state")
 # Keys a lone ONNX file carries in metadata_props (as JSON, prefixed with "edgesdk.").
 ONNX_METADATA_KEYS = ("schema_version", "model", "mode", "inputs", "outputs", "state", "streaming", "frontend", "ops", "extra")
+ONNX_METADATA_KEYS += CONTRACT_KEYS  # the stream contract (runtime/contract.py)
 
 
 def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
@@ -261,6 +263,7 @@ def check_manifest(manifest: Any, source: str) -> None:
     checker.tensors(manifest["inputs"], "inputs")
     checker.tensors(manifest["outputs"], "outputs")
     checker.state(manifest["state"], "state")
+    check_contract(manifest, checker)
     for key in OPTIONAL_SECTIONS:
         if key in manifest:
             checker.object(manifest[key], key)
@@ -273,6 +276,7 @@ def check_manifest(manifest: Any, source: str) -> None:
 def _check_names_are_mapped(manifest: Mapping[str, Any], source: str) -> None:
     """Every logical input, output and state name has a tensor in every artifact, and no name is used twice."""
     inputs = [t["name"] for t in manifest["inputs"]] + [s["input"] for s in manifest["state"]]
+    inputs += constant_names(manifest)
     outputs = [t["name"] for t in manifest["outputs"]] + [s["output"] for s in manifest["state"]]
     for kind, names in (("input", inputs), ("output", outputs)):
         repeated = sorted({n for n in names if names.count(n) > 1})
@@ -346,6 +350,7 @@ def manifest_from_onnx_metadata(metadata: Mapping[str, str], path: str | Path) -
             raise BundleError(f"{path}: metadata_props has no 'edgesdk.{key}' entry")
     path = Path(path)
     names = [t["name"] for t in facts["inputs"]] + [s["input"] for s in facts["state"]]
+    names += constant_names(facts)
     output_names = [t["name"] for t in facts["outputs"]] + [s["output"] for s in facts["state"]]
     facts.setdefault("model", {})
     facts["artifacts"] = [

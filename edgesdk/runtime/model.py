@@ -6,9 +6,10 @@ state lives in the Stream object.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -23,6 +24,7 @@ from edgesdk.runtime.backends.base import (
     available_backends,
     open_backend,
 )
+from edgesdk.runtime.contract import StreamContract, initial_states
 from edgesdk.runtime.manifest import MANIFEST_NAME, inside_bundle, manifest_from_onnx_metadata, read_manifest, read_npz
 from edgesdk.runtime.precision import IoQuantization, select_artifacts
 
@@ -49,8 +51,12 @@ class StateInfo:
     dtype: str
     batch_axis: int
     init: float
+    # A whole initial value (from the bundle's init_file), batch axis of size 1 or of the stream's batch.
+    init_value: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def initial(self, batch: int = 1) -> np.ndarray:
+        if self.init_value is not None:
+            return initial_states(self.init_value, self.batch_axis, batch, self.name)
         shape = list(self.shape)
         shape[self.batch_axis] = batch
         return np.full(shape, self.init, dtype=self.dtype)
@@ -90,6 +96,10 @@ class Model:
         self.inputs = _tensor_infos(manifest["inputs"])
         self.outputs = _tensor_infos(manifest["outputs"])
         self.state_spec = _state_infos(manifest["state"])
+        init_values = StreamContract.init_values(manifest, path)
+        if init_values:
+            self.state_spec = [dataclasses.replace(s, init_value=init_values[s.name]) if s.name in init_values else s
+                               for s in self.state_spec]
         self.backend = engine.name
         self.providers = list(engine.providers)
         self.provider_fallback = list(getattr(engine, "fallback", []))
@@ -101,6 +111,12 @@ class Model:
         self._expected = dict(self._input_infos)
         for state in self.state_spec:
             self._expected[state.input] = TensorInfo(state.input, self._state_shape(state), state.dtype)
+        # Context carried into the next chunk, constant inputs, chunk sizes (runtime/contract.py).
+        contract = StreamContract.from_manifest(manifest)
+        self.contract = contract.with_fixed_sizes({c.input: self.static_shape(c.input) for c in contract.context})
+        self._constant_feeds = self.contract.constant_feeds()
+        for constant in self.contract.constants:
+            self._expected[constant.name] = TensorInfo(constant.name, constant.shape, constant.dtype)
 
     # ------------------------------------------------------------------ facts
     @property
@@ -111,7 +127,7 @@ class Model:
 
     @property
     def is_streaming(self) -> bool:
-        return bool(self.state_spec)
+        return bool(self.state_spec) or bool(self.contract.context)
 
     @property
     def format(self) -> str:
@@ -154,6 +170,8 @@ class Model:
                     shape.append(batch)
                 else:
                     shape.append(sample_sizes.get((info.name, axis), 1))
+            if self.is_streaming:
+                shape = self.contract.push_shape(info.name, shape, sample_sizes)
             feeds[info.name] = rng.standard_normal(shape).astype(info.dtype)
         return feeds
 
@@ -231,8 +249,12 @@ class Model:
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run once. For a streaming model, states may be omitted (they start at their init)
-        and the new states are returned under their output names."""
+        and the new states are returned under their output names. Constant inputs are fed by
+        the bundle; an input with a declared context takes its whole window here (a stream
+        prepends the carried entries itself)."""
         feeds = dict(feeds)
+        self.contract.refuse_constants(feeds)
+        feeds.update(self._constant_feeds)
         for state in self.state_spec:
             if state.input not in feeds:
                 batch = _batch_of(feeds, self.inputs)
@@ -244,6 +266,10 @@ class Model:
         """Why this artifact cannot take ``feeds`` (one step's, for a stream), or None if it can."""
         try:
             if self.is_streaming:
+                if self.contract:
+                    self.contract.refuse_constants(feeds)
+                    self.contract.check_chunks(feeds)
+                    feeds = self.contract.prepend_context(feeds, {})[0]
                 self._check(feeds, self._input_infos)
             else:
                 self._check(feeds, self._expected)
@@ -278,11 +304,13 @@ class Stream:
         self.batch = batch
         self.steps = 0
         self.state: dict[str, np.ndarray] = {}
+        self.context: dict[str, np.ndarray | None] = {}
         self.reset()
 
     def reset(self) -> None:
         """Back to the initial state, as if no step had been pushed."""
         self.state = {s.name: s.initial(self.batch) for s in self.model.state_spec}
+        self.context = {c.input: None for c in self.model.contract.context}  # zeros at the next push
         self.steps = 0
 
     def push(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -291,14 +319,22 @@ class Stream:
         carried = [name for name in feeds if name in model._state_inputs]
         if carried:
             raise UsageError(f"{', '.join(map(repr, carried))}: state carried by the stream; do not feed it")
+        contract = model.contract
+        if contract:
+            contract.refuse_constants(feeds)
+            contract.check_chunks(feeds)
+            feeds, next_context = contract.prepend_context(feeds, self.context)
         # Only the caller's feeds are checked: the state comes from the artifact's own outputs.
         model._check(feeds, model._input_infos, symbols={"batch": self.batch})
         full = dict(feeds)
+        full.update(model._constant_feeds)
         for state in model.state_spec:
             full[state.input] = self.state[state.name]
         results = model._run_backend(full)
         for state in model.state_spec:
             self.state[state.name] = results.pop(state.output)
+        if contract.context:
+            self.context.update(next_context)
         self.steps += 1
         return results
 
@@ -306,6 +342,8 @@ class Stream:
 def stream_batch(model: Model, sequence: Mapping[str, np.ndarray]) -> int:
     """The batch of a step sequence (inputs stacked by step on axis 0)."""
     first_step = {name: array[0] for name, array in sequence.items()}
+    if not model.state_spec:
+        return _batch_of(first_step, model.inputs)
     state = model.state_spec[0]
     return _batch_of(first_step, model.inputs, default=int(state.shape[state.batch_axis]))
 

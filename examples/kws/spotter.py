@@ -15,8 +15,8 @@ Decision rule, per window of the training length (128 frames, answered 5 frames 
 
 The filler classes (``_silence_``, ``_unknown_``) never exit early: the lead-in of every
 utterance *is* silence, so a silence posterior above threshold after a few frames says only that
-the word has not started. (``stream_wav``'s rule, which lets any class exit, decides "silence"
-after ~10 frames on most keyword clips; see README.md.) After a decision the stream is reset.
+the word has not started. The rule itself is ``edgesdk.runtime.decisions`` (``stream_wav`` and
+``edgesdk run --wav --early-exit`` use the same one). After a decision the stream is reset.
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ import numpy as np
 
 from edgesdk.errors import UsageError
 from edgesdk.runtime.audio import KaldiFbankFrontend, StreamingFbank, read_wav
+from edgesdk.runtime.decisions import EarlyExit, EarlyExitRule, is_filler  # noqa: F401 - is_filler re-exported
 from edgesdk.runtime.sections import StreamingFacts
 
 # Chosen on the validation split by tune_early_exit.py: the earliest rule costing at most half a
@@ -40,11 +41,6 @@ EARLY_EXIT_FRAMES = 30
 # After an early exit the rest of the same word is still arriving; a new window started on it
 # would classify a fragment ("stop" -> "op" -> "up"). Half a second is dropped instead.
 REFRACTORY_FRAMES = 50
-
-
-def is_filler(label: str) -> bool:
-    """Filler classes are named with a leading underscore (``_silence_``, ``_unknown_``)."""
-    return label.startswith("_")
 
 
 @dataclass
@@ -75,10 +71,6 @@ class Spotter:
     labels: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.early_exit <= 1.0:
-            raise UsageError(f"early_exit must be a probability in (0, 1], not {self.early_exit}")
-        if self.early_exit_frames < 1:
-            raise UsageError(f"early_exit_frames must be at least 1, not {self.early_exit_frames}")
         manifest = self.model.manifest
         source = str(getattr(self.model, "path", "edgesdk.json"))
         if "frontend" not in manifest:
@@ -90,6 +82,8 @@ class Spotter:
             raise UsageError("the spotter streams one frame per step; export with chunk_frames=1")
         self.window = self.frontend.clip_frames or 128
         self.labels = list(manifest.get("extra", {}).get("labels", []))
+        self.rule = EarlyExitRule.for_labels(self.labels, self.early_exit, self.early_exit_frames, self.refractory_frames)
+        self.early = EarlyExit(self.rule)
         self.stream = self.model.stream(batch=1)
         self.fbank = StreamingFbank(self.frontend)
         self.latency_s: list[float] = []
@@ -100,8 +94,7 @@ class Spotter:
     def _reset_window(self) -> None:
         self.stream.reset()
         self.frames_in_window = 0
-        self.streak = 0
-        self.last_top = -1
+        self.early.reset()
         self.last_mean: np.ndarray | None = None
 
     def _label(self, index: int) -> str:
@@ -125,15 +118,8 @@ class Spotter:
         if self.frames_in_window <= self.lookahead:
             return None  # the stream answers lookahead frames behind: nothing decided yet
         self.last_mean = np.asarray(out["mean_logits"])[0, -1]
-        top = int(np.argmax(self.last_mean))
-        probability = 1.0 / (1.0 + np.exp(-self.last_mean[top]))
-        if probability >= self.early_exit and not is_filler(self._label(top)):
-            self.streak = self.streak + 1 if top == self.last_top else 1
-        else:
-            self.streak = 0
-        self.last_top = top
-        if self.streak >= self.early_exit_frames:
-            self.skip_frames = self.refractory_frames
+        if self.early.update(self.last_mean):
+            self.skip_frames = self.rule.refractory_frames
             return self._decide(early=True)
         if self.frames_in_window >= self.window + self.lookahead:
             return self._decide(early=False)

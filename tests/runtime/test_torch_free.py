@@ -30,6 +30,7 @@ def test_runtime_devices_profiler_and_cli_verbs_need_no_torch(streaming_bundle):
                 "edgesdk.cli", "edgesdk.cli.run", "edgesdk.cli.validate", "edgesdk.cli.inspect"]
     packages += [p for p in ("edgesdk.devices", "edgesdk.profiler", "edgesdk.runtime.audio",
                              "edgesdk.runtime.chunking") if _present(p)]
+    packages += ["edgesdk.runtime.contract", "edgesdk.runtime.decisions", "edgesdk.runtime.wrap", "edgesdk.cli.wrap"]
     result = subprocess.run([sys.executable, "-c", PROGRAM.format(packages=packages, bundle=str(streaming_bundle))],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
