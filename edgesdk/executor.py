@@ -103,6 +103,13 @@ class _Reply:
     details: str = field(default="", repr=False)
 
 
+@dataclass(frozen=True)
+class _Retry:
+    """The task was sent again (its worker died with others' work in flight): wait on ``handle``."""
+
+    handle: Any
+
+
 def _call(function: Callable[..., Any], arguments: tuple, node: str | None = None) -> _Reply:
     """Run ``function`` in a worker; errors come back as a reply, not as an exception."""
     where = node or f"{socket.gethostname()}:{os.getpid()}"
@@ -149,7 +156,12 @@ class Executor:
                     for handle in self._wait(list(pending)):
                         task = pending.pop(handle)
                         reply = self._reply(handle, task)
+                        if isinstance(reply, _Retry):
+                            pending[reply.handle] = task
+                            continue
                         ready.append(TaskOutcome(task.key, reply.value, reply.error, reply.exit_code, reply.node))
+                if not ready:
+                    continue  # every finished handle was sent again
                 outcome = ready.pop(0)
                 yield outcome
                 for successor in (follow(outcome) if follow else ()):
@@ -168,7 +180,7 @@ class Executor:
     def _wait(self, handles: list[Any]) -> list[Any]:
         raise NotImplementedError
 
-    def _reply(self, handle: Any, task: Task) -> _Reply:
+    def _reply(self, handle: Any, task: Task) -> "_Reply | _Retry":
         raise NotImplementedError
 
     def _cancel(self, handles: list[Any]) -> None:
@@ -195,6 +207,8 @@ class InProcessExecutor(Executor):
 
     name = "in-process"
 
+    retries = 1
+
     def __init__(self, cpu_workers: int | None = None, device: str | None = None):
         if cpu_workers is not None and cpu_workers < 1:
             raise UsageError(f"cpu_workers must be at least 1, not {cpu_workers}")
@@ -203,6 +217,8 @@ class InProcessExecutor(Executor):
         # spawn: a forked child of a process with threads (rich, onnxruntime) can deadlock.
         self._context = multiprocessing.get_context("spawn")
         self._pools: dict[str, futures.ProcessPoolExecutor] = {}
+        self._attempts: dict[str, int] = {}
+        self._pool_of: dict[Any, futures.ProcessPoolExecutor] = {}
 
     def _pool(self, kind: str) -> futures.ProcessPoolExecutor:
         if kind not in self._pools:
@@ -217,21 +233,31 @@ class InProcessExecutor(Executor):
         return None
 
     def _submit(self, task: Task) -> Any:
-        return self._pool(task.kind).submit(_call, task.function, task.arguments)
+        pool = self._pool(task.kind)
+        handle = pool.submit(_call, task.function, task.arguments)
+        self._pool_of[handle] = pool
+        return handle
 
     def _wait(self, handles: list[Any]) -> list[Any]:
         done, _ = futures.wait(handles, return_when=futures.FIRST_COMPLETED)
         return [handle for handle in handles if handle in done]
 
-    def _reply(self, handle: Any, task: Task) -> _Reply:
+    def _reply(self, handle: Any, task: Task) -> _Reply | _Retry:
         try:
-            return handle.result()
+            reply = handle.result()
+            self._pool_of.pop(handle, None)
+            return reply
         except futures.process.BrokenProcessPool as error:
-            # The worker died (killed, out of memory, a crash in native code): this task fails,
-            # a fresh pool serves the others.
-            pool = self._pools.pop(task.kind, None)
-            if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=False)
+            # A worker died (killed, out of memory, a crash in native code). The pool then fails
+            # every task it held, so each gets one more try in a fresh pool: the others go on,
+            # and the task that kills its worker fails on its second try.
+            broken = self._pool_of.pop(handle, None)
+            if broken is not None and self._pools.get(task.kind) is broken:
+                self._pools.pop(task.kind).shutdown(wait=False, cancel_futures=False)
+            attempts = self._attempts.get(task.key, 0) + 1
+            self._attempts[task.key] = attempts
+            if attempts <= self.retries:
+                return _Retry(self._submit(task))
             return _Reply(error=f"the worker process died ({error})", exit_code=1)
         except futures.CancelledError:
             return _Reply(error="cancelled", exit_code=1)
@@ -288,6 +314,11 @@ class RayExecutor(Executor):
             ray.init(address=address, log_to_driver=False)
         self.address = address
         self._remote = ray.remote(_ray_call)
+
+    @property
+    def ray(self) -> Any:
+        """The initialised ray module (for Ray Data, e.g. ``edgesdk map``)."""
+        return self._ray
 
     def cluster_resources(self) -> dict[str, float]:
         return dict(self._ray.cluster_resources())
