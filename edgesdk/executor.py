@@ -249,15 +249,21 @@ class InProcessExecutor(Executor):
             return reply
         except futures.process.BrokenProcessPool as error:
             # A worker died (killed, out of memory, a crash in native code). The pool then fails
-            # every task it held, so each gets one more try in a fresh pool: the others go on,
-            # and the task that kills its worker fails on its second try.
+            # every task it held, so each gets one more try: the others go on, and the task that
+            # kills its worker fails on its second try.
             broken = self._pool_of.pop(handle, None)
             if broken is not None and self._pools.get(task.kind) is broken:
                 self._pools.pop(task.kind).shutdown(wait=False, cancel_futures=False)
             attempts = self._attempts.get(task.key, 0) + 1
             self._attempts[task.key] = attempts
             if attempts <= self.retries:
-                return _Retry(self._submit(task))
+                # Alone in a process of its own, so a task that kills its worker again takes
+                # no one else with it.
+                solo = futures.ProcessPoolExecutor(max_workers=1, mp_context=self._context)
+                retry = solo.submit(_call, task.function, task.arguments)
+                retry.add_done_callback(lambda _: solo.shutdown(wait=False))
+                self._pool_of[retry] = solo
+                return _Retry(retry)
             return _Reply(error=f"the worker process died ({error})", exit_code=1)
         except futures.CancelledError:
             return _Reply(error="cancelled", exit_code=1)
