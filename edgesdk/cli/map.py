@@ -18,9 +18,11 @@ from edgesdk.cli.common import human
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
               help="Inputs per call (stacked where the bundle's batch axis is dynamic).")
 @click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads per runtime session (on Ray: CPUs per actor).")
+@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "litert"]), default="auto", show_default=True,
+              help="Runtime backend (onnxruntime runs a dynamic-length ONNX file on inputs of any length).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="On Ray: actors, one session each.")
 def command(bundle: Path, inputs: Path, output: Path, use_ray: bool, ray_address: str | None, batch: int,
-            threads: int | None, workers: int) -> None:
+            threads: int | None, backend: str, workers: int) -> None:
     """Run BUNDLE over INPUTS (a folder, or a file listing one path per line) into OUT."""
     from edgesdk.errors import UsageError
     from edgesdk.sweep.corpus import map_corpus
@@ -33,7 +35,7 @@ def command(bundle: Path, inputs: Path, output: Path, use_ray: bool, ray_address
 
         executor = RayExecutor(ray_address, num_cpus=None if ray_address else workers * (threads or 1))
     try:
-        summary = map_corpus(bundle, inputs, output, batch=batch, threads=threads, workers=workers,
+        summary = map_corpus(bundle, inputs, output, batch=batch, threads=threads, backend=backend, workers=workers,
                              ray=executor.ray if executor is not None else None)
     finally:
         if executor is not None:

@@ -187,13 +187,15 @@ def _pending(items: Sequence[CorpusItem], output: Path, output_names: Sequence[s
 
 
 def map_corpus(bundle: str | Path, inputs: str | Path, output: str | Path, *, batch: int = 1,
-               threads: int | None = None, ray: Any = None, workers: int = 1,
+               threads: int | None = None, backend: str = "auto", ray: Any = None, workers: int = 1,
                progress: Callable[[int, int], None] | None = None) -> MapSummary:
     """Run ``bundle`` over every input not yet in ``output``.
 
     ``ray``: the ray module of an initialised Ray instance (``edgesdk.executor.RayExecutor``
     starts or joins one) to run on Ray Data with ``workers`` actors; None runs in-process.
-    ``threads``: intra-op threads per runtime session (on Ray: CPUs per actor).
+    ``threads``: intra-op threads per runtime session (on Ray: CPUs per actor). ``backend``:
+    as ``edgesdk.load`` (a bundle whose TFLite file has static shapes and whose ONNX file has
+    dynamic ones runs inputs of several lengths only with ``onnxruntime``).
     """
     if batch < 1 or workers < 1 or (threads is not None and threads < 1):
         raise UsageError("batch, workers and threads must be at least 1")
@@ -217,7 +219,7 @@ def map_corpus(bundle: str | Path, inputs: str | Path, output: str | Path, *, ba
             progress(done + len(failed), len(todo))
 
     if todo and ray is None:
-        runner = BundleRunner(bundle, threads=threads)
+        runner = BundleRunner(bundle, threads=threads, backend=backend)
         for start in range(0, len(todo), batch):
             group = todo[start:start + batch]
             for item, result in zip(group, runner.run([item.path for item in group])):
@@ -226,7 +228,7 @@ def map_corpus(bundle: str | Path, inputs: str | Path, output: str | Path, *, ba
         by_name = {item.name: item for item in todo}
         dataset = ray.data.from_items([{"path": item.path, "name": item.name} for item in todo])
         mapped = dataset.map_batches(
-            _RayMapper, fn_constructor_kwargs={"bundle": str(Path(bundle).resolve())}, batch_size=batch,
+            _RayMapper, fn_constructor_kwargs={"bundle": str(Path(bundle).resolve()), "backend": backend}, batch_size=batch,
             batch_format="numpy", concurrency=workers, num_cpus=threads or 1)
         for row in mapped.iter_rows():
             item = by_name[str(row["name"])]
@@ -248,11 +250,11 @@ def _output_names(bundle: str | Path) -> list[str]:
 class _RayMapper:
     """A Ray Data actor: one runtime session, intra-op threads = the CPUs Ray assigned it."""
 
-    def __init__(self, bundle: str):
+    def __init__(self, bundle: str, backend: str = "auto"):
         import ray
 
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
-        self.runner = BundleRunner(bundle, threads=max(1, int(cpus)))
+        self.runner = BundleRunner(bundle, threads=max(1, int(cpus)), backend=backend)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [str(name) for name in batch["name"]]
