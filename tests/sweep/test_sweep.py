@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import shutil
 
-import pytest
 from click.testing import CliRunner
 
 from edgesdk.cli import cli
@@ -13,40 +12,13 @@ from edgesdk.executor import InProcessExecutor
 from edgesdk.sweep.matrix import load_matrix
 from edgesdk.sweep.runner import run_sweep
 
-MATRIX = """\
-name: tiny
-models:
-  - factory: examples.python.tiny_models:classifier
-    name: classifier
-    inputs: {features: 1x40x17}
-  - factory: tests.sweep.workloads:missing_model
-    name: broken
-    inputs: {x: 1x4}
-formats: [onnx]
-precisions: [fp32, int8]
-devices: [local, fake-board]
-profile: {runs: 5, warmup: 1, energy: auto}
-"""
-
-
-def _rows(folder):
-    return {row["cell"]: row for row in map(json.loads, (folder / "results.jsonl").read_text().splitlines())}
-
-
-@pytest.fixture(scope="module")
-def first_sweep(tmp_path_factory):
-    """One sweep of the matrix, in-process (shared by the tests below; the Ray tests copy it)."""
-    folder = tmp_path_factory.mktemp("sweep")
-    (folder / "matrix.yaml").write_text(MATRIX)
-    local = detect_device().profile.name
-    with InProcessExecutor(cpu_workers=1, device=local) as executor:
-        summary = run_sweep(load_matrix(folder / "matrix.yaml"), folder / "out", executor, local_profile=local)
-    return folder, summary
+from edgesdk.sweep.tasks import MeasureRequest, measure_cell, pack_bundle
+from tests.sweep.workloads import MATRIX, read_rows
 
 
 def test_each_cell_gets_one_row_with_its_figures_or_its_error(first_sweep):
     folder, summary = first_sweep
-    rows = _rows(folder / "out")
+    rows = read_rows(folder / "out")
     assert len(rows) == len(summary.rows) == 2 * 2 * 2  # models x precisions x devices, one format
     ok = rows["classifier/onnx/fp32/local"]
     assert ok["status"] == "ok" and ok["valid"] is True and ok["exit_code"] == 0
@@ -81,13 +53,13 @@ def test_a_rerun_computes_only_what_changed(first_sweep, tmp_path):
     matrix_path = tmp_path / "matrix.yaml"
     matrix_path.write_text(MATRIX)
     local = detect_device().profile.name
-    bundle = out / "bundles" / _rows(out)["classifier/onnx/fp32/local"]["export_key"] / "model.onnx"
+    bundle = out / "bundles" / read_rows(out)["classifier/onnx/fp32/local"]["export_key"] / "model.onnx"
     built = bundle.stat().st_mtime_ns
     with InProcessExecutor(cpu_workers=1, device=local) as executor:
         again = run_sweep(load_matrix(matrix_path), out, executor, local_profile=local)
     assert (again.computed, again.cached) == (0, 1)
-    assert _rows(out)["classifier/onnx/fp32/local"]["cached"] is True
-    assert _rows(out)["classifier/onnx/fp32/local"]["p50_ms"] == _rows(folder / "out")["classifier/onnx/fp32/local"]["p50_ms"]
+    assert read_rows(out)["classifier/onnx/fp32/local"]["cached"] is True
+    assert read_rows(out)["classifier/onnx/fp32/local"]["p50_ms"] == read_rows(folder / "out")["classifier/onnx/fp32/local"]["p50_ms"]
     # Other profile settings: measured again, the bundle reused.
     matrix_path.write_text(MATRIX.replace("runs: 5", "runs: 6"))
     with InProcessExecutor(cpu_workers=1, device=local) as executor:
@@ -111,3 +83,13 @@ def test_the_verb_refuses_ray_and_a_ray_address_together(tmp_path):
     matrix.write_text(MATRIX)
     result = CliRunner().invoke(cli, ["sweep", str(matrix), "-o", str(tmp_path / "o"), "--ray", "--ray-address", "x:1"])
     assert result.exit_code == 2 and "not both" in result.output
+
+
+def test_a_measurement_given_the_bundle_as_an_archive_unpacks_and_profiles_it(first_sweep):
+    folder, _ = first_sweep
+    row = read_rows(folder / "out")["classifier/onnx/fp32/local"]
+    archive = pack_bundle(folder / "out" / "bundles" / row["export_key"])
+    summary = measure_cell(MeasureRequest(bundle=None, archive=archive, format="onnx", runs=3, warmup=1,
+                                          energy="estimate", stream=False))
+    assert summary.backend == "onnxruntime" and summary.p50_ms > 0
+    assert summary.energy_provenance == "estimated:ops" and summary.energy_per_inference_j > 0
