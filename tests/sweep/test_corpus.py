@@ -1,6 +1,9 @@
 """edgesdk map in-process: outputs per input equal a plain loop over the runtime; resumable."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -66,3 +69,19 @@ def test_a_list_file_names_inputs_and_an_empty_folder_is_an_error(feeds, tmp_pat
     (tmp_path / "empty").mkdir()
     with pytest.raises(UsageError, match="no .wav or .npy"):
         discover(tmp_path / "empty")
+
+
+def test_map_and_the_executor_need_no_torch(stateless_bundle, feeds, tmp_path):
+    program = (
+        "import sys\n"
+        "sys.modules['torch'] = None  # any `import torch` now raises ImportError\n"
+        "import edgesdk.executor\n"
+        "from edgesdk.cli import main\n"
+        f"sys.argv = ['edgesdk', 'map', {str(stateless_bundle)!r}, {str(feeds / 'a')!r}, '-o', {str(tmp_path / 'o')!r},"
+        " '--backend', 'onnxruntime']\n"
+        "main()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "6 written, 0 already in" in result.stdout
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [f"clip{i:02d}.npy" for i in (1, 3, 5, 7, 9, 11)]
