@@ -189,11 +189,18 @@ class Executor:
     def close(self) -> None:
         """Release workers (and a Ray instance this executor started)."""
 
+    def abort(self) -> None:
+        """Stop at once after an interrupt: work in flight is dropped, not waited for."""
+        self.close()
+
     def __enter__(self) -> "Executor":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
+        if kind is not None and issubclass(kind, KeyboardInterrupt):
+            self.abort()
+        else:
+            self.close()
 
 
 class InProcessExecutor(Executor):
@@ -276,6 +283,17 @@ class InProcessExecutor(Executor):
         for pool in self._pools.values():
             pool.shutdown(wait=True, cancel_futures=True)
         self._pools.clear()
+
+    def abort(self) -> None:
+        for pool in self._pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
+        self._pools.clear()
+        # The pools' workers are this process's multiprocessing children (the CLI starts no
+        # others): end them rather than wait for an export that may take minutes.
+        for child in multiprocessing.active_children():
+            child.terminate()
+        for child in multiprocessing.active_children():
+            child.join(timeout=5)
 
 
 def import_ray() -> Any:

@@ -1,7 +1,9 @@
 """The in-process executor: values, typed errors, dead workers, serial measurements, device refusals."""
 from __future__ import annotations
 
+import multiprocessing
 import sys
+import time
 
 import pytest
 
@@ -55,3 +57,17 @@ def test_asking_for_ray_without_ray_installed_names_the_extra(monkeypatch):
     assert raised.value.exit_code == 5
     with pytest.raises(UsageError, match="not both"):
         make_executor(ray=True, ray_address="127.0.0.1:6379")
+
+
+def test_an_interrupt_drops_work_in_flight_instead_of_waiting_for_it():
+    def follow(outcome):
+        raise KeyboardInterrupt  # Ctrl-C as the first result comes in
+
+    started = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        with InProcessExecutor(cpu_workers=2, device="x86-64") as executor:
+            for _ in executor.run([Task("quick", workloads.square, (2,)), Task("long", workloads.hold, (60.0,))],
+                                  follow=follow):
+                pass
+    assert time.perf_counter() - started < 45  # the 60 s task was not waited for
+    assert multiprocessing.active_children() == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
 from click.testing import CliRunner
 
 from edgesdk.cli import cli
@@ -93,3 +94,23 @@ def test_a_measurement_given_the_bundle_as_an_archive_unpacks_and_profiles_it(fi
                                           energy="estimate", stream=False))
     assert summary.backend == "onnxruntime" and summary.p50_ms > 0
     assert summary.energy_provenance == "estimated:ops" and summary.energy_per_inference_j > 0
+
+
+def test_an_interrupt_keeps_the_rows_already_finished_and_still_writes_the_report(first_sweep, tmp_path):
+    folder, _ = first_sweep
+    out = tmp_path / "out"
+    shutil.copytree(folder / "out", out)
+    (tmp_path / "matrix.yaml").write_text(MATRIX.replace("runs: 5", "runs: 7"))  # the local cell is measured again
+    local = detect_device().profile.name
+    seen = []
+
+    def say(row):
+        seen.append(row.cell)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        with InProcessExecutor(cpu_workers=1, device=local) as executor:
+            run_sweep(load_matrix(tmp_path / "matrix.yaml"), out, executor, local_profile=local, say=say)
+    assert list(read_rows(out)) == seen  # every row said before the interrupt, and no other
+    assert "3 cells:" in (out / "report.md").read_text()
