@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,7 @@ from edgesdk.sweep.corpus import map_corpus  # noqa: E402
 from edgesdk.sweep.matrix import load_matrix  # noqa: E402
 from edgesdk.sweep.runner import run_sweep  # noqa: E402
 from tests.sweep import workloads  # noqa: E402
-from tests.sweep.workloads import MATRIX  # noqa: E402
+from tests.sweep.workloads import MATRIX, read_rows  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVICE = "fake-board"
@@ -110,3 +112,19 @@ def test_map_on_ray_data_equals_the_bundle_in_a_loop(cluster, stateless_bundle, 
     (out / "x3.npy").unlink(missing_ok=True)
     resumed = map_corpus(stateless_bundle, inputs, out, backend="onnxruntime", ray=executor.ray, workers=1)
     assert (resumed.done, resumed.skipped) == (1, 5)
+
+
+def test_the_verb_with_ray_starts_its_own_instance_and_ignores_an_inherited_address(first_sweep, tmp_path):
+    folder, _ = first_sweep
+    out = tmp_path / "out"
+    shutil.copytree(folder / "out", out)
+    (tmp_path / "matrix.yaml").write_text(MATRIX.replace("runs: 5", "runs: 4"))  # the local cell is measured again
+    environment = {**os.environ, "RAY_ADDRESS": "127.0.0.1:9", "PYTHONPATH": os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    program = "from edgesdk.cli import main; main()"
+    result = subprocess.run([sys.executable, "-c", program, "sweep", str(tmp_path / "matrix.yaml"), "-o", str(out),
+                             "--ray", "--workers", "1"], capture_output=True, text=True, timeout=300, env=environment)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "8 cells: 1 computed, 0 cached, 3 failed, 4 skipped" in result.stdout
+    row = read_rows(out)["classifier/onnx/fp32/local"]
+    assert row["status"] == "ok" and not row["cached"] and len(row["measure_node"]) == 56  # a Ray node id
