@@ -1,6 +1,8 @@
 """Matrix files: cells, unsupported combinations, cache keys, and errors that name the bad key."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from edgesdk.errors import UsageError
@@ -68,3 +70,12 @@ def test_yaml_file_reads_and_bad_yaml_is_a_usage_error(tmp_path):
     bad.write_text("models: [\n")
     with pytest.raises(UsageError, match="not valid YAML"):
         load_matrix(bad)
+
+
+def test_the_example_matrix_reads_as_the_readme_says():
+    root = Path(__file__).resolve().parents[2]
+    matrix = load_matrix(root / "examples" / "sweeps" / "small.yaml")
+    assert [(m.family, m.preset) for m in matrix.models] == [("lmuformer", "tiny"), ("slab", "tiny")]
+    cells = matrix.cells()
+    assert len(cells) == 8 and sum(1 for c in cells if c.unsupported) == 2
+    assert {c.device for c in cells} == {"local"}
