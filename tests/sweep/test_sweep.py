@@ -1,7 +1,6 @@
 """A real sweep in-process: export -> validate -> profile, the cache, failures recorded, the report, the verb."""
 from __future__ import annotations
 
-import json
 import shutil
 
 import pytest
