@@ -85,24 +85,30 @@ def output_paths(output: Path, name: str, output_names: Sequence[str]) -> dict[s
 class BundleRunner:
     """One runtime session of a bundle and the rules that turn an input file into its feed."""
 
-    def __init__(self, bundle: str | Path, threads: int | None = None, backend: str = "auto"):
-        from edgesdk.runtime import load
-
-        self.model = load(bundle, backend=backend, num_threads=threads)
-        if self.model.is_streaming:
-            raise UsageError(f"{bundle} is a streaming bundle; map runs full-utterance bundles "
+    def __init__(self, model: Any):
+        """``model``: a loaded ``edgesdk.runtime.Model`` (see ``open``)."""
+        self.model = model
+        manifest = model.manifest
+        source = getattr(model, "path", "the bundle")
+        if model.is_streaming:
+            raise UsageError(f"{source} is a streaming bundle; map runs full-utterance bundles "
                              "(use `edgesdk run --wav` to stream one file)")
-        manifest = self.model.manifest
-        self.inputs = [entry for entry in manifest["inputs"]]
+        self.inputs = list(manifest["inputs"])
         if len(self.inputs) != 1:
-            raise UsageError(f"map feeds bundles with one input; {bundle} takes {len(self.inputs)}")
+            raise UsageError(f"map feeds bundles with one input; {source} takes {len(self.inputs)}")
         self.input = self.inputs[0]
         self.output_names = [entry["name"] for entry in manifest["outputs"]]
         self.family = (manifest.get("model") or {}).get("family")
         self.frontend = manifest.get("frontend") or {}
-        shape = self.model.static_shape(self.input["name"])
-        self.shape = shape
-        self.dynamic_batch = bool(shape) and isinstance(shape[0], str)
+        self.shape = model.static_shape(self.input["name"])
+        self.dynamic_batch = bool(self.shape) and isinstance(self.shape[0], str)
+
+    @classmethod
+    def open(cls, bundle: str | Path, threads: int | None = None, backend: str = "auto") -> "BundleRunner":
+        """Load ``bundle`` in the runtime (``threads``: intra-op threads) and wrap it."""
+        from edgesdk.runtime import load
+
+        return cls(load(bundle, backend=backend, num_threads=threads))
 
     def _from_wav(self, path: Path) -> np.ndarray:
         from edgesdk.runtime.audio import frontend_from_manifest, read_wav
@@ -219,7 +225,7 @@ def map_corpus(bundle: str | Path, inputs: str | Path, output: str | Path, *, ba
             progress(done + len(failed), len(todo))
 
     if todo and ray is None:
-        runner = BundleRunner(bundle, threads=threads, backend=backend)
+        runner = BundleRunner.open(bundle, threads=threads, backend=backend)
         for start in range(0, len(todo), batch):
             group = todo[start:start + batch]
             for item, result in zip(group, runner.run([item.path for item in group])):
@@ -254,7 +260,7 @@ class _RayMapper:
         import ray
 
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
-        self.runner = BundleRunner(bundle, threads=max(1, int(cpus)), backend=backend)
+        self.runner = BundleRunner.open(bundle, threads=max(1, int(cpus)), backend=backend)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [str(name) for name in batch["name"]]

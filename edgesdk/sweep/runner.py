@@ -3,8 +3,8 @@
 Layout of the output folder:
 
     DIR/results.jsonl         one row per cell (rewritten at the start, appended as cells finish)
-    DIR/results.parquet       the same rows, when pyarrow is installed
-    DIR/report.md             a table (and DIR/latency_vs_size.png when matplotlib is installed)
+    DIR/results.parquet       the same rows in the matrix's order, when pyarrow is installed
+    DIR/report.md             a table in the matrix's order (and DIR/latency_vs_size.png with matplotlib)
     DIR/bundles/<export_key>/ every bundle
     DIR/cache/export-<key>.json, DIR/cache/measure-<key>.json   finished work, by content hash
 
@@ -246,7 +246,8 @@ def run_sweep(matrix: Matrix, output: str | Path, executor: Executor, *, local_p
         results.close()
         from edgesdk.sweep.report import write_report
 
-        files = write_report(results.rows, output, matrix.name)
+        order = {cell.cell_id: index for index, cell in enumerate(matrix.cells())}
+        files = write_report(sorted(results.rows, key=lambda row: order.get(row.cell, len(order))), output, matrix.name)
     rows = tuple(results.rows)
     return SweepSummary(rows=rows, computed=counts["computed"], cached=counts["cached"],
                         failed=sum(r.status == "failed" for r in rows), skipped=sum(r.status == "skipped" for r in rows),

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 import edgesdk
 from edgesdk.cli import cli
 from edgesdk.errors import UsageError
-from edgesdk.sweep.corpus import discover, map_corpus
+from edgesdk.sweep.corpus import BundleRunner, discover, map_corpus
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +85,39 @@ def test_map_and_the_executor_need_no_torch(stateless_bundle, feeds, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "6 written, 0 already in" in result.stdout
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [f"clip{i:02d}.npy" for i in (1, 3, 5, 7, 9, 11)]
+
+
+class _RowSums:
+    """A stand-in runtime model with a dynamic batch axis: y[b] = sum of x[b], and a call count."""
+
+    is_streaming = False
+    manifest = {"inputs": [{"name": "x", "dtype": "float32"}], "outputs": [{"name": "y"}], "model": {}}
+
+    def __init__(self):
+        self.calls = []
+
+    def static_shape(self, name):
+        return ["batch", 3, "frames"]
+
+    def run(self, feeds):
+        self.calls.append(feeds["x"].shape)
+        return {"y": feeds["x"].sum(axis=(1, 2))[:, None]}
+
+
+def test_batches_of_equal_shapes_are_stacked_into_one_call_and_split_back(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal((3, 5)).astype(np.float32) for _ in range(3)] + [np.ones((3, 9), np.float32)]
+    paths = []
+    for i, array in enumerate(arrays):
+        np.save(tmp_path / f"{i}.npy", array)
+        paths.append(tmp_path / f"{i}.npy")
+    model = _RowSums()
+    runner = BundleRunner(model)
+    stacked = runner.run(paths[:3])
+    assert model.calls == [(3, 3, 5)]
+    for array, result in zip(arrays, stacked):
+        np.testing.assert_allclose(result["y"], [[array.sum()]], rtol=1e-6)
+    model.calls.clear()
+    mixed = runner.run(paths[1:])  # two lengths: one call per input
+    assert model.calls == [(1, 3, 5), (1, 3, 5), (1, 3, 9)]
+    np.testing.assert_allclose(mixed[2]["y"], [[27.0]])
