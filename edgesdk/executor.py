@@ -226,6 +226,8 @@ class InProcessExecutor(Executor):
         self._pools: dict[str, futures.ProcessPoolExecutor] = {}
         self._attempts: dict[str, int] = {}
         self._pool_of: dict[Any, futures.ProcessPoolExecutor] = {}
+        # Children that existed before this executor are someone else's: abort() spares them.
+        self._older_children = {child.pid for child in multiprocessing.active_children()}
 
     def _pool(self, kind: str) -> futures.ProcessPoolExecutor:
         if kind not in self._pools:
@@ -288,11 +290,12 @@ class InProcessExecutor(Executor):
         for pool in self._pools.values():
             pool.shutdown(wait=False, cancel_futures=True)
         self._pools.clear()
-        # The pools' workers are this process's multiprocessing children (the CLI starts no
-        # others): end them rather than wait for an export that may take minutes.
-        for child in multiprocessing.active_children():
+        # The pools' workers are the multiprocessing children born since this executor was made:
+        # end them rather than wait for an export that may take minutes.
+        ours = [child for child in multiprocessing.active_children() if child.pid not in self._older_children]
+        for child in ours:
             child.terminate()
-        for child in multiprocessing.active_children():
+        for child in ours:
             child.join(timeout=5)
 
 
