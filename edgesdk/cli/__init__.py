@@ -19,7 +19,7 @@ from edgesdk import interrupts
 from edgesdk._version import __version__
 from edgesdk.errors import EdgeSDKError
 
-VERBS = ("export", "run", "validate", "inspect", "profile", "devices", "models", "demo", "wrap")
+VERBS = ("export", "run", "validate", "inspect", "profile", "devices", "models", "demo", "wrap", "sweep", "map")
 
 
 class EdgeSDKClickError(click.ClickException):

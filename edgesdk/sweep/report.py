@@ -1,0 +1,135 @@
+"""The sweep's report: results.parquet (pyarrow), report.md and a latency-vs-size plot (matplotlib).
+
+Every figure keeps the provenance the profiler gave it (``measured:perf_counter``,
+``measured:rapl``, ``estimated:ops``...): an estimate is never shown as a measurement.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edgesdk.sweep.runner import CellRow
+
+logger = logging.getLogger(__name__)
+
+
+def _joules(value: float | None) -> str:
+    if value is None:
+        return "-"
+    for unit, scale in (("J", 1.0), ("mJ", 1e-3), ("µJ", 1e-6), ("nJ", 1e-9)):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value / 1e-12:.3g} pJ"
+
+
+def _size(value: int | None) -> str:
+    return "-" if value is None else f"{value / 1024:.1f} KiB"
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both axes (lower is better on each)."""
+    front = []
+    for i, (x, y) in enumerate(points):
+        if not any((ox <= x and oy <= y) and (ox < x or oy < y) for j, (ox, oy) in enumerate(points) if j != i):
+            front.append(i)
+    return front
+
+
+def markdown(rows: Sequence["CellRow"], title: str, plot: str | None) -> str:
+    lines = [f"# Sweep {title}", ""]
+    ok = sum(r.status == "ok" for r in rows)
+    failed = sum(r.status == "failed" for r in rows)
+    skipped = sum(r.status == "skipped" for r in rows)
+    cached = sum(r.cached for r in rows)
+    lines.append(f"{len(rows)} cells: {ok} ok ({cached} from the cache), {failed} failed, {skipped} skipped.")
+    lines.append("")
+    lines.append("| model | format | precision | device | status | size | max abs err / SQNR | p50 latency | latency provenance "
+                 "| energy / inference | energy provenance | backend | node |")
+    lines.append("|" + "---|" * 13)
+    for r in rows:
+        if r.status == "ok":
+            status = "ok (cached)" if r.cached else "ok"
+        elif r.status == "failed":
+            status = f"failed at {r.stage} (exit {r.exit_code}): {r.error}"
+        else:
+            status = f"skipped: {r.error}"
+        accuracy = "-"
+        if r.min_sqnr_db is not None:
+            accuracy = f"SQNR {r.min_sqnr_db:.1f} dB"
+        elif r.max_abs_error is not None:
+            accuracy = f"{r.max_abs_error:.1e}"
+        if r.valid is False:
+            accuracy += " (invalid)"
+        latency = "-" if r.p50_ms is None else f"{r.p50_ms:.3f} ms"
+        node = (r.measure_node or r.export_node or "-")[:12]
+        status = status.replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {r.model} | {r.format} | {r.precision} | {r.device} | {status} | {_size(r.size_bytes)} | "
+                     f"{accuracy} | {latency} | {r.latency_provenance or '-'} | {_joules(r.energy_per_inference_j)} | "
+                     f"{r.energy_provenance or '-'} | {r.backend or '-'} | {node} |")
+    lines.append("")
+    if plot:
+        lines += [f"![p50 latency against artifact size, per device; the Pareto front circled]({plot})", ""]
+    else:
+        lines += ["(No plot: matplotlib is not installed, or no cell was measured.)", ""]
+    lines.append("Energy figures labelled `estimated:ops` are op counts times energy per op, not measurements.")
+    return "\n".join(lines) + "\n"
+
+
+def plot_latency_vs_size(rows: Sequence["CellRow"], path: Path) -> Path | None:
+    """p50 latency against artifact size, one series per device, the Pareto front circled."""
+    measured = [r for r in rows if r.status == "ok" and r.p50_ms is not None and r.size_bytes]
+    if not measured:
+        return None
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        logger.info("matplotlib is not installed: no sweep plot")
+        return None
+    figure = Figure(figsize=(7, 4.5), dpi=110)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for device in sorted({r.device for r in measured}):
+        series = [r for r in measured if r.device == device]
+        points = [(r.size_bytes / 1024, r.p50_ms) for r in series]
+        axes.scatter([p[0] for p in points], [p[1] for p in points], label=device)
+        for r, (x, y) in zip(series, points):
+            axes.annotate(f"{r.model} {r.format} {r.precision}", (x, y), fontsize=7, xytext=(3, 3),
+                          textcoords="offset points")
+        front = pareto_front(points)
+        axes.scatter([points[i][0] for i in front], [points[i][1] for i in front], s=160, facecolors="none",
+                     edgecolors="black", linewidths=1)
+    axes.set_xlabel("artifact size (KiB)")
+    axes.set_ylabel("p50 latency (ms)")
+    axes.set_title("latency vs size per device (circled: Pareto front)")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    return path
+
+
+def write_parquet(rows: Sequence["CellRow"], path: Path) -> Path | None:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        return None
+    pq.write_table(pa.Table.from_pylist([r.to_dict() for r in rows]), path)
+    return path
+
+
+def write_report(rows: Sequence["CellRow"], output: Path, title: str) -> list[str]:
+    """results.parquet (if pyarrow), latency_vs_size.png (if matplotlib), report.md; their paths."""
+    written = [str(output / "results.jsonl")]
+    parquet = write_parquet(rows, output / "results.parquet") if rows else None
+    if parquet:
+        written.append(str(parquet))
+    plot = plot_latency_vs_size(rows, output / "latency_vs_size.png")
+    if plot:
+        written.append(str(plot))
+    (output / "report.md").write_text(markdown(rows, title, plot.name if plot else None))
+    written.append(str(output / "report.md"))
+    return written

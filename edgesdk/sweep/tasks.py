@@ -1,0 +1,181 @@
+"""What a worker does for one cell: export (with validation), then measure.
+
+Both are top-level functions taking and returning frozen dataclasses, so the executor can send
+them to a process pool or a Ray node. When workers do not share the driver's file system (Ray),
+an export comes back as a tar archive of its bundle and a measurement unpacks it on its node.
+"""
+from __future__ import annotations
+
+import io
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgesdk.errors import BundleError, UsageError
+from edgesdk.sweep.matrix import RUNTIME_PACKAGES, ModelEntry, package_versions
+
+BACKEND_OF_FORMAT = {"onnx": "onnxruntime", "tflite": "litert"}
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    model: ModelEntry
+    format: str
+    precision: str
+    export_options: tuple[tuple[str, Any], ...]
+    output: str | None  # where to write the bundle; None: a temporary folder, returned as an archive
+    search_path: tuple[str, ...] = ()  # folders a factory's module is imported from
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    artifact: str
+    size_bytes: int
+    valid: bool
+    max_abs_error: float | None
+    min_sqnr_db: float | None
+    export_s: float
+    archive: bytes | None = None
+
+
+@dataclass(frozen=True)
+class MeasureRequest:
+    bundle: str | None
+    archive: bytes | None
+    format: str
+    runs: int
+    warmup: int
+    energy: str
+    stream: bool
+
+
+@dataclass(frozen=True)
+class MeasureSummary:
+    p50_ms: float
+    p90_ms: float
+    mean_ms: float
+    latency_provenance: str
+    energy_per_inference_j: float | None
+    energy_provenance: str | None
+    device_model: str
+    device_profile: str
+    backend: str
+    peak_rss_mib: float | None
+    runtime_versions: tuple[tuple[str, str | None], ...]
+
+
+def pack_bundle(folder: Path) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        archive.add(folder, arcname=".")
+    return buffer.getvalue()
+
+
+def unpack_bundle(data: bytes, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+        archive.extractall(folder, filter="data")  # the data filter refuses links and paths out of folder
+    return folder
+
+
+def _errors(validation: dict, fmt: str) -> tuple[float | None, float | None]:
+    """Worst max abs error and lowest SQNR over every case and output of one format."""
+    max_abs: list[float] = []
+    sqnr: list[float] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "max_abs" and isinstance(value, (int, float)):
+                    max_abs.append(float(value))
+                elif key == "sqnr_db" and isinstance(value, (int, float)):
+                    sqnr.append(float(value))
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(validation.get("formats", {}).get(fmt, {}))
+    return (max(max_abs) if max_abs else None), (min(sqnr) if sqnr else None)
+
+
+def export_cell(request: ExportRequest) -> ExportSummary:
+    """Build the model and export one format at one precision; validation runs inside export."""
+    from edgesdk.exporters.bundle import export
+    from edgesdk.models.registry import create_model
+
+    for folder in request.search_path:
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    entry = request.model
+    started = time.perf_counter()
+    options: dict[str, Any] = dict(request.export_options)
+    options.update(dict(entry.options))
+    if request.precision == "int8":
+        options["quantize"] = "int8"
+    with tempfile.TemporaryDirectory(prefix="edgesdk-sweep-") as scratch:
+        output = Path(request.output) if request.output else Path(scratch) / "bundle"
+        if entry.factory is not None:
+            model = load_factory(entry.factory)
+            options.update(example_inputs=dict(entry.inputs), states=dict(entry.states) or None, factory=entry.factory)
+        else:
+            model = create_model(entry.family, preset=entry.preset, checkpoint=entry.checkpoint)
+        result = export(model, output, formats=(request.format,), mode=entry.mode, force=True, **options)
+        artifact = result.manifest["artifacts"][0]["file"]
+        max_abs, sqnr = _errors(result.validation, request.format)
+        return ExportSummary(
+            artifact=artifact, size_bytes=(output / artifact).stat().st_size, valid=result.valid,
+            max_abs_error=max_abs, min_sqnr_db=sqnr, export_s=time.perf_counter() - started,
+            archive=None if request.output else pack_bundle(output),
+        )
+
+
+def load_factory(target: str) -> Any:
+    """'package.module:function' -> the module object it returns (UsageError otherwise)."""
+    import importlib
+
+    import torch
+
+    module_name, _, attribute = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise UsageError(f"cannot import {module_name!r}: {error}") from None
+    factory = getattr(module, attribute, None)
+    if factory is None:
+        raise UsageError(f"{module_name!r} has no attribute {attribute!r}")
+    model = factory() if callable(factory) else factory
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(f"{target} returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def measure_cell(request: MeasureRequest) -> MeasureSummary:
+    """Profile one bundle on this node with the backend of its format."""
+    from edgesdk.profiler import profile_bundle
+
+    with tempfile.TemporaryDirectory(prefix="edgesdk-measure-") as scratch:
+        if request.archive is not None:
+            bundle = unpack_bundle(request.archive, Path(scratch) / "bundle")
+        elif request.bundle is not None:
+            bundle = Path(request.bundle)
+        else:
+            raise BundleError("a measurement needs a bundle folder or its archive")
+        outcome = profile_bundle(bundle, backend=BACKEND_OF_FORMAT[request.format], runs=request.runs,
+                                 warmup=request.warmup, stream=request.stream, energy=request.energy)
+    result = outcome.result
+    latency, energy = result["latency"], result["energy"]
+    return MeasureSummary(
+        p50_ms=float(latency["p50_ms"]), p90_ms=float(latency["p90_ms"]), mean_ms=float(latency["mean_ms"]),
+        latency_provenance=str(latency["provenance"]),
+        energy_per_inference_j=energy.get("energy_per_inference_j"),
+        energy_provenance=energy.get("provenance") if energy.get("energy_per_inference_j") is not None else None,
+        device_model=str(result["device"]["model"]), device_profile=str(result["device"]["profile"]),
+        backend=str(result["backend"]["name"]), peak_rss_mib=result.get("memory", {}).get("peak_rss_mib"),
+        runtime_versions=tuple(package_versions(RUNTIME_PACKAGES).items()),
+    )
