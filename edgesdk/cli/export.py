@@ -66,28 +66,6 @@ def _parse_precisions(ctx: click.Context, param: click.Parameter, values: tuple[
     return tuple(choice.convert(name, param, ctx) for name in names) or None
 
 
-def _load_factory(target: str) -> Any:
-    """'package.module:factory' -> the nn.Module the factory returns."""
-    module_name, _, attribute = target.partition(":")
-    if not module_name or not attribute:
-        raise UsageError(f"{target!r} must look like package.module:factory")
-    if str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))  # so a module beside the user imports, as with python -m
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise UsageError(f"cannot import {module_name!r}: {error}") from None
-    factory = getattr(module, attribute, None)
-    if factory is None:
-        raise UsageError(f"{module_name!r} has no attribute {attribute!r}")
-    model = factory() if callable(factory) else factory
-    import torch
-
-    if not isinstance(model, torch.nn.Module):
-        raise UsageError(f"{target} returned a {type(model).__name__}, not a torch.nn.Module")
-    return model
-
-
 class ExportCommand(click.Command):
     """``edgesdk export FAMILY --help`` adds the options FAMILY declares to the help text."""
 
@@ -180,7 +158,9 @@ def command(ctx: click.Context, target: str, preset, checkpoint, stream, formats
         if not inputs:
             raise UsageError("a custom module needs at least one --input NAME=SHAPE")
         progress(f"building {target}")
-        model = _load_factory(target)
+        from edgesdk.exporters.factory import load_factory
+
+        model = load_factory(target)
         arguments = dict(example_inputs=parse_named_shapes(inputs, "--input"),
                          states=parse_named_shapes(states, "--state") or None,
                          dynamic_axes=_parse_dynamic(dynamic) or None, factory=target)

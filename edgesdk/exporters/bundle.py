@@ -30,6 +30,7 @@ import torch
 from edgesdk import interrupts
 from edgesdk._version import __version__
 from edgesdk.errors import NoSpaceError, UsageError, ValidationError
+from edgesdk.folders import replace_folder
 from edgesdk.exporters.capture import ConverterLog
 from edgesdk.exporters.onnx import DEFAULT_OPSET, export_onnx
 from edgesdk.exporters.precision.plan import make_plan, validation_summary
@@ -323,7 +324,7 @@ def export(
             manifest, report = _write_bundle(spec, model, staging, formats, opset, converter_log, say, factory,
                                              command_line, quantize, min_sqnr_db, plan)
             interrupts.check()
-            _replace(staging, output)
+            replace_folder(staging, output)
         except BaseException as error:
             shutil.rmtree(staging, ignore_errors=True)
             if _is_no_space(error):
@@ -475,28 +476,6 @@ def _check_quantize(quantize: str | None, formats: Sequence[str]) -> None:
         raise UsageError(f"quantize must be one of {', '.join(QUANTIZATIONS)}, not {quantize!r}")
     if "tflite" not in formats:
         raise UsageError(f"{quantize} quantization applies to the TFLite artifact; add tflite to the formats")
-
-
-def _replace(staging: Path, output: Path) -> None:
-    """Move the finished bundle into place; an old bundle (force) is removed only after.
-
-    The old bundle waits in ``.NAME.<pid>.*.old/old`` between the two renames. If anything stops
-    the swap there (a signal, a failed rename), it is put back before the error goes on; if the
-    process is killed outright, the next export's ``sweep_stale_partials`` puts it back.
-    """
-    if not output.exists():
-        os.replace(staging, output)
-        return
-    trash = Path(tempfile.mkdtemp(prefix=f".{output.name}.{os.getpid()}.", suffix=".old", dir=output.parent))
-    try:
-        os.replace(output, trash / "old")
-        os.replace(staging, output)
-    except BaseException:
-        if not output.exists() and (trash / "old").exists():
-            os.replace(trash / "old", output)
-        shutil.rmtree(trash, ignore_errors=True)
-        raise
-    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _write_bundle(spec, model, folder: Path, formats, opset, converter_log, say, factory, command_line, quantize, min_sqnr_db,

@@ -26,6 +26,7 @@ import numpy as np
 from edgesdk import interrupts
 from edgesdk._version import __version__
 from edgesdk.errors import BackendUnavailable, UsageError, ValidationError
+from edgesdk.folders import replace_folder
 from edgesdk.runtime.compare import elementwise_error
 from edgesdk.runtime.contract import ChunkSpec, ConstantSpec, ContextSpec, StreamContract
 from edgesdk.runtime.manifest import (DTYPES, MANIFEST_NAME, SCHEMA_VERSION, VALIDATION_NAME, check_manifest, read_npz,
@@ -395,7 +396,7 @@ def wrap(
         manifest["extra"]["wrap"]["checks"] = [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in checks]
         _write_manifest(staging, manifest)
         interrupts.check()
-        _move_into_place(staging, output)
+        replace_folder(staging, output)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -471,23 +472,6 @@ def _check_output(output: Path, force: bool) -> None:
         raise UsageError(f"{output} already exists; choose another output or pass force=True (--force)")
     if output.exists() and not (output / MANIFEST_NAME).is_file() and any(output.iterdir()):
         raise UsageError(f"{output} exists and is not an edgesdk bundle; refusing to replace it")
-
-
-def _move_into_place(staging: Path, output: Path) -> None:
-    """Rename the finished folder into place; an old bundle (force) is removed only after."""
-    if not output.exists():
-        os.replace(staging, output)
-        return
-    trash = Path(tempfile.mkdtemp(prefix=f".{output.name}.{os.getpid()}.", suffix=".old", dir=output.parent))
-    try:
-        os.replace(output, trash / "old")
-        os.replace(staging, output)
-    except BaseException:
-        if not output.exists() and (trash / "old").exists():
-            os.replace(trash / "old", output)
-        raise
-    finally:
-        shutil.rmtree(trash, ignore_errors=True)
 
 
 def _write_manifest(folder: Path, manifest: Mapping[str, Any]) -> None:

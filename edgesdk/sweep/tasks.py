@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgesdk.errors import BundleError, UsageError
+from edgesdk.errors import BundleError
 from edgesdk.sweep.matrix import RUNTIME_PACKAGES, ModelEntry, package_versions
 
 BACKEND_OF_FORMAT = {"onnx": "onnxruntime", "tflite": "litert"}
@@ -121,6 +121,8 @@ def export_cell(request: ExportRequest) -> ExportSummary:
     with tempfile.TemporaryDirectory(prefix="edgesdk-sweep-") as scratch:
         output = Path(request.output) if request.output else Path(scratch) / "bundle"
         if entry.factory is not None:
+            from edgesdk.exporters.factory import load_factory
+
             model = load_factory(entry.factory)
             options.update(example_inputs=dict(entry.inputs), states=dict(entry.states) or None, factory=entry.factory)
         else:
@@ -133,26 +135,6 @@ def export_cell(request: ExportRequest) -> ExportSummary:
             max_abs_error=max_abs, min_sqnr_db=sqnr, export_s=time.perf_counter() - started,
             archive=None if request.output else pack_bundle(output),
         )
-
-
-def load_factory(target: str) -> Any:
-    """'package.module:function' -> the module object it returns (UsageError otherwise)."""
-    import importlib
-
-    import torch
-
-    module_name, _, attribute = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise UsageError(f"cannot import {module_name!r}: {error}") from None
-    factory = getattr(module, attribute, None)
-    if factory is None:
-        raise UsageError(f"{module_name!r} has no attribute {attribute!r}")
-    model = factory() if callable(factory) else factory
-    if not isinstance(model, torch.nn.Module):
-        raise UsageError(f"{target} returned a {type(model).__name__}, not a torch.nn.Module")
-    return model
 
 
 def measure_cell(request: MeasureRequest) -> MeasureSummary:

@@ -1,0 +1,30 @@
+"""Putting a finished folder in place atomically: shared by export (exporters/bundle.py) and
+wrap (runtime/wrap.py), which both write a bundle into a hidden staging folder first. Torch-free."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+def replace_folder(staging: Path, output: Path) -> None:
+    """Rename ``staging`` to ``output``; an old ``output`` (force) is removed only after.
+
+    The old folder waits in ``.NAME.<pid>.*.old/old`` between the two renames. If anything stops
+    the swap there (a signal, a failed rename), it is put back before the error goes on; if the
+    process is killed outright, the next export's ``sweep_stale_partials`` puts it back.
+    """
+    if not output.exists():
+        os.replace(staging, output)
+        return
+    trash = Path(tempfile.mkdtemp(prefix=f".{output.name}.{os.getpid()}.", suffix=".old", dir=output.parent))
+    try:
+        os.replace(output, trash / "old")
+        os.replace(staging, output)
+    except BaseException:
+        if not output.exists() and (trash / "old").exists():
+            os.replace(trash / "old", output)
+        raise
+    finally:
+        shutil.rmtree(trash, ignore_errors=True)
