@@ -159,12 +159,14 @@ def test_load_names_the_precisions_a_bundle_has(bundle):
         edgesdk.load(bundle, precision="int8-static")
 
 
-def test_inspect_shows_precisions_side_by_side(bundle):
+def test_inspect_shows_precisions_side_by_side(bundle, monkeypatch):
     from click.testing import CliRunner
 
     from edgesdk.cli import cli
+    from edgesdk.cli.common import human
 
-    result = CliRunner().invoke(cli, ["inspect", str(bundle)], terminal_width=250)
+    monkeypatch.setattr(human, "width", 250)  # a wide terminal: one row per artifact, cells unwrapped
+    result = CliRunner().invoke(cli, ["inspect", str(bundle)])
     assert result.exit_code == 0, result.output
     table = result.output[result.output.index("precisions"):]
     for text in ("model.int8-dynamic.onnx", "model.fp16.tflite", "int8-weight-only", "float16", "SQNR", "cosine"):
