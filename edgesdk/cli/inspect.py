@@ -42,7 +42,7 @@ def _precision_table(entries: list[dict[str, Any]]) -> Table:
         recipe = artifact.get("recipe") or {}
         outputs = (artifact.get("validation") or {}).get("outputs", {})
         sqnrs = [o["sqnr_db"] for o in outputs.values() if isinstance(o.get("sqnr_db"), (int, float))]
-        cosines = [o["cosine"] for o in outputs.values() if isinstance(o.get("cosine"), (int, float))]
+        cosines = [o["cosine_similarity"] for o in outputs.values() if isinstance(o.get("cosine_similarity"), (int, float))]
         size, float_size = artifact.get("size_bytes"), artifact.get("float_size_bytes")
         speed = artifact.get("speed_vs_float32")
         table.add_row(

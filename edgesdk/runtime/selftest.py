@@ -43,23 +43,27 @@ def selftest(bundle: str | Path, backends: Sequence[str] | None = None) -> dict[
     inputs = _load_npz(bundle, "samples/inputs.npz")
     expected = _load_npz(bundle, "samples/expected.npz")
     rules = Rules.from_manifest(manifest.get("validation", {}))
-    precision = {BACKEND_OF_FORMAT.get(a["format"]): a.get("precision", "float32") for a in manifest["artifacts"]}
-    formats = [a["format"] for a in manifest["artifacts"]]
-    candidates = [BACKEND_OF_FORMAT[f] for f in formats if f in BACKEND_OF_FORMAT]
+    # Every artifact is tested with its own rule: a bundle may hold one per format and precision.
+    artifacts = [(BACKEND_OF_FORMAT[a["format"]], a.get("precision", "float32"))
+                 for a in manifest["artifacts"] if a["format"] in BACKEND_OF_FORMAT]
     if backends:
-        unknown = [b for b in backends if b not in candidates]
+        have = sorted({backend for backend, _ in artifacts})
+        unknown = [b for b in backends if b not in have]
         if unknown:
-            raise UsageError(f"{bundle} has no artifact for {', '.join(unknown)} (it has {', '.join(formats)})")
-        candidates = list(backends)
+            formats = ", ".join(a["format"] for a in manifest["artifacts"])
+            raise UsageError(f"{bundle} has no artifact for {', '.join(unknown)} (it has {formats})")
+        artifacts = [(backend, precision) for backend, precision in artifacts if backend in backends]
     installed = set(available_backends())
     report: dict[str, Any] = {"bundle": str(bundle), "backends": {}}
     lines: list[str] = []
-    for name in candidates:
+    for name, precision in artifacts:
+        # The float artifact keeps the backend's own name in the report (as before precisions).
+        label = name if precision == "float32" else f"{name}/{precision}"
         if name not in installed:
-            report["backends"][name] = {"passed": None, "skipped": f"{name} is not installed here"}
-            lines.append(f"{line_prefix(None, [(name, 12)])} skipped: {name} is not installed here")
+            report["backends"][label] = {"passed": None, "skipped": f"{name} is not installed here"}
+            lines.append(f"{line_prefix(None, [(label, 12)])} skipped: {name} is not installed here")
             continue
-        model = load(bundle, backend=name, verify_hashes=False)
+        model = load(bundle, backend=name, verify_hashes=False, precision=precision)
         if model.is_streaming:
             stream = model.stream(batch=stream_batch(model, inputs))
             steps = len(next(iter(inputs.values())))
@@ -71,19 +75,21 @@ def selftest(bundle: str | Path, backends: Sequence[str] | None = None) -> dict[
         if unlisted:
             raise BundleError(f"{bundle}: samples/expected.npz holds {', '.join(map(repr, unlisted))}, "
                               f"which the manifest does not list as outputs")
-        reduced = precision.get(name, "float32") != "float32"
+        reduced = precision != "float32"
         results = [_compare(out_name, reference, got[out_name], rules.rule(out_name, reduced), model.is_streaming)
                    for out_name, reference in expected.items()]
         outputs = {result.name: result.to_dict() for result in results}
-        lines += [tick_line(result, [(name, 12)]) for result in results]
-        report["backends"][name] = {
+        lines += [tick_line(result, [(label, 12)]) for result in results]
+        report["backends"][label] = {
             "passed": all(o["passed"] for o in outputs.values()),
+            "precision": precision,
             "providers": model.providers,
             "outputs": outputs,
         }
     ran = [b for b in report["backends"].values() if b["passed"] is not None]
     if not ran:
-        raise BackendUnavailable(f"no backend that can run {bundle} is installed here ({', '.join(candidates)} needed)")
+        needed = ", ".join(sorted({backend for backend, _ in artifacts}))
+        raise BackendUnavailable(f"no backend that can run {bundle} is installed here ({needed} needed)")
     report["passed"] = bool(ran) and all(b["passed"] for b in ran)
     report["lines"] = lines
     return report

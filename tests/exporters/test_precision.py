@@ -61,7 +61,7 @@ def test_every_precision_lives_in_one_bundle_with_its_recipe_and_validation(bund
         assert validation["passed"] and validation["key"] != artifact["format"]
         for output in ("frame_logits", "mean_logits"):
             facts = validation["outputs"][output]
-            assert 30.0 <= facts["sqnr_db"] and 0.999 < facts["cosine"] <= 1.0 and facts["max_abs"] > 0
+            assert 30.0 <= facts["sqnr_db"] and 0.999 < facts["cosine_similarity"] <= 1.0 and facts["max_abs"] > 0
     # The LMU recurrence stays float in every int8 file, found by content, with the reason.
     for name in ("model.int8-dynamic.onnx", "model.int8-dynamic.tflite", "model.int8-weight-only.tflite"):
         reasons = " ".join(k["reason"] for k in files[name]["recipe"]["kept_float"])
@@ -205,3 +205,23 @@ def test_manifest_reader_checks_precision_fields(change, field):
                                "inputs": {"x": "x"}, "outputs": {"y": "y"}, **change}]}
     with pytest.raises(BundleError, match=field.replace("[", r"\[").replace("]", r"\]")):
         check_manifest(manifest, "edgesdk.json")
+
+
+def test_selftest_judges_every_artifact_by_its_own_precision(bundle):
+    """`edgesdk validate` on a bundle of several precisions runs each artifact, not one per backend:
+    the float files by the element-wise tolerance, the reduced ones by SQNR."""
+    from edgesdk.runtime.selftest import selftest
+
+    report = selftest(bundle)
+    manifest = read_manifest(bundle)
+    expected_labels = {("onnxruntime" if a["format"] == "onnx" else "litert")
+                       + ("" if a["precision"] == "float32" else f"/{a['precision']}") for a in manifest["artifacts"]}
+    assert set(report["backends"]) == expected_labels
+    assert report["passed"]
+    for label, facts in report["backends"].items():
+        for output, result in facts["outputs"].items():
+            if "/" in label:
+                assert facts["precision"] != "float32" and result["sqnr_db"] >= result["min_sqnr_db"], (label, output)
+            else:
+                assert facts["precision"] == "float32" and "sqnr_db" not in result, (label, output)
+                assert result["max_abs"] <= result["atol"] + result["rtol"] * 10, (label, output)

@@ -195,7 +195,7 @@ def validation_summary(format_report: Mapping[str, Any]) -> dict[str, Any]:
     for case in format_report.get("cases", []):
         for name, facts in case.get("outputs", {}).items():
             entry = outputs.setdefault(name, {})
-            for key, pick in (("sqnr_db", min), ("cosine", min), ("max_abs", max)):
+            for key, pick in (("sqnr_db", min), ("cosine_similarity", min), ("max_abs", max)):
                 if key in facts and isinstance(facts[key], (int, float)):
                     entry[key] = pick(entry[key], facts[key]) if key in entry else facts[key]
     cases = [c["name"] for c in format_report.get("cases", []) if "skipped" not in c]
