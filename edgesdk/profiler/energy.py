@@ -22,6 +22,7 @@ arithmetic-only lower bound (see ``edgesdk.devices.profiles``). Never reported a
 """
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -237,6 +238,11 @@ def measure_energy(
     active_windows: list[tuple[float, float]] = []
     inference_windows: list[tuple[float, float]] = []
     counts: list[int] = []
+    # A garbage collection holds the interpreter lock for as long as the heap takes to walk
+    # (hundreds of ms once torch, onnx and a converter are loaded), and the sampler thread misses
+    # its reads meanwhile: none runs while the windows are measured (as timeit does).
+    collecting = gc.isenabled()
+    gc.disable()
     sampler.start()
     origin = sampler.trace.times_s[0]
     try:
@@ -257,6 +263,8 @@ def measure_energy(
             if progress:
                 progress("energy", repeat + 1, repeats)
     finally:
+        if collecting:
+            gc.enable()
         trace = sampler.stop()
 
     rows = []

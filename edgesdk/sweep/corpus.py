@@ -111,11 +111,11 @@ class BundleRunner:
         return cls(load(bundle, backend=backend, num_threads=threads))
 
     def _from_wav(self, path: Path) -> np.ndarray:
-        from edgesdk.runtime.audio import frontend_from_manifest, read_wav
+        from edgesdk.runtime.audio import KaldiFbankFrontend, read_wav
 
         if self.frontend.get("type") != "kaldi_fbank":
             raise UsageError(f"{path.name}: this bundle has no Kaldi fbank front-end; give .npy feeds instead")
-        frontend = frontend_from_manifest(self.frontend)
+        frontend = KaldiFbankFrontend.from_manifest(self.frontend, str(path))
         features = frontend.model_input(read_wav(path, frontend.sample_rate_hz))  # [frames, mel]
         rank = len(self.shape)
         if rank == 3 and self.shape[2] == features.shape[1]:
