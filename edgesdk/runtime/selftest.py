@@ -56,9 +56,11 @@ def selftest(bundle: str | Path, backends: Sequence[str] | None = None) -> dict[
     installed = set(available_backends())
     report: dict[str, Any] = {"bundle": str(bundle), "backends": {}}
     lines: list[str] = []
+    per_backend = {backend: sum(1 for b, _ in artifacts if b == backend) for backend, _ in artifacts}
     for name, precision in artifacts:
-        # The float artifact keeps the backend's own name in the report (as before precisions).
-        label = name if precision == "float32" else f"{name}/{precision}"
+        # A backend's only artifact, or its float one, is reported under the backend's own name
+        # (as before bundles held several precisions); the others as backend/precision.
+        label = name if per_backend[name] == 1 or precision == "float32" else f"{name}/{precision}"
         if name not in installed:
             report["backends"][label] = {"passed": None, "skipped": f"{name} is not installed here"}
             lines.append(f"{line_prefix(None, [(label, 12)])} skipped: {name} is not installed here")

@@ -225,3 +225,14 @@ def test_selftest_judges_every_artifact_by_its_own_precision(bundle):
             else:
                 assert facts["precision"] == "float32" and "sqnr_db" not in result, (label, output)
                 assert result["max_abs"] <= result["atol"] + result["rtol"] * 10, (label, output)
+
+
+def test_selftest_keeps_the_backend_name_for_a_backends_only_artifact(tmp_path, lmu_model):
+    from edgesdk.runtime.selftest import selftest
+
+    path = tmp_path / "int8-only"
+    edgesdk.export(lmu_model, path, formats=("tflite",), mode="stream", precision="int8-dynamic")
+    report = selftest(path)
+    assert set(report["backends"]) == {"litert"}
+    assert report["backends"]["litert"]["precision"] == "int8-dynamic"
+    assert all("sqnr_db" in result for result in report["backends"]["litert"]["outputs"].values())
