@@ -23,7 +23,9 @@ def _shift_heading(line: str, shift: int) -> str:
 
 
 def main() -> None:
-    files = sorted((HERE / "results").glob("*.md"), key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else 99, p.stem))
+    # NAME.notes.md is the hand-written part a script folds into its own NAME.md: not a section.
+    files = sorted((p for p in (HERE / "results").glob("*.md") if not p.name.endswith(".notes.md")),
+                   key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else 99, p.stem))
     parts = [HEADER]
     for path in files:
         text = path.read_text().strip()
