@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import multiprocessing
-import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -144,6 +144,23 @@ def test_options_are_one_frozen_value(bundles):
     assert profile_bundle(bundles["mlp"], runs=7, warmup=1, energy="estimate").result["latency"]["runs"] == 7
 
 
+# The fake kernel's loop: every millisecond, the energy a constant draw has used since it started.
+FAKE_RAPL_LOOP = """
+import os, sys, time
+zone, watts, max_range_uj = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+start = time.perf_counter()
+while True:
+    microjoules = int(watts * (time.perf_counter() - start) * 1e6)
+    with open(os.path.join(zone, "energy_uj.tmp"), "w") as handle:
+        handle.write(f"{microjoules % max_range_uj}\\n")
+    os.replace(os.path.join(zone, "energy_uj.tmp"), os.path.join(zone, "energy_uj"))  # old or new, never half
+    with open(os.path.join(zone, "wraps.tmp"), "w") as handle:
+        handle.write(str(microjoules // max_range_uj))
+    os.replace(os.path.join(zone, "wraps.tmp"), os.path.join(zone, "wraps"))
+    time.sleep(0.001)
+"""
+
+
 class FakeRaplKernel:
     """Advances a fake package counter at ``watts``, wrapping at ``max_range_uj`` like RAPL.
 
@@ -157,34 +174,25 @@ class FakeRaplKernel:
         self.zone.mkdir(parents=True)
         (self.zone / "name").write_text("package-0\n")
         (self.zone / "max_energy_range_uj").write_text(f"{max_range_uj}\n")
-        self.watts, self.max_range_uj = watts, max_range_uj
-        context = multiprocessing.get_context("fork")
-        self.stop = context.Event()
-        self._wraps = context.Value("i", 0)
-        self._process = context.Process(target=self._run, daemon=True)
-        self._write(0)
+        (self.zone / "energy_uj").write_text("0\n")
+        self.arguments = [str(self.zone), str(watts), str(max_range_uj)]
+        self._process: subprocess.Popen | None = None
 
     @property
     def wraps(self) -> int:
-        return self._wraps.value
-
-    def _write(self, microjoules: int) -> None:
-        temporary = self.zone / "energy_uj.tmp"
-        temporary.write_text(f"{microjoules % self.max_range_uj}\n")
-        os.replace(temporary, self.zone / "energy_uj")  # readers see old or new, never half
-
-    def _run(self) -> None:
-        start = time.perf_counter()
-        while not self.stop.wait(0.001):
-            microjoules = int(self.watts * (time.perf_counter() - start) * 1e6)
-            self._wraps.value = microjoules // self.max_range_uj
-            self._write(microjoules)
+        return int((self.zone / "wraps").read_text())
 
     def start(self) -> None:
-        self._process.start()
+        self._process = subprocess.Popen([sys.executable, "-c", FAKE_RAPL_LOOP, *self.arguments])
+        deadline = time.monotonic() + 30
+        while not (self.zone / "wraps").exists():  # running before the profiler's first read
+            assert self._process.poll() is None and time.monotonic() < deadline, "the fake kernel did not start"
+            time.sleep(0.01)
 
-    def join(self) -> None:
-        self._process.join(timeout=10)
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
 
 
 def test_measured_with_a_fake_rapl_counter_that_wraps(bundles, tmp_path):
@@ -197,8 +205,7 @@ def test_measured_with_a_fake_rapl_counter_that_wraps(bundles, tmp_path):
             energy_repeats=2, idle_s=0.3, min_active_s=0.3,
         )
     finally:
-        kernel.stop.set()
-        kernel.join()
+        kernel.stop()
     assert kernel.wraps >= 3
     energy = outcome.result["energy"]
     assert energy["provenance"] == "measured:rapl"
