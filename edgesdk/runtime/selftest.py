@@ -57,13 +57,15 @@ def selftest(bundle: str | Path, backends: Sequence[str] | None = None) -> dict[
     report: dict[str, Any] = {"bundle": str(bundle), "backends": {}}
     lines: list[str] = []
     per_backend = {backend: sum(1 for b, _ in artifacts if b == backend) for backend, _ in artifacts}
-    for name, precision in artifacts:
-        # A backend's only artifact, or its float one, is reported under the backend's own name
-        # (as before bundles held several precisions); the others as backend/precision.
-        label = name if per_backend[name] == 1 or precision == "float32" else f"{name}/{precision}"
+    # A backend's only artifact, or its float one, is reported under the backend's own name (as
+    # before bundles held several precisions); the others as backend/precision.
+    labels = [name if per_backend[name] == 1 or precision == "float32" else f"{name}/{precision}"
+              for name, precision in artifacts]
+    width = max([12, *map(len, labels)])
+    for (name, precision), label in zip(artifacts, labels):
         if name not in installed:
             report["backends"][label] = {"passed": None, "skipped": f"{name} is not installed here"}
-            lines.append(f"{line_prefix(None, [(label, 12)])} skipped: {name} is not installed here")
+            lines.append(f"{line_prefix(None, [(label, width)])} skipped: {name} is not installed here")
             continue
         model = load(bundle, backend=name, verify_hashes=False, precision=precision)
         if model.is_streaming:
@@ -81,7 +83,7 @@ def selftest(bundle: str | Path, backends: Sequence[str] | None = None) -> dict[
         results = [_compare(out_name, reference, got[out_name], rules.rule(out_name, reduced), model.is_streaming)
                    for out_name, reference in expected.items()]
         outputs = {result.name: result.to_dict() for result in results}
-        lines += [tick_line(result, [(label, 12)]) for result in results]
+        lines += [tick_line(result, [(label, width)]) for result in results]
         report["backends"][label] = {
             "passed": all(o["passed"] for o in outputs.values()),
             "precision": precision,
