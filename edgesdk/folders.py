@@ -28,3 +28,17 @@ def replace_folder(staging: Path, output: Path) -> None:
         raise
     finally:
         shutil.rmtree(trash, ignore_errors=True)
+
+
+def check_replaceable(output: Path, force: bool) -> None:
+    """Refuse (UsageError, exit 2) an ``output`` that a new bundle may not replace: a file, an
+    existing bundle without ``force``, or a folder that is not a bundle and is not empty."""
+    from edgesdk.errors import UsageError
+    from edgesdk.runtime.manifest import MANIFEST_NAME
+
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"{output} is a file, not a bundle folder; refusing to replace it")
+    if output.exists() and not force:
+        raise UsageError(f"{output} already exists; choose another output or pass force=True (--force)")
+    if output.exists() and not (output / MANIFEST_NAME).is_file() and any(output.iterdir()):
+        raise UsageError(f"{output} exists and is not an edgesdk bundle; refusing to replace it")

@@ -30,7 +30,7 @@ import torch
 from edgesdk import interrupts
 from edgesdk._version import __version__
 from edgesdk.errors import NoSpaceError, UsageError, ValidationError
-from edgesdk.folders import replace_folder
+from edgesdk.folders import check_replaceable, replace_folder
 from edgesdk.exporters.capture import ConverterLog
 from edgesdk.exporters.onnx import DEFAULT_OPSET, export_onnx
 from edgesdk.exporters.precision.plan import make_plan, validation_summary
@@ -264,12 +264,7 @@ def export(
         if tolerance is not None and not tolerance >= 0:
             raise UsageError(f"{name} must be a number >= 0, not {tolerance}")
     output = Path(output)
-    if output.exists() and not output.is_dir():
-        raise UsageError(f"{output} is a file, not a bundle folder; refusing to replace it")
-    if output.exists() and not force:
-        raise UsageError(f"{output} already exists; choose another output or pass force=True (--force)")
-    if output.exists() and not (output / MANIFEST_NAME).is_file() and any(output.iterdir()):
-        raise UsageError(f"{output} exists and is not an edgesdk bundle; refusing to replace it")
+    check_replaceable(output, force)
     say = progress or (lambda message: log.info(message))
 
     info = model_info(model)

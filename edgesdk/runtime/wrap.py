@@ -26,7 +26,7 @@ import numpy as np
 from edgesdk import interrupts
 from edgesdk._version import __version__
 from edgesdk.errors import BackendUnavailable, UsageError, ValidationError
-from edgesdk.folders import replace_folder
+from edgesdk.folders import check_replaceable, replace_folder
 from edgesdk.runtime.compare import elementwise_error
 from edgesdk.runtime.contract import ChunkSpec, ConstantSpec, ContextSpec, StreamContract
 from edgesdk.runtime.manifest import (DTYPES, MANIFEST_NAME, SCHEMA_VERSION, VALIDATION_NAME, check_manifest, read_npz,
@@ -323,7 +323,7 @@ def wrap(
                 raise UsageError(f"{kind} {name}: {name!r} is not an input of the model (inputs: {', '.join(inputs)})")
             if name in hidden:
                 raise UsageError(f"{kind} {name}: {name!r} is already declared a state or a constant")
-    _check_output(output, force)
+    check_replaceable(output, force)
 
     artifact_file = f"model{source.suffix}"
     source_sha256 = sha256_file(source)
@@ -463,15 +463,6 @@ def _tensor(tensor: TensorFacts) -> dict[str, Any]:
 
 def _safe_file_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-
-
-def _check_output(output: Path, force: bool) -> None:
-    if output.exists() and not output.is_dir():
-        raise UsageError(f"{output} is a file, not a bundle folder; refusing to replace it")
-    if output.exists() and not force:
-        raise UsageError(f"{output} already exists; choose another output or pass force=True (--force)")
-    if output.exists() and not (output / MANIFEST_NAME).is_file() and any(output.iterdir()):
-        raise UsageError(f"{output} exists and is not an edgesdk bundle; refusing to replace it")
 
 
 def _write_manifest(folder: Path, manifest: Mapping[str, Any]) -> None:
