@@ -429,14 +429,20 @@ class ConvEmbed(nn.Module):
         window = torch.cat([buffer, x.unsqueeze(-1)], dim=-1)  # [B, C_in, 3], oldest first
         return F.linear(window.flatten(1), conv.weight.flatten(1)), window[..., 1:]
 
-    def step(self, x: torch.Tensor, state: Mapping[str, torch.Tensor], valid: list[torch.Tensor]) -> tuple[torch.Tensor, dict]:
+    def step(self, x: torch.Tensor, state: Mapping[str, torch.Tensor], valid: list[torch.Tensor],
+             padding: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, dict]:
         """One frame x [B, mel] -> embedding of the frame 5 back [B, C], new state.
 
         ``valid[k]`` is true once stage k's input exists (k frames consumed past the start).
+        ``padding[k]`` is true where stage k's newest input lies past the end of the stream: it
+        is then the zero the parallel form pads that convolution's own input with (after the
+        input ended, earlier stages' outputs on zero frames are not zero).
         """
         new = {}
         spiking = self.variant != "lmu"
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+            if padding is not None:
+                x = _gate(padding[i], torch.zeros_like(x), x)
             y, buffer = self._conv_step(conv, state[f"buffer{i}"], x)
             new[f"buffer{i}"] = _gate(valid[i], buffer, state[f"buffer{i}"])
             if not spiking:
@@ -447,6 +453,8 @@ class ConvEmbed(nn.Module):
             x, v = self.lifs[i].step(norm(y), state[f"v{i}"])
             new[f"v{i}"] = _gate(valid[i + 1], v, state[f"v{i}"])
         # x is now the RPE input of frame t - 4; its buffer holds frames t - 6 and t - 5.
+        if padding is not None:
+            x = _gate(padding[4], torch.zeros_like(x), x)
         rpe, buffer = self._conv_step(self.rpe_conv, state["buffer_rpe"], x)
         new["buffer_rpe"] = _gate(valid[4], buffer, state["buffer_rpe"])
         if self.variant == "lmu":
@@ -669,18 +677,26 @@ class LMUFormer(nn.Module):
         """Zero state for ``batch`` streams: every state starts at 0, as the parallel form's pads do."""
         return {name: torch.zeros((batch, *shape)) for name, shape in self.state_shapes().items()}
 
-    def forward_step(self, frame: torch.Tensor, state: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    def forward_step(self, frame: torch.Tensor, state: Mapping[str, torch.Tensor],
+                     end_frames: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """One feature frame [B, mel] -> (frame logits, running-mean logits, new state).
 
         Both logits [B, classes] belong to the frame ``LOOKAHEAD_FRAMES`` behind ``frame``; they
         are 0 during the first ``LOOKAHEAD_FRAMES`` calls (nothing decided yet).
+
+        ``end_frames`` [B, 1] ends the stream: 0 while the input lasts, then 1, 2, ...
+        ``LOOKAHEAD_FRAMES`` on the steps after its last frame (``frame`` is then ignored). Those
+        steps answer for the last ``LOOKAHEAD_FRAMES`` input frames exactly as the parallel form
+        does at the end of the clip: each convolution sees its own zero padding.
         """
         layout = self.state_layout()
         state = layout.nest(state)
         t = state["frames_seen"]  # [B, 1], frames consumed before this one
         valid = [t >= k for k in range(LOOKAHEAD_FRAMES + 1)]
+        # Stage k's newest input is frame t - k: past the end once more than k end frames came.
+        padding = None if end_frames is None else [end_frames > k for k in range(LOOKAHEAD_FRAMES)]
         new: dict[str, Any] = {"frames_seen": t + 1.0}
-        x, new["pe"] = self.patch_embed.step(frame, state["pe"], valid)
+        x, new["pe"] = self.patch_embed.step(frame, state["pe"], valid, padding)
         ready = valid[LOOKAHEAD_FRAMES]
         for i, block in enumerate(self.blocks):
             x, new[f"block{i}"] = block.step(x, state[f"block{i}"], ready)
@@ -830,10 +846,13 @@ def remap_checkpoint(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.
 
 
 class StreamStep(nn.Module):
-    """Export-ready step: (features [B, K, mel], *states) -> (frame_logits, mean_logits, *new_states).
+    """Export-ready step: (features [B, K, mel], end_frames [B, K], *states) -> (frame_logits,
+    mean_logits, *new_states).
 
     Both logits are [B, K, classes]; entry k is the answer for frame ``t + k - LOOKAHEAD_FRAMES``.
-    The K steps are unrolled in the graph (K is fixed at export).
+    ``end_frames`` is 0 for input frames and counts 1, 2, ... past the end of the stream (the
+    runtime's ``Stream.end()`` feeds it; see ``forward_step``). The K steps are unrolled in the
+    graph (K is fixed at export).
     """
 
     def __init__(self, model: LMUFormer, chunk_frames: int):
@@ -842,11 +861,11 @@ class StreamStep(nn.Module):
         self.chunk_frames = chunk_frames
         self.state_names = list(model.state_shapes())
 
-    def forward(self, features: torch.Tensor, *states: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, features: torch.Tensor, end_frames: torch.Tensor, *states: torch.Tensor) -> tuple[torch.Tensor, ...]:
         state = dict(zip(self.state_names, states))
         frame_logits, mean_logits = [], []
         for k in range(self.chunk_frames):
-            logits, mean, state = self.model.forward_step(features[:, k], state)
+            logits, mean, state = self.model.forward_step(features[:, k], state, end_frames[:, k: k + 1])
             frame_logits.append(logits)
             mean_logits.append(mean)
         return (torch.stack(frame_logits, dim=1), torch.stack(mean_logits, dim=1),
@@ -1051,7 +1070,8 @@ def recipe(model: LMUFormer, mode: str, options: LMUFormerExportOptions) -> Expo
     from edgesdk.runtime.sections import StreamingFacts
 
     metadata["streaming"] = StreamingFacts(frames_per_step=chunk, lookahead_frames=LOOKAHEAD_FRAMES,
-                                           hop_samples=HOP_SAMPLES, frame_rate_hz=FRAME_RATE_HZ).to_manifest()
+                                           hop_samples=HOP_SAMPLES, frame_rate_hz=FRAME_RATE_HZ,
+                                           end_input="end_frames").to_manifest()
     metadata["extra"]["state_floats_per_stream"] = int(sum(np.prod(s) for s in shapes.values()))
     if config.spiking:
         flips = {}
@@ -1065,16 +1085,24 @@ def recipe(model: LMUFormer, mode: str, options: LMUFormerExportOptions) -> Expo
     def stream_reference(sequence: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return _stream_reference(model, sequence["features"])
 
+    def random_input(name: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+        # Validation streams input frames; the end of a stream is tested against the parallel form.
+        if name == "end_frames":
+            return np.zeros(shape, dtype=np.float32)
+        return rng.standard_normal(shape).astype(np.float32)
+
     sequences = []
     for features in sample_tensors:
         usable = (features.shape[1] // chunk) * chunk
         if usable:
-            sequences.append({"features": features[:, :usable].reshape(1, -1, chunk, mel).transpose(0, 1).numpy()})
+            steps_of = features[:, :usable].reshape(1, -1, chunk, mel).transpose(0, 1).numpy()
+            sequences.append({"features": steps_of, "end_frames": np.zeros(steps_of.shape[:3], dtype=np.float32)})
     return ExportSpec(
-        module=module, example_inputs={"features": torch.randn(1, chunk, mel, generator=generator)},
+        module=module, example_inputs={"features": torch.randn(1, chunk, mel, generator=generator),
+                                       "end_frames": torch.zeros(1, chunk)},
         output_names=["frame_logits", "mean_logits"], states=states, mode="stream",
         atol=1e-4, rtol=1e-4, validation_steps=steps, sample_inputs=sequences,
-        stream_reference=stream_reference, metadata=metadata, quantization_refused=refused,
+        stream_reference=stream_reference, random_input=random_input, metadata=metadata, quantization_refused=refused,
         keep_float={f"blocks.{i}.attn.lmu.{m}": getattr(block.attn.lmu, m).float()
                     for i, block in enumerate(model.blocks) for m in ("A", "B")})
 

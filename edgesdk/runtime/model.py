@@ -27,6 +27,7 @@ from edgesdk.runtime.backends.base import (
 from edgesdk.runtime.contract import StreamContract, initial_states
 from edgesdk.runtime.manifest import MANIFEST_NAME, inside_bundle, manifest_from_onnx_metadata, read_manifest, read_npz
 from edgesdk.runtime.precision import IoQuantization, select_artifacts
+from edgesdk.runtime.sections import StreamingFacts
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,11 @@ class Model:
         self._constant_feeds = self.contract.constant_feeds()
         for constant in self.contract.constants:
             self._expected[constant.name] = TensorInfo(constant.name, constant.shape, constant.dtype)
+        # The step input that ends a stream (streaming.end_input): fed by the stream, not the user.
+        self.streaming = StreamingFacts.from_manifest(manifest["streaming"], str(path)) if "streaming" in manifest else None
+        self.end_input = self._input_infos.pop(self.streaming.end_input, None) if self.streaming and self.streaming.end_input else None
+        if self.end_input is not None:
+            self.inputs = [t for t in self.inputs if t.name != self.end_input.name]
 
     # ------------------------------------------------------------------ facts
     @property
@@ -259,8 +265,20 @@ class Model:
             if state.input not in feeds:
                 batch = _batch_of(feeds, self.inputs)
                 feeds[state.input] = state.initial(batch)
+        if self.end_input is not None and self.end_input.name not in feeds:
+            feeds[self.end_input.name] = self._end_feed(_batch_of(feeds, self.inputs), 0)
         self._check(feeds, self._expected)
         return self._run_backend(feeds)
+
+    def _end_feed(self, batch: int, first: int) -> np.ndarray:
+        """The end input for one step: 0 while the input lasts (``first`` = 0), else the count
+        of frames past the end, ``first``, ``first`` + 1, ... along the step's frames."""
+        info = self.end_input
+        shape = [batch if axis == 0 else (d if isinstance(d, int) else 1) for axis, d in enumerate(info.shape)]
+        if first == 0:
+            return np.zeros(shape, dtype=info.dtype)
+        counts = first + np.arange(shape[-1], dtype=info.dtype)
+        return np.broadcast_to(counts, shape).astype(info.dtype)
 
     def refusal(self, feeds: Mapping[str, np.ndarray]) -> str | None:
         """Why this artifact cannot take ``feeds`` (one step's, for a stream), or None if it can."""
@@ -313,8 +331,43 @@ class Stream:
         self.context = {c.input: None for c in self.model.contract.context}  # zeros at the next push
         self.steps = 0
 
+    def end(self) -> dict[str, np.ndarray]:
+        """End the stream: the outputs still owed for the look-ahead frames, then ``reset()``.
+
+        A step that answers ``lookahead_frames`` behind its input owes that many answers when
+        the input ends. With the bundle's end input (``streaming.end_input``) the stream pushes
+        whole steps past the end, each convolution padding its own input with zeros as the
+        full-sequence model does, and returns each output's first ``lookahead_frames`` entries
+        on its frame axis (axis 1): exactly the full-sequence model's last frames. A stream
+        with no look-ahead (any contract stream without a ``streaming`` section) owes nothing:
+        ``{}``. Either way the stream is then reset, ready for the next input.
+        """
+        model = self.model
+        owed = model.streaming.lookahead_frames if model.streaming else 0
+        if owed == 0:
+            self.reset()
+            return {}
+        if model.end_input is None:
+            raise UsageError(
+                f"{model.path}: the step answers {owed} frames behind its input but has no end input "
+                "(streaming.end_input), so the last frames cannot be computed; re-export the bundle")
+        if self.steps == 0:
+            self.reset()
+            return {}  # nothing was pushed: nothing is owed
+        chunk = model.streaming.frames_per_step
+        pieces: list[dict[str, np.ndarray]] = []
+        for first in range(1, owed + 1, chunk):
+            feeds = {t.name: np.zeros([self.batch if a == 0 else d for a, d in enumerate(_push_shape(model, t))],
+                                      dtype=t.dtype) for t in model.inputs}
+            pieces.append(self._step(feeds, model._end_feed(self.batch, first)))
+        self.reset()
+        return {name: np.concatenate([p[name] for p in pieces], axis=1)[:, :owed] for name in pieces[0]}
+
     def push(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one step on ``feeds`` (the non-state inputs); returns the non-state outputs."""
+        return self._step(feeds, None)
+
+    def _step(self, feeds: Mapping[str, np.ndarray], end_feed: np.ndarray | None) -> dict[str, np.ndarray]:
         model = self.model
         carried = [name for name in feeds if name in model._state_inputs]
         if carried:
@@ -328,6 +381,8 @@ class Stream:
         model._check(feeds, model._input_infos, symbols={"batch": self.batch})
         full = dict(feeds)
         full.update(model._constant_feeds)
+        if model.end_input is not None:
+            full[model.end_input.name] = end_feed if end_feed is not None else model._end_feed(self.batch, 0)
         for state in model.state_spec:
             full[state.input] = self.state[state.name]
         results = model._run_backend(full)
@@ -337,6 +392,13 @@ class Stream:
             self.context.update(next_context)
         self.steps += 1
         return results
+
+
+def _push_shape(model: Model, info: TensorInfo) -> list[int]:
+    """The shape of one push of input ``info`` (batch axis left as is): fixed dims from the artifact."""
+    static = model.static_shape(info.name)
+    return [s if isinstance(s, int) and s > 0 else (d if isinstance(d, int) else 1)
+            for s, d in zip(static or info.shape, info.shape)]
 
 
 def stream_batch(model: Model, sequence: Mapping[str, np.ndarray]) -> int:

@@ -114,6 +114,10 @@ class StreamingFacts:
             decided frame, >= 0).
         hop_samples: audio samples per feature frame (None where the input is not audio frames).
         frame_rate_hz: feature frames per second of input (None where unknown).
+        end_input: the step input that ends a stream (None: the step has none). It is
+            [batch, frames_per_step], 0 for input frames and 1, 2, ... for the frames pushed
+            after the input ended; ``Stream.push`` feeds 0 and ``Stream.end()`` the count, so
+            the last ``lookahead_frames`` outputs equal the full-sequence model's at the end.
         other: keys this dataclass does not model, written back unchanged.
     """
 
@@ -121,9 +125,10 @@ class StreamingFacts:
     lookahead_frames: int
     hop_samples: int | None = None
     frame_rate_hz: float | None = None
+    end_input: str | None = None
     other: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
-    FIELDS = ("frames_per_step", "lookahead_frames", "hop_samples", "frame_rate_hz")
+    FIELDS = ("frames_per_step", "lookahead_frames", "hop_samples", "frame_rate_hz", "end_input")
 
     @property
     def step_duration_s(self) -> float | None:
@@ -145,6 +150,7 @@ class StreamingFacts:
             lookahead_frames=read.integer("lookahead_frames", minimum=0),
             hop_samples=read.integer("hop_samples", None, minimum=1),
             frame_rate_hz=read.number("frame_rate_hz", None, positive=True),
+            end_input=read.text("end_input", None),
             other=read.other(cls.FIELDS),
         )
 

@@ -355,6 +355,33 @@ def test_spiking_step_form_equals_parallel_form(variant):
     assert (got_mean[:, D:] - prefix[:, :-D]).abs().max().item() <= 1e-5 * max(1, scale)
 
 
+@pytest.mark.parametrize("variant", ["lmu", "spiking-ms", "spiking-conv"])
+def test_end_frames_give_the_parallel_forms_last_frames(variant):
+    # The parallel form zero-pads each k = 3 conv's own input at the end of the clip; zero
+    # *feature* frames are not that (a conv of zeros through BN is not zero), end_frames is.
+    model = lmu.build(lmu.LMUFormerConfig(variant=variant, embed_dim=32)).eval()
+    randomize(model, 3, spiking=variant != "lmu")
+    x = features(2, 37, seed=1)
+    D = lmu.LOOKAHEAD_FRAMES
+    with torch.no_grad():
+        per_frame, prefix = model.frame_logits(x), model.forward_prefix(x)
+        state = model.init_state(2)
+        frame, mean = [], []
+        for t in range(37 + D):
+            end = torch.full((2, 1), float(max(0, t - 36)))
+            f, m, state = model.forward_step(x[:, min(t, 36)] if t < 37 else torch.zeros(2, 128), state, end)
+            frame.append(f)
+            mean.append(m)
+        zero_frames = run_steps(model, torch.cat([x, torch.zeros(2, D, 128)], dim=1))[0][:, D:]
+    frame, mean = torch.stack(frame, 1)[:, D:], torch.stack(mean, 1)[:, D:]
+    scale = per_frame.abs().max().item()
+    assert scale > 0.1
+    assert (frame - per_frame).abs().max().item() <= 1e-5 * max(1, scale)
+    assert (mean - prefix).abs().max().item() <= 1e-5 * max(1, scale)
+    # the flush this replaces: zero feature frames get the last frames wrong
+    assert (zero_frames[:, -1] - per_frame[:, -1]).abs().max().item() > 1e-3 * max(1, scale)
+
+
 def test_parallel_form_beyond_training_length_uses_extended_impulse():
     model = lmu.build(lmu.PRESETS["tiny"].config).eval()
     cell = model.blocks[0].attn.lmu
@@ -381,7 +408,7 @@ def test_stream_recipe_metadata_and_ops():
     model = edgesdk.create_model("lmuformer", preset="tiny-spiking")
     spec = lmu.FAMILY.export_spec(model, "stream", chunk_frames=2, validation_steps=32)
     assert spec.metadata["streaming"] == {"frames_per_step": 2, "lookahead_frames": 5, "hop_samples": 160,
-                                          "frame_rate_hz": 100.0}
+                                          "frame_rate_hz": 100.0, "end_input": "end_frames"}
     assert spec.metadata["extra"]["labels"][28] == "yes" and len(spec.metadata["extra"]["labels"]) == 35
     names = [s.name for s in spec.states]
     assert "block0_attn_lmu_memory" in names and "frames_seen" in names and "pe_buffer0" in names
@@ -441,12 +468,38 @@ def test_runtime_stream_reproduces_prefix_logits(tiny_stream_bundle, backend):
     D = lmu.LOOKAHEAD_FRAMES
     assert np.abs(means[:D]).max() == 0
     assert np.abs(means[D:] - prefix[:-D]).max() <= 1e-4
+    with pytest.raises(UsageError, match="end_frames"):
+        stream.push({"features": x[:, :1].numpy(), "end_frames": np.zeros((1, 1), np.float32)})  # the stream's own
     with pytest.raises(UsageError):
         stream.push({"features": x[:, :3].numpy()})  # a chunk of 3 frames into a 1-frame step
     bad = x[:, :1].numpy().copy()
     bad[0, 0, 5] = np.nan
     with pytest.raises(UsageError, match="NaN"):
         stream.push({"features": bad})
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "litert"])
+def test_runtime_stream_end_returns_the_full_models_last_frames(tiny_stream_bundle, backend):
+    model, out = tiny_stream_bundle
+    runtime = edgesdk.load(out, backend=backend)
+    D = lmu.LOOKAHEAD_FRAMES
+    stream = runtime.stream(batch=1)
+    for frames, seed in ((23, 3), (17, 4)):  # the second clip checks that end() reset the stream
+        x = features(1, frames, seed=seed)
+        with torch.no_grad():
+            per_frame, prefix = model.frame_logits(x)[0].numpy(), model.forward_prefix(x)[0].numpy()
+        pushed = [stream.push({"features": x[:, t: t + 1].numpy()}) for t in range(frames)]
+        owed = stream.end()
+        assert stream.steps == 0 and set(owed) == {"frame_logits", "mean_logits"}
+        assert owed["frame_logits"].shape == (1, D, 35)
+        frame = np.concatenate([p["frame_logits"][0] for p in pushed] + [owed["frame_logits"][0]])[D:]
+        mean = np.concatenate([p["mean_logits"][0] for p in pushed] + [owed["mean_logits"][0]])[D:]
+        scale = np.abs(per_frame).max()
+        assert scale > 0.1
+        # per frame, every frame of the clip (the last D from end()), fp32 rounding relative to the scale
+        assert np.abs(frame - per_frame).max(axis=1).max() <= 1e-5 * scale
+        assert np.abs(mean - prefix).max(axis=1).max() <= 1e-5 * scale
+    assert stream.end() == {}  # nothing pushed since the last end: nothing owed
 
 
 def test_chunked_spiking_stream_export(tmp_path):
@@ -469,6 +522,10 @@ def test_chunked_spiking_stream_export(tmp_path):
     means = np.concatenate([stream.push({"features": x[:, t: t + 4].numpy()})["mean_logits"][0] for t in range(0, 40, 4)])
     D = lmu.LOOKAHEAD_FRAMES
     assert np.abs(means[D:] - prefix[:-D]).max() <= 1e-4
+    # end() pushes two 4-frame steps past the end and keeps the 5 frames owed
+    owed = stream.end()["mean_logits"][0]
+    assert owed.shape == (D, 35)
+    assert np.abs(owed - prefix[-D:]).max() <= 1e-5 * max(1.0, np.abs(prefix).max())
 
 
 def test_full_export_dynamic_frames(tmp_path):
