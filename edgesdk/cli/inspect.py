@@ -24,6 +24,13 @@ def _flatten(section: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return [(prefix.rstrip("."), section)]
 
 
+def _size(size_bytes: int) -> str:
+    """Bytes for a reader: "912 B", "41.3 kB", "6.52 MB"."""
+    if size_bytes < 1000:
+        return f"{size_bytes} B"
+    return f"{size_bytes / 1e3:.1f} kB" if size_bytes < 1e6 else f"{size_bytes / 1e6:.2f} MB"
+
+
 def _number(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return escape(str(value))
@@ -104,7 +111,7 @@ def command(path: Path, as_json: bool) -> None:
             version += f", opset {artifact['opset']}"
         size = artifact.get("size_bytes")
         artifacts.add_row(artifact["file"], artifact["format"], artifact.get("precision", "float32"),
-                          f"{size / 1e6:.2f} MB" if size else "?",
+                          _size(size) if size else "?",
                           escape(version), artifact["sha256"][:12] + "…", str(artifact.get("valid", "?")))
     human.print(artifacts)
     if any(artifact.get("recipe") for artifact in facts["artifacts"]):

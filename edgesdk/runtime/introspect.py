@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Iterable, Iterator
 
 from edgesdk.errors import BackendUnavailable
 
@@ -13,16 +14,27 @@ def _sorted_counts(names: list[str]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
+def _onnx_nodes(nodes: Iterable[Any]) -> Iterator[Any]:
+    """Every node, and every node of the subgraphs its attributes hold (If branches, Loop and
+    Scan bodies), at any depth."""
+    for node in nodes:
+        yield node
+        for attribute in node.attribute:
+            yield from _onnx_nodes(n for graph in (*([attribute.g] if attribute.HasField("g") else []),
+                                                   *attribute.graphs) for n in graph.node)
+
+
 def onnx_op_histogram(path: str | Path) -> dict[str, int]:
-    """Node count per op type, including nodes inside the file's local functions."""
+    """Node count per op type, including nodes inside control-flow subgraphs (If, Loop, Scan)
+    and the file's local functions (the control-flow node itself counts too)."""
     try:
         import onnx
     except ImportError:
         raise BackendUnavailable("counting ONNX ops needs the onnx package; pip install onnx") from None
     model = onnx.load(str(path), load_external_data=False)
-    nodes = list(model.graph.node)
+    nodes = list(_onnx_nodes(model.graph.node))
     for function in model.functions:
-        nodes.extend(function.node)
+        nodes.extend(_onnx_nodes(function.node))
     return _sorted_counts([node.op_type for node in nodes])
 
 
@@ -62,4 +74,6 @@ def describe(path: str | Path) -> dict:
     for artifact in manifest["artifacts"]:
         if "op_histogram" not in artifact:
             artifact["op_histogram"] = op_histogram(folder / artifact["file"])
+        if "size_bytes" not in artifact:
+            artifact["size_bytes"] = (folder / artifact["file"]).stat().st_size
     return manifest
