@@ -139,7 +139,8 @@ def stream_clips(model: Any, clips: list[dict[str, Any]], early_exit: float, ear
             "probability": first.probability,
             "early_exit": first.early_exit,
             "decided_at_frame": first.window_frame,
-            "decided_at_ms": 10.0 * (first.window_frame - 1) + 25.0,
+            # audio time, not frames pushed: padding after the clip's end adds no time
+            "decided_at_ms": 1000.0 * first.time_s,
             "audio_frames": spotter.frames_total,
             "audio_ms": 10.0 * (spotter.frames_total - 1) + 25.0,
             "steps": first.window_frame,

@@ -9,7 +9,9 @@ Decision rule, per window of the training length (128 frames, answered 5 frames 
 
 * early exit: a **keyword** whose running probability (sigmoid of its running-mean logit) stays
   at or above ``early_exit`` for ``early_exit_frames`` consecutive frames decides at once;
-* otherwise the window's last frame decides (keyword or filler);
+* otherwise the window's last frame decides (keyword or filler): once the window's 128th frame is
+  pushed, ``Stream.end()`` returns the 5 answers still owed, computed as the parallel model pads
+  the end of a 128-frame clip (no frame after the window is needed or consumed);
 * after an early exit, the next ``refractory_frames`` frames (0.5 s) are not classified: they
   hold the rest of the word just decided.
 
@@ -49,8 +51,8 @@ class Detection:
 
     label: str
     probability: float
-    time_s: float          # audio time (frames of real audio consumed) when it was decided
-    window_frame: int      # frames pushed into this window when it was decided (look-ahead included)
+    time_s: float          # audio time when it was decided: the end of the last audio frame pushed by then
+    window_frame: int      # frames pushed into this window when it was decided (look-ahead and padding included)
     early_exit: bool
 
 
@@ -107,7 +109,18 @@ class Spotter:
             return None
         top = int(np.argmax(mean))
         probability = float(1.0 / (1.0 + np.exp(-mean[top])))
-        return Detection(self._label(top), probability, self.frames_total / 100.0, frame, early)
+        return Detection(self._label(top), probability, self.audio_time_s(self.frames_total), frame, early)
+
+    def audio_time_s(self, frames: int) -> float:
+        """When audio frame ``frames`` (1-based) has fully arrived: (n - 1) hops plus one analysis window.
+
+        Padding frames pushed after the audio ended are made at once, so they add no time: a
+        decision is never later than the audio it came from (plus the look-ahead, during audio).
+        """
+        if frames == 0:
+            return 0.0
+        rate = self.frontend.sample_rate_hz
+        return ((frames - 1) * self.frontend.hop_samples + self.frontend.frame_length_samples) / rate
 
     def push_frame(self, frame: np.ndarray) -> Detection | None:
         """One normalised fbank frame [mel]; returns a Detection when the window is decided."""
@@ -121,7 +134,12 @@ class Spotter:
         if self.early.update(self.last_mean):
             self.skip_frames = self.rule.refractory_frames
             return self._decide(early=True)
-        if self.frames_in_window >= self.window + self.lookahead:
+        if self.frames_in_window >= self.window:
+            # The window's last frame is in: the answers owed for its look-ahead frames, as the
+            # parallel model computes them at the end of a 128-frame clip.
+            owed = self.stream.end()
+            if owed:
+                self.last_mean = np.asarray(owed["mean_logits"])[0, -1]
             return self._decide(early=False)
         return None
 

@@ -115,6 +115,8 @@ def record_python_stream(bundle: Path, pcm: np.ndarray, folder: Path) -> dict:
     for start in range(0, pcm.size, 160):
         for frame in fbank.push(pcm[start: start + 160]):
             feeds = {"features": frame[None, None, :]}
+            if model.end_input is not None:  # what Stream.push feeds while the input lasts
+                feeds[model.end_input.name] = np.zeros((1, 1), dtype=np.float32)
             feeds.update({s.input: stream.state[s.name].copy() for s in model.state_spec})
             outputs = stream.push({"features": frame[None, None, :]})
             outputs.update({s.output: stream.state[s.name] for s in model.state_spec})
@@ -146,6 +148,7 @@ def test_java_state_feeding_follows_the_manifest(classes, bundle, tmp_path):
     assert all(diff == 0.0 for diff in report["state_max_abs_diff"].values()), report["state_max_abs_diff"]
     # Features: Java's front-end against the Python runtime's, frame by frame in the loop.
     assert report["feature_max_abs_diff"] <= 1e-6
+    assert manifest["streaming"]["end_input"] == "end_frames" and report["end_input_max_abs_diff"] == 0.0
     onnx = next(a for a in manifest["artifacts"] if a["format"] == "onnx")
     assert report["backend_input_names"] == [f"onnx:{n}={onnx['inputs'][n]}" for n in report["feed_order"]]
     np.testing.assert_array_equal(np.asarray(report["last_mean_logits"], dtype=np.float32),

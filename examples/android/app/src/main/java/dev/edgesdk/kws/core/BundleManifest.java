@@ -109,11 +109,35 @@ public final class BundleManifest {
     public List<TensorEntry> streamInputs() {
         List<TensorEntry> result = new ArrayList<>();
         for (TensorEntry entry : inputs) {
-            if (!isStateName(entry.name)) {
+            if (!isStateName(entry.name) && !entry.name.equals(endInput())) {
                 result.add(entry);
             }
         }
         return result;
+    }
+
+    /**
+     * The step input that ends a stream (streaming.end_input), or null: the session feeds it 0
+     * while the input lasts (edgesdk's Stream.end() feeds 1, 2, ... past the end).
+     */
+    public String endInput() {
+        Object streaming = root.get("streaming");
+        if (!(streaming instanceof Map)) {
+            return null;
+        }
+        Object name = ((Map<?, ?>) streaming).get("end_input");
+        return name instanceof String ? (String) name : null;
+    }
+
+    /** The manifest entry of {@link #endInput()}, or null. */
+    public TensorEntry endInputEntry() {
+        String name = endInput();
+        for (TensorEntry entry : inputs) {
+            if (entry.name.equals(name)) {
+                return entry;
+            }
+        }
+        return null;
     }
 
     /** The non-state outputs (e.g. logits). */

@@ -69,6 +69,10 @@ public final class StreamingSession {
             }
             feeds.put(entry.name, value);
         }
+        BundleManifest.TensorEntry end = manifest.endInputEntry();
+        if (end != null) {
+            feeds.put(end.name, Tensor.full(end.dtype, end.concreteShape(1), 0.0));  // the input lasts
+        }
         for (BundleManifest.StateEntry s : manifest.states) {
             feeds.put(s.input, state.get(s.name));
         }
@@ -99,11 +103,14 @@ public final class StreamingSession {
         return outputs;
     }
 
-    /** The logical names fed to the step, in order: state-free inputs, then state inputs. */
+    /** The logical names fed to the step, in order: state-free inputs, the end input, then state inputs. */
     public List<String> feedOrder() {
         List<String> names = new java.util.ArrayList<>();
         for (BundleManifest.TensorEntry entry : manifest.streamInputs()) {
             names.add(entry.name);
+        }
+        if (manifest.endInput() != null) {
+            names.add(manifest.endInput());
         }
         for (BundleManifest.StateEntry s : manifest.states) {
             names.add(s.input);

@@ -41,6 +41,7 @@ public final class ReplayCli {
         final Map<String, Double> stateMaxDiff = new LinkedHashMap<>();
         final List<String> problems = new ArrayList<>();
         final double[] featureMaxDiff = {0.0};
+        final double[] endMaxDiff = {0.0};
         StreamingSession session = new StreamingSession(manifest, feeds -> {
             Path dir = replay.resolve("step_" + step[0]);
             for (Map.Entry<String, Tensor> feed : feeds.entrySet()) {
@@ -53,6 +54,8 @@ public final class ReplayCli {
                 double diff = maxAbsDiff(feed.getValue().floats, expected);
                 if (feed.getKey().equals("features")) {
                     featureMaxDiff[0] = Math.max(featureMaxDiff[0], diff);
+                } else if (feed.getKey().equals(manifest.endInput())) {
+                    endMaxDiff[0] = Math.max(endMaxDiff[0], diff);
                 } else {
                     stateMaxDiff.merge(feed.getKey(), diff, Math::max);
                 }
@@ -106,6 +109,7 @@ public final class ReplayCli {
         }
         json.append(", \"state_pairs\": ").append(quoted(pairs));
         json.append(", \"feature_max_abs_diff\": ").append(featureMaxDiff[0]);
+        json.append(", \"end_input_max_abs_diff\": ").append(endMaxDiff[0]);
         json.append(", \"state_max_abs_diff\": {");
         int i = 0;
         for (Map.Entry<String, Double> e : stateMaxDiff.entrySet()) {
