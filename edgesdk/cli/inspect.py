@@ -94,6 +94,10 @@ def command(path: Path, as_json: bool) -> None:
     for entry in facts["state"]:
         tensors.add_row("state", escape(f"{entry['input']} → {entry['output']}"), _shape(entry["shape"]),
                         f"{entry['dtype']}, batch axis {entry['batch_axis']}, init {entry.get('init_file', entry['init'])}")
+    for artifact in facts["artifacts"]:
+        if artifact.get("internal_state"):
+            tensors.add_row("state", "internal", escape(artifact["file"]),
+                            f"inside the interpreter ({', '.join(artifact['internal_state'])}); a stream's reset() starts a new one")
     for entry in facts.get("context", []):
         tensors.add_row("context", escape(entry["input"]), f"axis {entry['axis']}", f"last {entry['size']} carried")
     for entry in facts.get("constants", []):

@@ -503,11 +503,10 @@ def _stream_wav_file(model: Any, wav: "WavFile", frontend: "KaldiFbankFrontend",
     consumed = 0  # frames pushed into the model
     early = EarlyExit(rule) if rule is not None else None
     exited = False
-    last_mean: np.ndarray | None = None
 
     def push(frames: np.ndarray) -> bool:
         """Push whole chunks; True once the early-exit rule fires."""
-        nonlocal consumed, last_mean
+        nonlocal consumed
         for start in range(0, frames.shape[0], chunk):
             piece = frames[start: start + chunk]
             check_finite(piece, "features")
@@ -519,16 +518,18 @@ def _stream_wav_file(model: Any, wav: "WavFile", frontend: "KaldiFbankFrontend",
                 consumed += 1
                 if consumed <= lookahead:
                     continue  # still filling the look-ahead: no frame decided yet
-                last_mean = means[k]
-                top = int(np.argmax(last_mean))
-                probability = float(_sigmoid(last_mean[top]))
-                tops.append(top)
-                probabilities.append(probability)
-                if early is not None and early.update(last_mean):
+                if take(means[k]):
                     return True
                 if len(tops) >= target_decided:
                     return False
         return False
+
+    def take(mean: np.ndarray) -> bool:
+        """One decided frame's running mean; True once the early-exit rule fires."""
+        top = int(np.argmax(mean))
+        tops.append(top)
+        probabilities.append(float(_sigmoid(mean[top])))
+        return early is not None and early.update(mean)
 
     # Whole hops per block, so the hops fed to the front-end are the same as from one array.
     block_samples = hop_samples * max(1, round(WAV_BLOCK_SECONDS * frontend.sample_rate_hz / hop_samples))
@@ -546,12 +547,20 @@ def _stream_wav_file(model: Any, wav: "WavFile", frontend: "KaldiFbankFrontend",
         if finished:
             break
     padding = 0
+    # A step with an end input answers the last look-ahead frames through Stream.end(), as the
+    # full-sequence model does at the end of the clip; without one, pad frames stand in for them.
+    ends = getattr(model, "end_input", None) is not None
     if not exited and len(tops) < target_decided:
-        missing = target_decided + lookahead - consumed - pending.shape[0]
+        missing = target_decided + (0 if ends else lookahead) - consumed - pending.shape[0]
         padding = max(0, missing)
         padding += (-(pending.shape[0] + padding)) % chunk  # whole chunks only
         pad = np.full((padding, frontend.num_mel_bins), frontend.pad_value, dtype=np.float32)
         exited = push(np.concatenate([pending, pad]))
+    if ends and not exited and len(tops) < target_decided:
+        for mean in np.asarray(stream.end().get("mean_logits", np.zeros((1, 0, 0))))[0]:
+            exited = take(mean)
+            if exited or len(tops) >= target_decided:
+                break
     if not tops:
         raise UsageError(f"{wav_path}: too short for the model to decide any frame")
     decided = tops[-1]

@@ -76,4 +76,11 @@ def describe(path: str | Path) -> dict:
             artifact["op_histogram"] = op_histogram(folder / artifact["file"])
         if "size_bytes" not in artifact:
             artifact["size_bytes"] = (folder / artifact["file"]).stat().st_size
+        if artifact["format"] == "tflite":
+            from edgesdk.runtime.backends.litert import RESOURCE_VARIABLE_OPS
+
+            # State the file keeps inside the interpreter: no state input or output shows it.
+            internal = [op for op in RESOURCE_VARIABLE_OPS if op in artifact["op_histogram"]]
+            if internal:
+                artifact["internal_state"] = internal
     return manifest

@@ -102,6 +102,8 @@ class Model:
             self.state_spec = [dataclasses.replace(s, init_value=init_values[s.name]) if s.name in init_values else s
                                for s in self.state_spec]
         self.backend = engine.name
+        # State kept inside the engine (TFLite resource variables): each stream gets an engine of its own.
+        self.internal_state = list(getattr(engine, "internal_state", []))
         self.providers = list(engine.providers)
         self.provider_fallback = list(getattr(engine, "fallback", []))
         self.backend_choice = backend_choice
@@ -133,7 +135,7 @@ class Model:
 
     @property
     def is_streaming(self) -> bool:
-        return bool(self.state_spec) or bool(self.contract.context)
+        return bool(self.state_spec) or bool(self.contract.context) or bool(self.internal_state)
 
     @property
     def format(self) -> str:
@@ -240,12 +242,12 @@ class Model:
             if value.dtype.kind == "f" and not np.isfinite(value).all():
                 raise UsageError(f"feed {name!r} holds NaN or infinite values")
 
-    def _run_backend(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run_backend(self, feeds: Mapping[str, np.ndarray], engine: Backend | None = None) -> dict[str, np.ndarray]:
         if self._io_quantization is not None:  # a full-integer file: float in, float out
             feeds = self._io_quantization.quantize_feeds(feeds)
         backend_feeds = {self._input_map[n]: np.ascontiguousarray(v) for n, v in feeds.items()}
         try:
-            results = self._engine.run(backend_feeds, self._backend_output_names)
+            results = (engine or self._engine).run(backend_feeds, self._backend_output_names)
         except Exception as error:  # backends raise their own unrelated types
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise UsageError(f"{self.backend} rejected the feeds: {first_line}") from None
@@ -258,6 +260,10 @@ class Model:
         and the new states are returned under their output names. Constant inputs are fed by
         the bundle; an input with a declared context takes its whole window here (a stream
         prepends the carried entries itself)."""
+        if self.internal_state:
+            raise UsageError(
+                f"{self.path} keeps its state inside the interpreter ({', '.join(self.internal_state)}), so one "
+                "call is not independent of the last; use stream(), whose reset() starts that state again")
         feeds = dict(feeds)
         self.contract.refuse_constants(feeds)
         feeds.update(self._constant_feeds)
@@ -323,10 +329,17 @@ class Stream:
         self.steps = 0
         self.state: dict[str, np.ndarray] = {}
         self.context: dict[str, np.ndarray | None] = {}
+        self._engine: Backend | None = None  # this stream's own engine, where the state is inside it
         self.reset()
 
     def reset(self) -> None:
-        """Back to the initial state, as if no step had been pushed."""
+        """Back to the initial state, as if no step had been pushed.
+
+        State kept inside the interpreter (TFLite resource variables) starts again in a new
+        interpreter of the same file: LiteRT's ``reset_all_variables`` resets variable tensors
+        only, not resource variables."""
+        if self.model.internal_state:
+            self._engine = self.model._engine.fresh()
         self.state = {s.name: s.initial(self.batch) for s in self.model.state_spec}
         self.context = {c.input: None for c in self.model.contract.context}  # zeros at the next push
         self.steps = 0
@@ -385,7 +398,7 @@ class Stream:
             full[model.end_input.name] = end_feed if end_feed is not None else model._end_feed(self.batch, 0)
         for state in model.state_spec:
             full[state.input] = self.state[state.name]
-        results = model._run_backend(full)
+        results = model._run_backend(full, self._engine)
         for state in model.state_spec:
             self.state[state.name] = results.pop(state.output)
         if contract.context:

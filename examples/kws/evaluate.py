@@ -6,8 +6,10 @@ never occur in training. Three figures:
 1. **parallel**: the PyTorch model over each 1 s clip padded to 128 frames (the authors' eval);
 2. **stream, full**: the exported ONNX step in the torch-free runtime, fed the WAV in 10 ms hops
    (``spotter.py``) to the end of the 128-frame window;
-3. **stream, early exit**: the same with the demo's keyword early-exit rule; also how often and
-   how early keyword clips were decided.
+3. **stream, early exit**: the same with the library's early-exit rule
+   (``edgesdk.runtime.decisions``, as the demo's spotter runs it); also how often and how early
+   clips were decided, in frames of the window and in seconds of audio (a decision is timed by
+   the audio it came from: padding after a clip's end adds no time).
 
 Usage:
     python -m examples.kws.evaluate [--data out/kws-data] [--checkpoint examples/kws/kws_lmuformer.pt]
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import CHECKPOINT, DEFAULT_DATA_DIR, LABELS, REPO_ROOT
+from .common import CHECKPOINT, DEFAULT_DATA_DIR, LABELS, REPO_ROOT, SAMPLE_RATE_HZ
 from .pick_clips import write_wav
 from .spotter import EARLY_EXIT_FRAMES, EARLY_EXIT_PROBABILITY, spot_wav
 
@@ -44,8 +46,10 @@ def parallel_predictions(checkpoint: Path, features: np.ndarray) -> np.ndarray:
 
 
 def stream_predictions(bundle: Path, waveforms: np.ndarray, early_exit_frames: int | None,
-                       early_exit: float = EARLY_EXIT_PROBABILITY) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """First decision of every clip streamed through the ONNX step: class, frame, early or not.
+                       early_exit: float = EARLY_EXIT_PROBABILITY
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """First decision of every clip streamed through the ONNX step: class, window frame, early
+    or not, audio time of the decision in seconds.
 
     ``early_exit_frames=None`` turns early exit off (every window runs to its last frame).
     """
@@ -53,7 +57,7 @@ def stream_predictions(bundle: Path, waveforms: np.ndarray, early_exit_frames: i
 
     model = edgesdk.load(bundle, backend="onnxruntime", num_threads=1)
     label_index = {label: i for i, label in enumerate(model.manifest["extra"]["labels"])}
-    decided, frames, early = [], [], []
+    decided, frames, early, times = [], [], [], []
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "clip.wav"
         for clip in waveforms:
@@ -63,7 +67,8 @@ def stream_predictions(bundle: Path, waveforms: np.ndarray, early_exit_frames: i
             decided.append(label_index[detections[0].label])
             frames.append(detections[0].window_frame)
             early.append(detections[0].early_exit)
-    return np.asarray(decided), np.asarray(frames), np.asarray(early)
+            times.append(detections[0].time_s)
+    return np.asarray(decided), np.asarray(frames), np.asarray(early), np.asarray(times)
 
 
 def per_class(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -100,14 +105,15 @@ def main() -> None:
 
         export_bundle(args.bundle, args.checkpoint)
         begin = time.perf_counter()
-        full, _, _ = stream_predictions(args.bundle, waveforms, early_exit_frames=None)
+        full, _, _, full_times = stream_predictions(args.bundle, waveforms, early_exit_frames=None)
         figures["stream_accuracy"] = float((full == labels).mean())
+        figures["stream_median_decision_s"] = float(np.median(full_times))
         figures["stream_agrees_with_parallel"] = float((full == parallel).mean())
         log.info("stream (ONNX step, 10 ms hops, whole window): %.2f %% (agrees with parallel on %.2f %%; %.0f s)",
                  100 * figures["stream_accuracy"], 100 * figures["stream_agrees_with_parallel"],
                  time.perf_counter() - begin)
-    early, frames, exited = stream_predictions(args.bundle, waveforms, early_exit_frames=args.early_exit_frames,
-                                               early_exit=args.early_exit)
+    early, frames, exited, times = stream_predictions(args.bundle, waveforms, early_exit_frames=args.early_exit_frames,
+                                                      early_exit=args.early_exit)
     figures["early_exit"] = {"probability": args.early_exit, "frames": args.early_exit_frames}
     figures["early_exit_accuracy"] = float((early == labels).mean())
     figures["early_exit_per_class"] = per_class(early, labels)
@@ -116,12 +122,21 @@ def main() -> None:
     figures["early_exit_keyword_clips_mean_frames"] = float(frames[keyword_clips].mean())
     figures["early_exit_keyword_clips_median_frames"] = float(np.median(frames[keyword_clips]))
     figures["false_early_exits_on_fillers"] = int(exited[~keyword_clips].sum())
+    figures["early_exit_median_decision_s"] = float(np.median(times))
+    figures["early_exit_keyword_clips_median_decision_s"] = float(np.median(times[keyword_clips]))
+    figures["early_exit_exited_median_decision_s"] = float(np.median(times[exited])) if exited.any() else None
+    figures["clip_audio_s"] = len(waveforms[0]) / SAMPLE_RATE_HZ  # every clip is 1 s
     log.info("stream with early exit (a keyword at p >= %.2f for %d frames): %.2f %%; keyword clips exited early "
              "in %.0f %% of cases, deciding after %.1f frames on average (median %.0f, look-ahead included) instead "
-             "of 133; filler clips that exited early on a keyword: %d",
+             "of 128; filler clips that exited early on a keyword: %d",
              args.early_exit, args.early_exit_frames, 100 * figures["early_exit_accuracy"],
              100 * figures["early_exit_keyword_clips_exited"], figures["early_exit_keyword_clips_mean_frames"],
              figures["early_exit_keyword_clips_median_frames"], figures["false_early_exits_on_fillers"])
+    log.info("median decision time (audio seconds, clips of %.2f s): early exit %.3f s (keyword clips %.3f s, "
+             "clips that exited %s s)%s", figures["clip_audio_s"], figures["early_exit_median_decision_s"],
+             figures["early_exit_keyword_clips_median_decision_s"],
+             f"{figures['early_exit_exited_median_decision_s']:.3f}" if exited.any() else "n/a",
+             f"; whole window {figures['stream_median_decision_s']:.3f} s" if "stream_median_decision_s" in figures else "")
     for name, value in figures["parallel_per_class"].items():
         log.info("  %-10s parallel %.2f  early exit %.2f", name, value, figures["early_exit_per_class"][name])
     if args.json:

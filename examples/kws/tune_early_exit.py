@@ -17,29 +17,27 @@ from pathlib import Path
 
 import numpy as np
 
+from edgesdk.runtime.decisions import EarlyExit, EarlyExitRule
+
 from .common import CHECKPOINT, DEFAULT_DATA_DIR, LABELS
 
 LOOKAHEAD_FRAMES = 5
-FILLERS = np.array([label.startswith("_") for label in LABELS])
 
 
 def decide(running: np.ndarray, probability: float, frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """The spotter's rule on running-mean logits [clips, 128, classes]: (class, window frame) per clip."""
+    """The library's rule (``edgesdk.runtime.decisions``, as the spotter runs it) on running-mean
+    logits [clips, 128, classes]: (class, window frame) per clip. A whole-window decision comes
+    at frame 128 (``Stream.end()`` returns the look-ahead answers at once); an early one on the
+    frame that completes the streak, ``LOOKAHEAD_FRAMES`` after the frame it answers for."""
     clips, window, _ = running.shape
-    top = running.argmax(axis=2)
-    score = 1.0 / (1.0 + np.exp(-running.max(axis=2)))
-    decided = top[:, -1].copy()
-    at = np.full(clips, window + LOOKAHEAD_FRAMES)
+    decided = running[:, -1].argmax(axis=1)
+    at = np.full(clips, window)
+    early = EarlyExit(EarlyExitRule.for_labels(LABELS, probability, frames))
     for i in range(clips):
-        streak, last = 0, -1
-        for t in range(window):
-            if score[i, t] >= probability and not FILLERS[top[i, t]]:
-                streak = streak + 1 if top[i, t] == last else 1
-            else:
-                streak = 0
-            last = top[i, t]
-            if streak >= frames:
-                decided[i], at[i] = top[i, t], t + 1 + LOOKAHEAD_FRAMES
+        early.reset()
+        for t in range(window - LOOKAHEAD_FRAMES):  # the answers that arrive while the window streams
+            if early.update(running[i, t]):
+                decided[i], at[i] = int(np.argmax(running[i, t])), t + 1 + LOOKAHEAD_FRAMES
                 break
     return decided, at
 

@@ -31,6 +31,12 @@ class Backend:
     providers: list[str]
     input_shapes: dict[str, list[int | str]]
     input_dtypes: dict[str, str]
+    # Ops that keep state inside the engine between calls (empty: every call is independent).
+    internal_state: list[str] = []
+
+    def fresh(self) -> "Backend":
+        """A new engine of the same artifact (for internal state: at its initial values)."""
+        raise NotImplementedError
 
     def run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str]) -> list[np.ndarray]:
         raise NotImplementedError

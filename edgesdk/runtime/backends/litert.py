@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 
 # LiteRT applies XNNPACK to float graphs on CPU by default.
 DEFAULT_DELEGATE = "XNNPACK"
+# Ops that keep state inside the interpreter between calls (TensorFlow resource variables).
+RESOURCE_VARIABLE_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE")
 
 
 class LiteRTBackend(Backend):
@@ -42,10 +44,16 @@ class LiteRTBackend(Backend):
         module = importlib.import_module(module_name)
         interpreter_class = module.Interpreter
         self.package = module_name.split(".")[0]
+        self.path, self.num_threads = Path(path), num_threads
         try:
             self.interpreter = interpreter_class(model_path=str(path), num_threads=num_threads)
         except (ValueError, RuntimeError) as error:
             raise BackendUnavailable(f"LiteRT could not load {path}: {error}") from None
+        # State the file keeps inside the interpreter (resource variables): the artifact has no
+        # state inputs for it; only a new interpreter starts it again (reset_all_variables resets
+        # variable tensors, not resource variables -- tests/runtime/test_litert_variables.py).
+        op_names = {op["op_name"] for op in self.interpreter._get_ops_details()}
+        self.internal_state = [name for name in RESOURCE_VARIABLE_OPS if name in op_names]
         signatures = self.interpreter.get_signature_list()
         if signatures:
             self.signature = next(iter(signatures))
@@ -71,6 +79,13 @@ class LiteRTBackend(Backend):
         # once overwrite each other's tensors and get each other's outputs. One lock per
         # interpreter makes a shared Model safe; benchmarks/bench_threads.py measures its cost.
         self._lock = threading.Lock()
+
+    def fresh(self) -> "LiteRTBackend":
+        """A new interpreter of the same file: its internal state (resource variables) at their
+        initial values, and its variable tensors reset."""
+        engine = LiteRTBackend(self.path, num_threads=self.num_threads)
+        engine.interpreter.reset_all_variables()
+        return engine
 
     def run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str]) -> list[np.ndarray]:
         with self._lock:
