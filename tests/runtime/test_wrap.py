@@ -131,7 +131,7 @@ def test_gru_stream_equals_the_whole_sequence_in_pytorch(files, tmp_path):
         pieces.append(stream.push({"x": sequence[:, start:start + size]})["y"])
         start += size
     np.testing.assert_allclose(np.concatenate(pieces, axis=1), reference.numpy(), atol=ATOL)
-    stream.reset()
+    assert stream.end() == {}  # no look-ahead: every output was returned by its push; end() resets
     again = stream.push({"x": sequence[:, :5]})["y"]
     np.testing.assert_allclose(again, reference.numpy()[:, :5], atol=ATOL)
 
@@ -182,13 +182,13 @@ def test_conv_with_carried_context_equals_the_whole_sequence(files, tmp_path):
         reference = modules["conv"](torch.nn.functional.pad(torch.from_numpy(sequence), (4, 0))).numpy()
     model = load(tmp_path / "conv")
     stream = model.stream(batch=2)
-    for _ in range(2):  # the second pass starts after reset(): zeros again
+    for _ in range(2):  # the second pass starts after end(), which resets: zeros again
         pieces, start = [], 0
         for size in (6, 9, 1, 17):
             pieces.append(stream.push({"x": sequence[:, :, start:start + size]})["y"])
             start += size
         np.testing.assert_allclose(np.concatenate(pieces, axis=2), reference, atol=ATOL)
-        stream.reset()
+        assert stream.end() == {}  # nothing owed; the context is zeros again for the second pass
     # Without the carried context the same pushes are wrong after the first chunk.
     alone = np.concatenate([model.run({"x": np.pad(sequence[:, :, s:s + 11], ((0, 0), (0, 0), (4, 0)))})["y"]
                             for s in (0, 11, 22)], axis=2)
