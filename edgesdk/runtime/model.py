@@ -382,6 +382,12 @@ class Stream:
 
     def _step(self, feeds: Mapping[str, np.ndarray], end_feed: np.ndarray | None) -> dict[str, np.ndarray]:
         model = self.model
+        if model.end_input is not None and model.end_input.name in feeds:
+            # A recorded step sequence (a bundle's samples) may carry the end input: use it as given.
+            feeds = dict(feeds)
+            end_feed = feeds.pop(model.end_input.name)
+            model._check({model.end_input.name: end_feed}, {model.end_input.name: model.end_input},
+                         symbols={"batch": self.batch})
         carried = [name for name in feeds if name in model._state_inputs]
         if carried:
             raise UsageError(f"{', '.join(map(repr, carried))}: state carried by the stream; do not feed it")

@@ -468,8 +468,8 @@ def test_runtime_stream_reproduces_prefix_logits(tiny_stream_bundle, backend):
     D = lmu.LOOKAHEAD_FRAMES
     assert np.abs(means[:D]).max() == 0
     assert np.abs(means[D:] - prefix[:-D]).max() <= 1e-4
-    with pytest.raises(UsageError, match="end_frames"):
-        stream.push({"features": x[:, :1].numpy(), "end_frames": np.zeros((1, 1), np.float32)})  # the stream's own
+    with pytest.raises(UsageError, match="end_frames"):  # a recorded end input is checked like any feed
+        stream.push({"features": x[:, :1].numpy(), "end_frames": np.zeros((1, 2), np.float32)})
     with pytest.raises(UsageError):
         stream.push({"features": x[:, :3].numpy()})  # a chunk of 3 frames into a 1-frame step
     bad = x[:, :1].numpy().copy()

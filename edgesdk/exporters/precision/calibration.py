@@ -51,8 +51,15 @@ class CalibrationSet:
                 "split": f"every {VALIDATION_EVERY}th file (sorted by name) validates; the others calibrate"}
 
 
+def _end_input(spec: ExportSpec) -> str | None:
+    """The stream step's end-of-stream input (streaming.end_input): 0 on every frame of a file."""
+    streaming = spec.metadata.get("streaming")
+    return streaming.get("end_input") if isinstance(streaming, Mapping) and spec.mode == "stream" else None
+
+
 def _float_input(spec: ExportSpec) -> tuple[str, tuple[int, ...]]:
-    floats = [(n, tuple(t.shape)) for n, t in spec.example_inputs.items() if as_numpy(t).dtype.kind == "f"]
+    floats = [(n, tuple(t.shape)) for n, t in spec.example_inputs.items()
+              if as_numpy(t).dtype.kind == "f" and n != _end_input(spec)]
     if len(floats) != 1:
         raise UsageError(f"calibration from files needs a model with one float input; this one has "
                          f"{', '.join(spec.example_inputs)}")
@@ -144,7 +151,11 @@ def _as_case(spec: ExportSpec, name: str, shape: tuple[int, ...], data: np.ndarr
     steps = features.shape[0] // frames
     if steps < 1:
         raise UsageError(f"a calibration clip gives {features.shape[0]} frames, fewer than one step of {frames}")
-    return {name: features[: steps * frames].reshape((steps,) + shape).astype(np.float32)}
+    case = {name: features[: steps * frames].reshape((steps,) + shape).astype(np.float32)}
+    end = _end_input(spec)
+    if end is not None:  # the input lasts on every step of a file
+        case[end] = np.zeros((steps, *spec.example_inputs[end].shape), dtype=np.float32)
+    return case
 
 
 def calibration_feeds(spec: ExportSpec, cases: list[dict[str, np.ndarray]], run_reference: Callable,
