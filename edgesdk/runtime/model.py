@@ -357,16 +357,13 @@ class Stream:
         """
         model = self.model
         owed = model.streaming.lookahead_frames if model.streaming else 0
-        if owed == 0:
+        if owed == 0 or self.steps == 0:  # no look-ahead, or nothing pushed: nothing is owed
             self.reset()
             return {}
         if model.end_input is None:
             raise UsageError(
                 f"{model.path}: the step answers {owed} frames behind its input but has no end input "
                 "(streaming.end_input), so the last frames cannot be computed; re-export the bundle")
-        if self.steps == 0:
-            self.reset()
-            return {}  # nothing was pushed: nothing is owed
         chunk = model.streaming.frames_per_step
         pieces: list[dict[str, np.ndarray]] = []
         for first in range(1, owed + 1, chunk):
