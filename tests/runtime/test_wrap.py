@@ -136,6 +136,21 @@ def test_gru_stream_equals_the_whole_sequence_in_pytorch(files, tmp_path):
     np.testing.assert_allclose(again, reference.numpy()[:, :5], atol=ATOL)
 
 
+def test_end_refuses_a_look_ahead_it_cannot_compute(files, tmp_path):
+    # A bundle that declares a look-ahead but no end input (an export before end_input existed).
+    _, paths = files
+    edgesdk.wrap(paths["gru"], tmp_path / "gru", states=["h0=hn"])
+    manifest_path = tmp_path / "gru" / "edgesdk.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["streaming"] = {"frames_per_step": 1, "lookahead_frames": 2}
+    manifest_path.write_text(json.dumps(manifest))
+    stream = load(tmp_path / "gru").stream()
+    assert stream.end() == {}  # nothing pushed yet: nothing owed
+    stream.push({"x": np.zeros((1, 3, 8), np.float32)})
+    with pytest.raises(UsageError, match="answers 2 frames behind its input but has no end input"):
+        stream.end()
+
+
 def test_gru_state_from_an_npy_file_and_the_self_describing_copy(files, tmp_path):
     modules, paths = files
     init = np.random.default_rng(2).standard_normal((1, 1, 16)).astype(np.float32)
