@@ -312,7 +312,7 @@ class _Simulator:
     def _write_android(self, energy_j: float, average_w: float) -> None:
         battery = self.root / "sys/class/power_supply/battery"
         volts = BATTERY_VOLTS + self.random.gauss(0.0, 0.002)
-        amps = average_w / volts
+        amps = average_w / volts + self.random.gauss(0.0, 0.002)  # fuel gauges are noisy to a few mA
         if self.config.android_quirks == "abi":
             current, voltage = -round(amps * 1e6), round(volts * 1e6)  # µA, negative: discharging
         else:
