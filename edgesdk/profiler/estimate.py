@@ -17,8 +17,9 @@ Per-byte energies, from the same source as the operation energies: M. Horowitz, 
 energy problem (and what we can do about it)", ISSCC 2014, Fig. 1.1.9 (45 nm): a 64-bit access
 to an 8 KB SRAM cache costs 10 pJ, to a 32 KB cache 20 pJ, to a 1 MB cache 100 pJ, to DRAM
 1.3-2.6 nJ. Per byte: 1.25, 2.5, 12.5 and 162.5 pJ (the low end of DRAM's range, so the
-estimate stays on the low side). Horowitz gives no larger cache; a multi-megabyte last-level
-cache is charged as his 1 MB one, which understates it. Like the arithmetic figures, none is
+estimate stays on the low side). An L1 cache of up to 64 KB is charged as his 32 KB one; Horowitz
+gives no larger cache than 1 MB, so a multi-megabyte L2 or last-level cache is charged as his
+1 MB one, which understates it. Like the arithmetic figures, none is
 rescaled to the device's process node.
 """
 from __future__ import annotations
@@ -71,9 +72,10 @@ _SRAM_8K, _SRAM_32K, _SRAM_1M, _DRAM_PJ = 10 / 8, 20 / 8, 100 / 8, 1300 / 8
 
 
 def _energy_of_cache(size_bytes: int) -> float:
+    """Horowitz's figure for a cache of this size: L1 caches (up to 64 KB) as his 32 KB one."""
     if size_bytes <= 8 * 1024:
         return _SRAM_8K
-    if size_bytes <= 32 * 1024:
+    if size_bytes <= 64 * 1024:
         return _SRAM_32K
     return _SRAM_1M
 
@@ -170,15 +172,15 @@ def estimate_energy_with_memory(
     weights_level = level_for(weight_bytes + activation_bytes, levels)
     activations_level = level_for(activation_bytes, levels)
     memory_j = {
-        "weights": weight_bytes * weights_level.pj_per_byte * 1e-12,
-        "activations": activation_bytes * activations_level.pj_per_byte * 1e-12,
+        "weights_j": weight_bytes * weights_level.pj_per_byte * 1e-12,
+        "activations_j": activation_bytes * activations_level.pj_per_byte * 1e-12,
     }
     return {
         **arithmetic,
         "provenance": MEMORY_LABEL,
         "energy_per_inference_j": arithmetic["energy_per_inference_j"] + sum(memory_j.values()),
         "arithmetic_j": arithmetic["energy_per_inference_j"],
-        "memory_j": memory_j,
+        "memory": memory_j,
         "weight_bytes": int(weight_bytes),
         "activation_bytes": int(activation_bytes),
         "weights_level": {"name": weights_level.name, "pj_per_byte": weights_level.pj_per_byte},

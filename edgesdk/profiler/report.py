@@ -232,7 +232,7 @@ def _estimate_rows(result: Mapping[str, Any]) -> list[FigureRow]:
         rows.append(FigureRow(
             f"estimate per {per}, with memory", f"{format_joules(memory['energy_per_inference_j'])} "
             f"(weights {memory['weight_bytes'] / 1e6:.3g} MB from {memory['weights_level']['name']}: "
-            f"{format_joules(memory['memory_j']['weights'])})", memory["provenance"]))
+            f"{format_joules(memory['memory']['weights_j'])})", memory["provenance"]))
     by_artifact = result.get("energy_estimates_by_artifact") or []
     if len(by_artifact) > 1:
         for row in by_artifact:

@@ -283,7 +283,9 @@ class _Simulator:
 
     def tick(self) -> None:
         now = time.monotonic()
-        energy = self.energy_j(now)
+        # Never backwards: an inference's end can be written a moment after a tick has counted
+        # it as still running; real counters are monotonic, and RAPL would read a drop as a wrap.
+        energy = max(self.energy_j(now), self.last_energy)
         average_w = (energy - self.last_energy) / max(now - self.last_time, 1e-9)
         self.last_time, self.last_energy = now, energy
         getattr(self, f"_write_{self.config.sensor}")(energy, average_w)
