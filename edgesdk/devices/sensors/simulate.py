@@ -122,15 +122,29 @@ class SimulationConfig:
 
 @dataclass(frozen=True)
 class Activity:
-    """Busy time of finished inferences, when the running one began (None: idle), and how many ran."""
+    """Busy time of finished inferences, when the running one began (None: idle), how many ran,
+    and when the last finished one began and ended."""
 
     busy_s: float
     busy_since: float | None
     count: int
+    last_begin: float = -1.0
+    last_end: float = -1.0
 
     def busy_until(self, now: float) -> float:
-        """Seconds of inference up to ``now`` (monotonic clock)."""
+        """Seconds of inference up to ``now`` (monotonic clock), for ``now`` at or after this record."""
         return self.busy_s + (max(0.0, now - self.busy_since) if self.busy_since is not None else 0.0)
+
+    def busy_until_past(self, then: float) -> float | None:
+        """Seconds of inference up to an earlier instant ``then``, where this record still tells
+        (``then`` not before the last finished inference began); None otherwise."""
+        if self.busy_since is not None and then >= self.busy_since:
+            return self.busy_until(then)
+        if then >= self.last_end:
+            return self.busy_s
+        if then >= self.last_begin >= 0:
+            return self.busy_s - (self.last_end - then)
+        return None
 
 
 def _replace_text(path: Path, text: str) -> None:
@@ -143,10 +157,10 @@ def _replace_text(path: Path, text: str) -> None:
 def read_activity(root: str | os.PathLike) -> Activity:
     path = Path(root) / SIM_DIR / ACTIVITY_NAME
     try:
-        busy, since, count = path.read_text(encoding="ascii").split()
+        busy, since, count, last_begin, last_end = path.read_text(encoding="ascii").split()
     except (FileNotFoundError, ValueError):
         return Activity(0.0, None, 0)
-    return Activity(float(busy), None if float(since) < 0 else float(since), int(count))
+    return Activity(float(busy), None if float(since) < 0 else float(since), int(count), float(last_begin), float(last_end))
 
 
 class ActivityHook:
@@ -157,7 +171,8 @@ class ActivityHook:
         self.config = config
         self.busy_s = 0.0
         self.count = 0
-        _replace_text(self.path, "0 -1 0")
+        self.last = "-1 -1"
+        _replace_text(self.path, f"0 -1 0 {self.last}")
         self.log = self.path.with_name(LOG_NAME).open("w", encoding="ascii", buffering=1)
 
     def wrap(self, call: Callable[[], object]) -> Callable[[], object]:
@@ -165,14 +180,15 @@ class ActivityHook:
 
         def recorded():
             begin = time.monotonic()
-            _replace_text(self.path, f"{self.busy_s!r} {begin!r} {self.count}")
+            _replace_text(self.path, f"{self.busy_s!r} {begin!r} {self.count} {self.last}")
             result = call()
             while time.monotonic() - begin < pad:  # busy-wait: the known duration
                 pass
             end = time.monotonic()
             self.busy_s += end - begin
             self.count += 1
-            _replace_text(self.path, f"{self.busy_s!r} -1 {self.count}")
+            self.last = f"{begin!r} {end!r}"
+            _replace_text(self.path, f"{self.busy_s!r} -1 {self.count} {self.last}")
             self.log.write(f"{begin!r} {end!r}\n")
             return result
 
@@ -276,19 +292,25 @@ class _Simulator:
         self.random = random.Random(config.seed)
         self.start = time.monotonic()
         self.last_time, self.last_energy = self.start, 0.0
+        self.counter_j = 0.0  # what counters show: never decreasing
 
-    def energy_j(self, now: float) -> float:
-        activity = read_activity(self.root)
-        return self.config.idle_w * (now - self.start) + self.config.extra_w * activity.busy_until(now)
+    def _energy_j(self, at: float, busy_s: float) -> float:
+        return self.config.idle_w * (at - self.start) + self.config.extra_w * busy_s
 
     def tick(self) -> None:
         now = time.monotonic()
-        # Never backwards: an inference's end can be written a moment after a tick has counted
-        # it as still running; real counters are monotonic, and RAPL would read a drop as a wrap.
-        energy = max(self.energy_j(now), self.last_energy)
-        average_w = (energy - self.last_energy) / max(now - self.last_time, 1e-9)
+        activity = read_activity(self.root)
+        # An inference's end is written a moment after its clock was read, so the previous tick
+        # may have counted it as running a little too long: recount the previous instant with what
+        # is known now (power readings), and never let a counter run backwards (RAPL would read a
+        # drop as a wrap).
+        energy = self._energy_j(now, activity.busy_until(now))
+        busy_then = activity.busy_until_past(self.last_time)
+        previous = self._energy_j(self.last_time, busy_then) if busy_then is not None else self.last_energy
+        average_w = max(0.0, energy - previous) / max(now - self.last_time, 1e-9)
+        self.counter_j = max(self.counter_j, energy)
         self.last_time, self.last_energy = now, energy
-        getattr(self, f"_write_{self.config.sensor}")(energy, average_w)
+        getattr(self, f"_write_{self.config.sensor}")(self.counter_j, average_w)
 
     def _quantise(self, value: float, lsb: float) -> float:
         return round((value + self.random.gauss(0.0, lsb)) / lsb) * lsb
