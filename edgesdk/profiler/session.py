@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _datetime
 import importlib.metadata
+import json
 import logging
 import os
 import platform
@@ -424,7 +425,10 @@ def profile_model(
             memory_estimate = estimate_energy_with_memory(
                 ops, device.profile, weight_bytes=artifact_path.stat().st_size,
                 activation_bytes=activation_bytes, precision=precision)
-        estimates_by_artifact = _estimates_by_artifact(bundle_path, manifest, ops, device.profile, activation_bytes)
+        # Every artifact of the bundle, not only the precision loaded (the runtime's manifest is filtered).
+        manifest_path = bundle_path / "edgesdk.json"
+        whole = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else manifest
+        estimates_by_artifact = _estimates_by_artifact(bundle_path, whole, ops, device.profile, activation_bytes)
 
     measurement = None
     measurement_problem = ""
