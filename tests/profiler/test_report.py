@@ -83,3 +83,23 @@ def test_power_sensor_report(tmp_path):
     assert "| net energy per inference |" in summary and "measured:ina3221" in summary
     assert "| idle power (median of " in summary and "| measurement boundary |" in summary
     assert "estimated:ops (lower bound)" in summary  # the estimate is shown apart, labelled
+
+
+def test_plots_skipped_without_matplotlib_are_said_in_one_sentence(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.split(".")[0] == "matplotlib":
+            raise ImportError("No module named 'matplotlib'")
+        return real_import(name, *args, **kwargs)
+
+    board = Board()
+    outcome = profile_model(BusyModel(board), tmp_path, load_time_s=0.01, runs=5, warmup=0, energy="estimate")
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    written = write_report(outcome.result, tmp_path / "report", outcome.latency_times_s, outcome.measurement)
+    assert not any(path.endswith(".png") for path in written.values())
+    assert outcome.result["plots"] == []
+    summary = Path(written["summary_md"]).read_text()
+    assert "- warning: plots skipped: matplotlib is not installed (pip install 'edgesdk[profile]'), so no PNG was written" in summary

@@ -86,7 +86,10 @@ def test_profile_recovers_the_known_net_energy(bundles, tmp_path, monkeypatch, c
 
 def test_window_too_short_for_the_sensor_is_refused_before_any_work(bundles, tmp_path, monkeypatch):
     with _simulate(tmp_path, monkeypatch, "ina3221", SHORT_S):
-        result = _profile(bundles["mlp"], tmp_path, "ina3221", 0.02)
+        # The root given by the environment this time, as `edgesdk devices` reads it.
+        monkeypatch.setenv("EDGESDK_SYSFS_ROOT", str(tmp_path))
+        result = CliRunner().invoke(cli, ["profile", str(bundles["mlp"]), "--energy", "ina3221",
+                                          "--idle-seconds", "0.02", "--energy-seconds", "0.02"])
     assert result.exit_code == 6
     assert "the idle window of 20 ms is too short for the ina3221 sensor, which updates every 8 ms" in result.output
     assert "Simulated" not in result.stdout  # nothing was profiled, nothing printed as a result
