@@ -246,8 +246,9 @@ def plan_windows(sensor: Sensor, idle_s: float | None = None, active_s: float | 
                  period_s: float | None = None) -> WindowPlan:
     """Window lengths for ``sensor``; a window asked for that is too short is refused.
 
-    A window needs ``settle`` (``settle_updates`` sensor updates) plus ``min_readings`` readings
-    at the slower of the sensor's update interval and the sampling period.
+    A window needs ``settle`` (``settle_updates`` sensor updates, at least five sampling periods)
+    plus ``min_readings`` readings at the slower of the sensor's update interval and the sampling
+    period.
 
     Raises:
         MeasurementUnavailable: ``idle_s`` or ``active_s`` is shorter than that (exit 6).
@@ -255,7 +256,9 @@ def plan_windows(sensor: Sensor, idle_s: float | None = None, active_s: float | 
     rule = WINDOW_RULES.get(sensor.name, DEFAULT_RULE)
     update = sensor.update_interval_s()
     period = period_s if period_s is not None else min(DEFAULT_PERIOD_S.get(sensor.name, 0.02), max(update / 2, 0.002))
-    settle = rule.settle_updates * update
+    # At least five sampling periods too: the sampler's reads (and a busy kernel's updates) jitter
+    # by a few periods, and a counter read late at a window's edge charges one part to the other.
+    settle = max(rule.settle_updates * update, 5 * period)
     required = settle + rule.min_readings * max(update, period)
     for which, value in (("idle", idle_s), ("active", active_s)):
         if value is not None and value < required:

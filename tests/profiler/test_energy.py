@@ -131,7 +131,7 @@ def test_window_shorter_than_the_sensor_can_resolve_is_refused():
 
 def test_windows_are_added_until_the_interval_is_tight():
     board = Board(inference_s=0.002)
-    measurement = _measure(CounterSensor(board), board.infer, idle_s=0.03, active_s=0.03, windows=5, time_limit_s=30,
+    measurement = _measure(CounterSensor(board), board.infer, idle_s=0.06, active_s=0.06, windows=5, time_limit_s=30,
                            ci_target=0.5)
     summary = measurement.summary
     median, (low, high) = summary["energy_per_inference_j"], summary["energy_per_inference_ci95_j"]
@@ -149,7 +149,7 @@ def test_bootstrap_interval_of_the_median():
 
 def test_min_inferences_is_respected():
     board = Board(inference_s=0.001)
-    measurement = _measure(CounterSensor(board), board.infer, idle_s=0.03, active_s=0.03)
+    measurement = _measure(CounterSensor(board), board.infer, idle_s=0.06, active_s=0.06)
     assert all(row["inferences"] >= 10 for row in measurement.summary["per_window"])
 
 

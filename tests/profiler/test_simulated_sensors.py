@@ -3,8 +3,10 @@
 Each sensor is simulated in a process of its own (edgesdk.devices.sensors.simulate): 2 W idle,
 5 W exactly while an inference runs (each padded by a busy-wait to a known length), with the
 interface's own units, update interval, quantisation and quirks. The true net energy per
-inference is 3 W times the inferences' mean duration, taken from the simulation hook's own log,
-not from the profiler.
+inference of a window is 3 W times the mean duration of its inferences, taken from the simulation
+hook's own log, not from the profiler; the profile's median over windows is compared with the
+median of the windows' true values (inference durations vary from window to window on a busy
+machine, so the mean over all inferences is not what a median estimates).
 
 Stated errors (median net energy per inference vs the truth, on a loaded 2-core CI machine, with
 the short windows these tests use): RAPL 15%, INA3221 15%, NVML 20%, Android battery 25%.
@@ -12,6 +14,7 @@ the short windows these tests use): RAPL 15%, INA3221 15%, NVML 20%, Android bat
 from __future__ import annotations
 
 import json
+import statistics
 
 import pytest
 from click.testing import CliRunner
@@ -28,8 +31,8 @@ SHORT_S, LONG_S = 0.002, 0.02
 CASES = {
     "rapl-short": ("rapl", {"max_energy_range_uj": 2_000_000}, 0.3, 0.15, SHORT_S),  # wraps every ~0.5 s
     "rapl-long": ("rapl", {"max_energy_range_uj": 2_000_000}, 0.3, 0.15, LONG_S),
-    "ina3221-short": ("ina3221", {}, 0.2, 0.15, SHORT_S),
-    "ina3221-long": ("ina3221", {}, 0.2, 0.15, LONG_S),
+    "ina3221-short": ("ina3221", {}, 0.3, 0.15, SHORT_S),
+    "ina3221-long": ("ina3221", {}, 0.3, 0.15, LONG_S),
     "nvml-short": ("nvml", {"update_s": 0.025}, 0.5, 0.20, SHORT_S),
     "nvml-long": ("nvml", {"update_s": 0.025}, 0.5, 0.20, LONG_S),
     "nvml-power-only": ("nvml", {"update_s": 0.025, "nvml_mode": "power"}, 0.5, 0.20, LONG_S),
@@ -60,8 +63,7 @@ def test_profile_recovers_the_known_net_energy(bundles, tmp_path, monkeypatch, c
         result = _profile(bundles["mlp"], tmp_path, sensor, window_s)
     assert result.exit_code == 0, result.output
     energy = json.loads(result.stdout)["energy"]
-    measured = energy["windows"] * energy["inferences_per_window"]
-    truth = device.true_net_energy_per_inference_j(last=measured)
+    truth = statistics.median(device.true_net_energy_per_window_j(energy["windows"], energy["inferences_per_window"]))
     assert truth >= 3.0 * inference_s  # the busy-wait made each inference at least this long
     assert energy["energy_per_inference_j"] == pytest.approx(truth, rel=tolerance)
     assert energy["idle_power_w"] == pytest.approx(2.0, rel=0.05)

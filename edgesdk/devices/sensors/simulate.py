@@ -439,6 +439,15 @@ class SimulatedDevice:
         lines = path.read_text(encoding="ascii").split("\n") if path.is_file() else []
         return [float(end) - float(begin) for begin, end in (line.split() for line in lines if line.strip())]
 
+    def true_net_energy_per_window_j(self, windows: int, inferences_per_window: int) -> list[float]:
+        """The true net energy per inference of each of the last ``windows`` windows of
+        ``inferences_per_window`` inferences (a profile's ``windows`` and ``inferences_per_window``)."""
+        durations = self.inference_durations_s()[-windows * inferences_per_window:]
+        if len(durations) < windows * inferences_per_window:
+            raise RuntimeError(f"only {len(durations)} inferences ran, not {windows} x {inferences_per_window}")
+        return [self.config.extra_w * sum(durations[i:i + inferences_per_window]) / inferences_per_window
+                for i in range(0, len(durations), inferences_per_window)]
+
     def true_net_energy_per_inference_j(self, last: int | None = None) -> float:
         """(active_w - idle_w) x mean duration of the inferences (the ``last`` ones, e.g. those of
         the energy windows), from the hook's log: the answer a measurement must recover."""
