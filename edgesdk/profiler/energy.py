@@ -474,8 +474,9 @@ def _summarize(sensor: Sensor, plan: WindowPlan, trace: Trace, windows: list[Win
         flags.append(("counter-wrap", f"the energy counter wrapped {wraps} time(s) during the run (undone; reads were "
                                       f"at most {gaps.max() * 1e3:.0f} ms apart, far less than one wrap)"))
     flags += condition_flags(snapshots)
-    if net[0] <= 0:
-        flags.append(("not-resolved", "active power did not exceed the idle baseline: net energy is not resolved"))
+    if net[1] <= 0:
+        flags.append(("not-resolved", "the 95% interval of the net energy reaches zero: active power is not resolved "
+                                      "from the idle baseline"))
     elif max(net[0] - net[1], net[2] - net[0]) > ci_target * net[0]:
         flags.append(("wide-interval", f"the 95% interval of the net energy is wider than ±{ci_target:.0%} of its median "
                                        f"after {len(rows)} windows ({stop_reason})"))
