@@ -55,11 +55,11 @@ def _print_summary(result: dict, written: dict[str, str]) -> None:
               help="Power sensor to measure with; auto falls back to an ops estimate and says so.")
 @click.option("--strict-providers", is_flag=True, help="Fail (exit 5) if the runtime falls back from the preferred provider.")
 @click.option("--energy-windows", type=click.IntRange(min=1), default=5, show_default=True,
-              help="At least this many idle+active windows; more are added until the 95%% interval is tight.")
+              help="At least this many idle+active windows; more are added until the 95% interval is tight.")
 @click.option("--energy-time-limit", type=click.FloatRange(min=0.1), default=120.0, show_default=True,
               help="Stop adding energy windows after this many seconds.")
 @click.option("--energy-ci", type=click.FloatRange(min=0.001), default=0.10, show_default=True,
-              help="Stop adding windows once the 95%% interval of the median net energy is within this fraction of it.")
+              help="Stop adding windows once the 95% interval of the median net energy is within this fraction of it.")
 @click.option("--idle-seconds", type=click.FloatRange(min=0.001), default=None,
               help="Length of each idle baseline window [default: per sensor, from its update interval; "
               "shorter than the sensor can resolve: exit 6].")
