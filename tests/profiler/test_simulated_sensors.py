@@ -102,3 +102,25 @@ def test_stuck_sensor_gives_no_figure(bundles, tmp_path, monkeypatch):
         result = _profile(bundles["mlp"], tmp_path, "ina3221", 0.2)
     assert result.exit_code == 6
     assert "distinct readings per window, fewer than the 10 a figure needs" in result.output
+
+
+# The interfaces' real update intervals (NVML 100 ms, a fuel gauge 1 s) and default windows: minutes.
+REAL_RATE_CASES = {
+    "nvml-100ms": ("nvml", {}, 0.20),
+    "android-1s": ("android", {}, 0.25),
+}
+
+
+@pytest.mark.fullsize
+@pytest.mark.parametrize("case", list(REAL_RATE_CASES))
+def test_profile_recovers_the_known_net_energy_at_real_update_rates(bundles, tmp_path, monkeypatch, case):
+    sensor, options, tolerance = REAL_RATE_CASES[case]
+    with _simulate(tmp_path, monkeypatch, sensor, LONG_S, **options) as device:
+        result = CliRunner().invoke(cli, [
+            "profile", str(bundles["mlp"]), "--backend", "onnxruntime", "--runs", "5", "--warmup", "1", "--json",
+            "--energy", sensor, "--sysfs-root", str(tmp_path), "--energy-time-limit", "60"])
+    assert result.exit_code == 0, result.output
+    energy = json.loads(result.stdout)["energy"]
+    truth = statistics.median(device.true_net_energy_per_window_j(energy["windows"], energy["inferences_per_window"]))
+    assert energy["energy_per_inference_j"] == pytest.approx(truth, rel=tolerance)
+    assert energy["window_rule"]["sensor_update_interval_s"] == pytest.approx(device.config.period_s, rel=0.3)
