@@ -46,9 +46,9 @@ def markdown(rows: Sequence["CellRow"], title: str, plot: str | None) -> str:
     cached = sum(r.cached for r in rows)
     lines.append(f"{len(rows)} cells: {ok} ok ({cached} from the cache), {failed} failed, {skipped} skipped.")
     lines.append("")
-    lines.append("| model | format | precision | device | status | size | max abs err / SQNR | p50 latency | latency provenance "
-                 "| energy / inference | energy provenance | backend | node |")
-    lines.append("|" + "---|" * 13)
+    lines.append("| model | format | precision | device | status | size | max abs err / SQNR | task figure | p50 latency "
+                 "| latency provenance | energy / inference | energy provenance | backend | node |")
+    lines.append("|" + "---|" * 14)
     for r in rows:
         if r.status == "ok":
             status = "ok (cached)" if r.cached else "ok"
@@ -67,7 +67,7 @@ def markdown(rows: Sequence["CellRow"], title: str, plot: str | None) -> str:
         node = (r.measure_node or r.export_node or "-")[:12]
         status = status.replace("|", "\\|").replace("\n", " ")
         lines.append(f"| {r.model} | {r.format} | {r.precision} | {r.device} | {status} | {_size(r.size_bytes)} | "
-                     f"{accuracy} | {latency} | {r.latency_provenance or '-'} | {_joules(r.energy_per_inference_j)} | "
+                     f"{accuracy} | {r.task_figure or '-'} | {latency} | {r.latency_provenance or '-'} | {_joules(r.energy_per_inference_j)} | "
                      f"{r.energy_provenance or '-'} | {r.backend or '-'} | {node} |")
     lines.append("")
     if plot:
