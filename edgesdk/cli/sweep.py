@@ -37,6 +37,8 @@ def command(matrix_file: Path, output: Path, use_ray: bool, ray_address: str | N
     def say(row) -> None:
         if row.status == "ok":
             figure = f"p50 {row.p50_ms:.3f} ms ({row.latency_provenance})" + (" cached" if row.cached else "")
+            if row.task_value is not None:
+                figure += f"; {row.task_figure}"
         elif row.status == "failed":
             figure = f"FAILED at {row.stage} (exit {row.exit_code}): {row.error}"
         else:

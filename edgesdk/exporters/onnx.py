@@ -24,23 +24,27 @@ DEFAULT_OPSET = 18
 def _dynamic_shapes(spec: ExportSpec) -> tuple[dict[int, Any] | None, ...] | None:
     """torch.export Dims per positional argument; one Dim per symbolic name, shared.
 
-    An axis whose example size is 1 (the batch of most examples) gets ``Dim.DYNAMIC``: a named
-    Dim cannot start from 1, since torch.export specializes sizes 0 and 1 ("Invalid ranges
-    [2:1]"), and a batch-2 example would also fix the TFLite file (exported at the example
-    shapes) to 2. ``_name_dynamic_axes`` gives such axes their spec names afterwards.
+    When every symbolic axis has an example size of 1 (a batch axis alone, as in the image
+    classifiers), the axes get ``Dim.DYNAMIC``: a named Dim cannot start from 1 there, since
+    torch.export specializes sizes 0 and 1 ("Invalid ranges [2:1]"), and a batch-2 example would
+    also fix the TFLite file (exported at the example shapes) to 2. ``_name_dynamic_axes`` names
+    them after the spec afterwards. Specs with a longer symbolic axis (frames, samples) keep
+    named Dims throughout: mixing the two broke LightHuBERT's ``samples`` constraints.
     """
     if not spec.dynamic_axes:
         return None
+    arguments = dict(zip(spec.input_names, spec.example_args()))
+    declared = [(name, axis) for name in spec.input_names for axis in spec.dynamic_axes.get(name, {})]
+    only_ones = bool(declared) and all(arguments[name].shape[axis] == 1 for name, axis in declared)
     dims: dict[str, Any] = {}
     per_argument = []
-    for name, argument in zip(spec.input_names, spec.example_args()):
+    for name in spec.input_names:
         axes = spec.dynamic_axes.get(name)
         if not axes:
             per_argument.append(None)
             continue
-        per_argument.append({
-            axis: torch.export.Dim.DYNAMIC if argument.shape[axis] == 1 else dims.setdefault(symbol, torch.export.Dim(symbol))
-            for axis, symbol in axes.items()})
+        per_argument.append({axis: torch.export.Dim.DYNAMIC if only_ones else dims.setdefault(symbol, torch.export.Dim(symbol))
+                             for axis, symbol in axes.items()})
     return tuple(per_argument)
 
 
