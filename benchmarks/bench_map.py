@@ -159,6 +159,8 @@ def main() -> None:
         ]
         text = "\n".join(lines) + "\n"
         args.output.parent.mkdir(parents=True, exist_ok=True)
+        notes = args.output.with_suffix(".notes.md")  # hand-written reading of the run, kept across runs
+        text += "\n" + notes.read_text() if notes.exists() else ""
         args.output.write_text(text)
         print(text)
     finally:
