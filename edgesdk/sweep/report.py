@@ -140,6 +140,7 @@ def plot_latency_vs_task(rows: Sequence["CellRow"], path: Path) -> Path | None:
                      edgecolors="black", linewidths=1)
     axes.set_xlabel("p50 latency (ms)")
     axes.set_ylabel("task figure (%): KWS accuracy / top-1 agreement")
+    axes.set_ylim(0, 105)
     axes.set_title("latency vs task figure per device (circled: Pareto front)")
     axes.legend()
     figure.tight_layout()
