@@ -22,9 +22,20 @@ DEFAULT_OPSET = 18
 
 
 def _dynamic_shapes(spec: ExportSpec) -> tuple[dict[int, Any] | None, ...] | None:
-    """torch.export Dims per positional argument; one Dim per symbolic name, shared."""
+    """torch.export Dims per positional argument; one Dim per symbolic name, shared.
+
+    When every symbolic axis has an example size of 1 (a batch axis alone, as in the image
+    classifiers), the axes get ``Dim.DYNAMIC``: a named Dim cannot start from 1 there, since
+    torch.export specializes sizes 0 and 1 ("Invalid ranges [2:1]"), and a batch-2 example would
+    also fix the TFLite file (exported at the example shapes) to 2. ``_name_dynamic_axes`` names
+    them after the spec afterwards. Specs with a longer symbolic axis (frames, samples) keep
+    named Dims throughout: mixing the two broke LightHuBERT's ``samples`` constraints.
+    """
     if not spec.dynamic_axes:
         return None
+    arguments = dict(zip(spec.input_names, spec.example_args()))
+    declared = [(name, axis) for name in spec.input_names for axis in spec.dynamic_axes.get(name, {})]
+    only_ones = bool(declared) and all(arguments[name].shape[axis] == 1 for name, axis in declared)
     dims: dict[str, Any] = {}
     per_argument = []
     for name in spec.input_names:
@@ -32,8 +43,23 @@ def _dynamic_shapes(spec: ExportSpec) -> tuple[dict[int, Any] | None, ...] | Non
         if not axes:
             per_argument.append(None)
             continue
-        per_argument.append({axis: dims.setdefault(symbol, torch.export.Dim(symbol)) for axis, symbol in axes.items()})
+        per_argument.append({axis: torch.export.Dim.DYNAMIC if only_ones else dims.setdefault(symbol, torch.export.Dim(symbol))
+                             for axis, symbol in axes.items()})
     return tuple(per_argument)
+
+
+def _name_dynamic_axes(model: Any, spec: ExportSpec) -> None:
+    """Rename the exporter's symbols (``s40``) to the spec's names ("batch") throughout the graph."""
+    renames: dict[str, str] = {}
+    for value in list(model.graph.input) + list(model.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        for axis, symbol in spec.dynamic_axes.get(value.name, {}).items():
+            if axis < len(dims) and dims[axis].HasField("dim_param"):
+                renames.setdefault(dims[axis].dim_param, symbol)
+    for value in list(model.graph.input) + list(model.graph.output) + list(model.graph.value_info):
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.HasField("dim_param") and dim.dim_param in renames:
+                dim.dim_param = renames[dim.dim_param]
 
 
 def conversion_error(fmt: str, error: BaseException) -> ConversionError:
@@ -77,6 +103,7 @@ def export_onnx(
         raise conversion_error("ONNX", error) from error
 
     model = onnx.load(str(path))
+    _name_dynamic_axes(model, spec)
     graph_inputs = [value.name for value in model.graph.input]
     graph_outputs = [value.name for value in model.graph.output]
     if graph_inputs != spec.input_names or graph_outputs != spec.all_output_names:
@@ -92,7 +119,10 @@ def export_onnx(
         entry.value = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     onnx.save(model, str(path))
     opset_version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), opset)
+    first = model.graph.input[0].type.tensor_type.shape.dim
     return {
+        # What batches the runtime may feed: any size, or the fixed one it must pad up to.
+        "batch": "dynamic" if first and first[0].HasField("dim_param") else (first[0].dim_value if first else 1),
         "format": "onnx",
         "opset": opset_version,
         "converter": f"torch.onnx (dynamo) {torch.__version__}",
