@@ -127,7 +127,7 @@ class ExportCommand(click.Command):
 def command(ctx: click.Context, target: str, preset, checkpoint, stream, formats, output, force, atol, rtol, quantize,
             precisions, calibration_data, keep_float, activation_bits, min_sqnr, opset,
             sample_inputs, inputs, states, dynamic, extra_options, as_json, show_converter, **family_flags) -> None:
-    """Export TARGET (a family name, or package.module:factory) to a validated bundle."""
+    """Export TARGET (a family name, package.module:factory or path/to/mods.py:factory) to a validated bundle."""
     if importlib.util.find_spec("torch") is None:  # a runtime-only install (edgesdk[runtime])
         raise BackendUnavailable("edgesdk export needs PyTorch and the converters, not installed here: "
                                  "pip install 'edgesdk[export]'")
