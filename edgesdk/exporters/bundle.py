@@ -45,7 +45,7 @@ from edgesdk.runtime.compare import MIN_SQNR_DB
 from edgesdk.runtime.introspect import op_histogram
 from edgesdk.runtime.manifest import MANIFEST_NAME, SCHEMA_VERSION, VALIDATION_NAME, sha256_file
 from edgesdk.runtime.sections import check_sections
-from edgesdk.spec import BATCH, ExportSpec, StateSpec, as_numpy, call_module, tensor_spec
+from edgesdk.spec import BATCH, ExportSpec, StateSpec, as_numpy, call_module, split_outputs, tensor_spec
 
 log = logging.getLogger(__name__)
 
@@ -168,17 +168,23 @@ def spec_for_module(
         rtol=rtol,
     )
     if any(BATCH in axes.values() for axes in spec.dynamic_axes.values()):
-        _trial_batch(spec)
+        at_one, at_two = split_outputs(spec, result), _trial_batch(spec)
+        for name in spec.output_names:  # an output axis that follows the batch is the batch
+            if name not in spec.dynamic_axes:
+                axes = {axis: BATCH for axis, (one, two) in enumerate(zip(at_one[name].shape, at_two[name].shape))
+                        if (one, two) == (1, 2)}
+                if axes:
+                    spec.dynamic_axes[name] = axes
     return spec
 
 
-def _trial_batch(spec: ExportSpec) -> None:
+def _trial_batch(spec: ExportSpec) -> dict[str, np.ndarray]:
     """One forward at batch 2 (the batch ONNX export traces at): a state whose batch axis is
     misplaced fails here with a sentence, not deep inside torch.export."""
     arguments = spec.example_args_at_batch(2)
     try:
         with torch.no_grad():
-            spec.module(*arguments)
+            return split_outputs(spec, spec.module(*arguments))
     except (RuntimeError, ValueError, TypeError, IndexError) as error:
         given = ", ".join(f"{name} {list(t.shape)}" for name, t in zip(spec.input_names, arguments))
         axes = ", ".join(f"{s.name}:{s.batch_axis}" for s in spec.states)

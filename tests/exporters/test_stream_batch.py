@@ -48,6 +48,7 @@ def test_gru_step_streams_three_at_once_like_three_pytorch_runs(tmp_path):
                             states={"h": (1, 1, HIDDEN)}, batch_axes={"h": 1}, dynamic_axes={"x": {0: "batch"}},
                             output_names=["y"])
     assert result.manifest["state"][0]["batch_axis"] == 1
+    assert result.manifest["outputs"] == [{"name": "y", "shape": ["batch", 4], "dtype": "float32"}]
     shapes = _graph_shapes(tmp_path / "gru" / "model.onnx")
     assert shapes["x"] == ["batch", 1, FEATURES] and shapes["h"] == [1, "batch", HIDDEN]
 
