@@ -84,7 +84,9 @@ def export_onnx(
     """Write ``path`` and return the manifest facts of this artifact."""
     import onnx
 
-    arguments = spec.example_args()
+    # torch.export specializes a size-1 dimension (0/1 specialization): traced at batch 1, the
+    # graph would take batch 1 only, whatever the manifest says. So trace at batch 2.
+    arguments = spec.example_args_at_batch(2)
     try:
         with converter_log.capture("torch.onnx.export (dynamo)"), torch.no_grad():
             program = torch.onnx.export(
@@ -113,6 +115,13 @@ def export_onnx(
             f"{spec.input_names} and outputs {spec.all_output_names}, got {graph_inputs} and "
             f"{graph_outputs}. An input the module never reads is dropped by the exporter."
         )
+    frozen = _frozen_axes(model, spec)
+    if frozen:
+        raise ConversionError(
+            f"ONNX export fixed axes declared dynamic: {'; '.join(frozen)}. The module ties them to a "
+            "fixed size (e.g. a reshape to the example's shape, or a state whose batch axis is not "
+            "declared: --batch-axis STATE:AXIS)"
+        )
     for key, value in metadata.items():
         entry = model.metadata_props.add()
         entry.key = f"edgesdk.{key}"
@@ -130,3 +139,13 @@ def export_onnx(
         "outputs": {name: name for name in spec.all_output_names},
     }
 
+
+def _frozen_axes(model: Any, spec: ExportSpec) -> list[str]:
+    """Declared dynamic input axes that the written graph holds at a fixed size."""
+    frozen = []
+    for value in model.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        for axis, symbol in spec.dynamic_axes.get(value.name, {}).items():
+            if axis < len(dims) and not dims[axis].dim_param:
+                frozen.append(f"{value.name} axis {axis} ({symbol}) = {dims[axis].dim_value}")
+    return frozen
