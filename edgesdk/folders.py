@@ -32,12 +32,18 @@ def replace_folder(staging: Path, output: Path) -> None:
 
 def check_replaceable(output: Path, force: bool) -> None:
     """Refuse (UsageError, exit 2) an ``output`` that a new bundle may not replace: a file, an
-    existing bundle without ``force``, or a folder that is not a bundle and is not empty."""
+    existing bundle without ``force``, or a folder that is not a bundle and is not empty.
+
+    An existing empty folder (made ahead, e.g. ``mkdir -p out/kws``) is taken as it is: there is
+    nothing in it to lose.
+    """
     from edgesdk.errors import UsageError
     from edgesdk.runtime.manifest import MANIFEST_NAME
 
     if output.exists() and not output.is_dir():
         raise UsageError(f"{output} is a file, not a bundle folder; refusing to replace it")
+    if output.is_dir() and not any(output.iterdir()):
+        return
     if output.exists() and not force:
         raise UsageError(f"{output} already exists; choose another output or pass force=True (--force)")
     if output.exists() and not (output / MANIFEST_NAME).is_file() and any(output.iterdir()):

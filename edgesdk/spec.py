@@ -20,6 +20,7 @@ from edgesdk.errors import UsageError
 from edgesdk.runtime.compare import FamilyCheck
 
 MODES = ("full", "stream")
+BATCH = "batch"  # the dynamic-axis symbol the runtime fills with the number of stacked streams
 
 # A family-specific check of one output, as data (``edgesdk.runtime.compare``: e.g. BitAgreement),
 # so the manifest can carry it and the on-device self-test applies the rule export applied.
@@ -135,6 +136,16 @@ class ExportSpec:
         """Positional example arguments: inputs, then initial states at the example batch."""
         states = [torch.from_numpy(s.initial(s.shape[s.batch_axis])) for s in self.states]
         return tuple(self.example_inputs.values()) + tuple(states)
+
+    def example_args_at_batch(self, batch: int) -> tuple[torch.Tensor, ...]:
+        """The example arguments, each dynamic "batch" axis of size 1 repeated to ``batch``."""
+        arguments = []
+        for name, tensor in zip(self.input_names, self.example_args()):
+            for axis, symbol in self.dynamic_axes.get(name, {}).items():
+                if symbol == BATCH and tensor.shape[axis] == 1:
+                    tensor = torch.cat([tensor] * batch, dim=axis)
+            arguments.append(tensor)
+        return tuple(arguments)
 
     def tolerance(self, output_name: str) -> tuple[float, float]:
         return self.output_tolerances.get(output_name, (self.atol, self.rtol))

@@ -62,7 +62,21 @@ class VerbGroup(click.Group):
             ctx.exit(128 + signum)
 
 
-@click.group(cls=VerbGroup, context_settings={"help_option_names": ["-h", "--help"]})
+EXIT_CODES = """\b
+Exit codes:
+  0    success
+  1    unexpected internal error (EDGESDK_DEBUG=1 shows the traceback)
+  2    usage error: a bad option, input file, shape or checkpoint
+  3    conversion failed (the message names the op or module)
+  4    validation failed (files kept, manifest marks them invalid)
+  5    backend or device unavailable
+  6    a measurement was asked for explicitly and cannot be made
+  130, 143, 129  interrupted by SIGINT, SIGTERM, SIGHUP (nothing half-written is left)
+
+Guides: docs/own-model.md (your own model to a device), docs/<family>.md."""
+
+
+@click.group(cls=VerbGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES)
 @click.version_option(__version__, prog_name="edgesdk")
 @click.option("-v", "--verbose", is_flag=True, help="Show converter output and debug logs.")
 @click.pass_context

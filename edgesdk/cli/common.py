@@ -9,9 +9,46 @@ from typing import Any
 import click
 import numpy as np
 from rich.console import Console
+from rich.table import Table
 
-# Human summaries and progress go to stderr; data (--json) goes to stdout.
+# Progress, warnings and converter chatter go to stderr; results (tables, the lines a user
+# greps) go to stdout through `results`; --json goes to stdout through emit_json.
 human = Console(stderr=True, highlight=False, soft_wrap=True)
+
+# A pipe or a file has no width: results there are as wide as their longest row, never cut.
+PIPE_WIDTH = 10_000
+
+
+class ResultsConsole:
+    """Prints results on stdout: wrapped to the terminal at a TTY, unwrapped in a pipe or file.
+
+    The console is made at each print, so a swapped ``sys.stdout`` (click's CliRunner, a
+    redirect inside a program) is the one written to and measured.
+    """
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        self.console().print(*objects, **options)
+
+    @staticmethod
+    def console() -> Console:
+        if sys.stdout.isatty():
+            return Console(file=sys.stdout, highlight=False)
+        return Console(file=sys.stdout, highlight=False, width=PIPE_WIDTH, soft_wrap=True)
+
+
+results = ResultsConsole()
+
+
+class ResultsTable(Table):
+    """A rich table whose cells fold onto more lines rather than end in "…": no number or name is cut."""
+
+    def __init__(self, *headers: Any, **options: Any) -> None:
+        options.setdefault("show_edge", False)
+        super().__init__(*headers, **options)
+
+    def add_column(self, *args: Any, **options: Any) -> None:
+        options.setdefault("overflow", "fold")
+        super().add_column(*args, **options)
 
 
 def emit_json(data: Any) -> None:

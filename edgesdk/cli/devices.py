@@ -4,9 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.table import Table
 
-from edgesdk.cli.common import emit_json, human
+from edgesdk.cli.common import ResultsTable, emit_json, results
 
 
 @click.command("devices")
@@ -29,30 +28,30 @@ def command(as_json: bool, root: Path) -> None:
         emit_json(facts)
         return
     device, profile = facts["device"], facts["profile"]
-    human.print(f"[bold]device[/bold]  {device['model'] or 'unknown'}  ({device['arch']}, {device['os']})")
-    human.print(f"[bold]profile[/bold] {profile['name']}: {profile['title']}")
+    results.print(f"[bold]device[/bold]  {device['model'] or 'unknown'}  ({device['arch']}, {device['os']})")
+    results.print(f"[bold]profile[/bold] {profile['name']}: {profile['title']}")
     for item in device["evidence"]:
-        human.print(f"  from {item['source']}: {item['fact']}")
+        results.print(f"  from {item['source']}: {item['fact']}")
     isa = device.get("isa")
     if isa:
         process = f"{isa['process_isa']} ({isa['pointer_bits']}-bit, {isa['implementation']})"
         if isa["emulated"]:
-            human.print(f"[bold]process[/bold] {process}: [yellow]emulated[/yellow] on this {device['arch']} host")
+            results.print(f"[bold]process[/bold] {process}: [yellow]emulated[/yellow] on this {device['arch']} host")
         else:
-            human.print(f"[bold]process[/bold] {process}")
+            results.print(f"[bold]process[/bold] {process}")
         for disagreement in isa["disagreements"]:
-            human.print(f"  host disagrees: {disagreement}")
+            results.print(f"  host disagrees: {disagreement}")
 
-    sensors = Table(title="power sensors", show_edge=False)
+    sensors = ResultsTable(title="power sensors")
     for column in ("sensor", "label", "usable", "detail"):
         sensors.add_column(column)
     for sensor in facts["power_sensors"]:
         sensors.add_row(sensor["name"], sensor["label"], "yes" if sensor["available"] else "no", sensor["reason"])
-    human.print(sensors)
+    results.print(sensors)
     if not any(sensor["available"] for sensor in facts["power_sensors"]):
-        human.print("no power sensor usable: `edgesdk profile` will report energy as estimated:ops")
+        results.print("no power sensor usable: `edgesdk profile` will report energy as estimated:ops")
 
-    runtimes = Table(title="runtimes", show_edge=False)
+    runtimes = ResultsTable(title="runtimes")
     for column in ("runtime", "version", "available here", "preferred order on this profile"):
         runtimes.add_column(column)
     ort, litert = facts["onnxruntime"], facts["litert"]
@@ -68,5 +67,5 @@ def command(as_json: bool, root: Path) -> None:
         ", ".join(litert["delegates"]) or litert.get("reason", "not installed"),
         ", ".join(litert["preferred_order"]) or "-",
     )
-    human.print(runtimes)
-    human.print(f"backends to prefer here: {', '.join(facts['preferred_backends']) or 'none installed'}")
+    results.print(runtimes)
+    results.print(f"backends to prefer here: {', '.join(facts['preferred_backends']) or 'none installed'}")

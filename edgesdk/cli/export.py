@@ -25,6 +25,17 @@ def _parse_dynamic(values: tuple[str, ...]) -> dict[str, dict[int, str]]:
     return axes
 
 
+def _parse_names(text: str | None) -> list[str] | None:
+    """'logits,embedding' -> ['logits', 'embedding'] (None: the default names)."""
+    if text is None:
+        return None
+    names = [part.strip() for part in text.split(",")]
+    if not all(names):
+        raise click.BadParameter(f"{text!r} must be names separated by commas (logits,embedding)",
+                                 param_hint="--output-names")
+    return names
+
+
 def _parse_options(values: tuple[str, ...]) -> dict[str, str]:
     """('key=value', ...) -> {'key': 'value'}; the family's ExportOptions reads the text."""
     options = {}
@@ -117,7 +128,12 @@ class ExportCommand(click.Command):
 @click.option("--sample-inputs", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="An .npz of extra validation inputs (stream: stacked by step).")
 @click.option("--input", "inputs", multiple=True, metavar="NAME=SHAPE", help="Custom module: an input and its example shape, e.g. x=1x128x16.")
 @click.option("--state", "states", multiple=True, metavar="NAME=SHAPE", help="Custom module: a state and its shape, e.g. h=1x32.")
-@click.option("--dynamic", multiple=True, metavar="NAME:AXIS=SYMBOL", help="Custom module: a dynamic axis, e.g. x:2=frames (ONNX only).")
+@click.option("--dynamic", multiple=True, metavar="NAME:AXIS=SYMBOL", help="Custom module: a dynamic axis, e.g. x:2=frames (ONNX only); "
+              "x:0=batch makes every state's batch axis dynamic too, for streams of any batch.")
+@click.option("--batch-axis", "batch_axes", multiple=True, metavar="STATE:AXIS",
+              help="Custom module: the batch axis of a state, where it is not 0 (an nn.GRU state [layers, batch, hidden]: h:1).")
+@click.option("--output-names", metavar="NAME[,NAME...]",
+              help="Custom module: names of the outputs (not the states), in return order (default: output, or output_0, output_1, ...).")
 @_family_flags
 @click.option("--option", "extra_options", multiple=True, metavar="KEY=VALUE",
               help="A family export option; `edgesdk models FAMILY` lists them with types and defaults.")
@@ -126,8 +142,9 @@ class ExportCommand(click.Command):
 @click.pass_context
 def command(ctx: click.Context, target: str, preset, checkpoint, stream, formats, output, force, atol, rtol, quantize,
             precisions, calibration_data, keep_float, activation_bits, min_sqnr, opset,
-            sample_inputs, inputs, states, dynamic, extra_options, as_json, show_converter, **family_flags) -> None:
-    """Export TARGET (a family name, or package.module:factory) to a validated bundle."""
+            sample_inputs, inputs, states, dynamic, batch_axes, output_names, extra_options, as_json, show_converter,
+            **family_flags) -> None:
+    """Export TARGET (a family name, package.module:factory or path/to/mods.py:factory) to a validated bundle."""
     if importlib.util.find_spec("torch") is None:  # a runtime-only install (edgesdk[runtime])
         raise BackendUnavailable("edgesdk export needs PyTorch and the converters, not installed here: "
                                  "pip install 'edgesdk[export]'")
@@ -161,12 +178,17 @@ def command(ctx: click.Context, target: str, preset, checkpoint, stream, formats
         from edgesdk.exporters.factory import load_factory
 
         model = load_factory(target)
+        from edgesdk.runtime.wrap import parse_batch_axis
+
         arguments = dict(example_inputs=parse_named_shapes(inputs, "--input"),
                          states=parse_named_shapes(states, "--state") or None,
-                         dynamic_axes=_parse_dynamic(dynamic) or None, factory=target)
+                         dynamic_axes=_parse_dynamic(dynamic) or None, factory=target,
+                         batch_axes=dict(parse_batch_axis(text) for text in batch_axes) or None,
+                         output_names=_parse_names(output_names))
     else:
-        if inputs or states or dynamic:
-            raise UsageError("--input, --state and --dynamic describe a custom module; a registered family knows its own")
+        if inputs or states or dynamic or batch_axes or output_names:
+            raise UsageError("--input, --state, --dynamic, --batch-axis and --output-names describe a custom module; "
+                             "a registered family knows its own")
         from edgesdk.models.registry import get_family
 
         # Options are checked before the (slow) model build: a typo costs nothing.

@@ -6,9 +6,7 @@ from typing import Any
 
 import click
 from rich.markup import escape
-from rich.table import Table
-
-from edgesdk.cli.common import emit_json, human
+from edgesdk.cli.common import ResultsTable, emit_json, results
 
 
 def _shape(shape: Any) -> str:
@@ -39,9 +37,9 @@ def _number(value: Any) -> str:
     return f"{value:.4g}"
 
 
-def _precision_table(entries: list[dict[str, Any]]) -> Table:
+def _precision_table(entries: list[dict[str, Any]]) -> ResultsTable:
     """Every artifact's precision side by side: size, speed and agreement with fp32 PyTorch, recipe."""
-    table = Table(title="precisions", show_edge=False)
+    table = ResultsTable(title="precisions")
     for column in ("file", "precision", "size vs float", "speed vs float32", "SQNR dB (min)", "cosine (min)",
                    "quantized ops", "kept float", "tool"):
         table.add_column(column)
@@ -77,14 +75,14 @@ def command(path: Path, as_json: bool) -> None:
         return
     model = facts.get("model", {})
     title = f"{path}  —  {model.get('family', '?')}" + (f" / {model['preset']}" if model.get("preset") else "")
-    human.rule(title)
+    results.print(title, style="bold", markup=False)  # not a rule: a pipe has no width to fill
     if model.get("parameters") is not None:
-        human.print(f"parameters: {model['parameters']:,}   mode: {facts.get('mode', '?')}   "
+        results.print(f"parameters: {model['parameters']:,}   mode: {facts.get('mode', '?')}   "
                     f"valid: {facts.get('valid', 'not recorded')}")
     if model.get("checkpoint_sha256"):
-        human.print(f"checkpoint: {model.get('checkpoint')}  sha256 {model['checkpoint_sha256'][:16]}…", markup=False)
+        results.print(f"checkpoint: {model.get('checkpoint')}  sha256 {model['checkpoint_sha256'][:16]}…", markup=False)
 
-    tensors = Table(title="tensors", show_edge=False)
+    tensors = ResultsTable(title="tensors")
     for column in ("kind", "name", "shape", "dtype"):
         tensors.add_column(column)
     for entry in facts["inputs"]:
@@ -104,9 +102,9 @@ def command(path: Path, as_json: bool) -> None:
         tensors.add_row("constant", escape(entry["name"]), _shape(entry["shape"]), f"{entry['dtype']} = {entry['value']}")
     for entry in facts.get("chunks", []):
         tensors.add_row("chunk", escape(entry["input"]), f"axis {entry['axis']}", f"{entry['size']} new per push")
-    human.print(tensors)
+    results.print(tensors)
 
-    artifacts = Table(title="artifacts", show_edge=False)
+    artifacts = ResultsTable(title="artifacts")
     for column in ("file", "format", "precision", "size", "converter / opset", "sha256", "valid"):
         artifacts.add_column(column)
     for artifact in facts["artifacts"]:
@@ -117,24 +115,24 @@ def command(path: Path, as_json: bool) -> None:
         artifacts.add_row(artifact["file"], artifact["format"], artifact.get("precision", "float32"),
                           _size(size) if size else "?",
                           escape(version), artifact["sha256"][:12] + "…", str(artifact.get("valid", "?")))
-    human.print(artifacts)
+    results.print(artifacts)
     if any(artifact.get("recipe") for artifact in facts["artifacts"]):
-        human.print(_precision_table(facts["artifacts"]))
+        results.print(_precision_table(facts["artifacts"]))
 
     for section in ("streaming", "frontend", "ops"):
         if facts.get(section):
-            table = Table(title=section, show_edge=False, show_header=False)
+            table = ResultsTable(title=section, show_header=False)
             table.add_column("key")
             table.add_column("value", justify="right")
             for key, value in _flatten(facts[section]):
                 table.add_row(escape(key), _number(value))  # keys like "W_h[m]" are not markup
-            human.print(table)
+            results.print(table)
 
     for artifact in facts["artifacts"]:
         histogram = artifact.get("op_histogram", {})
-        table = Table(title=f"ops in {artifact['file']} ({sum(histogram.values())} nodes)", show_edge=False)
+        table = ResultsTable(title=f"ops in {artifact['file']} ({sum(histogram.values())} nodes)")
         table.add_column("op")
         table.add_column("count", justify="right")
         for op, count in histogram.items():
             table.add_row(escape(op), str(count))
-        human.print(table)
+        results.print(table)

@@ -4,15 +4,14 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from rich.table import Table
-
-from edgesdk.cli.common import emit_json, human
+from rich.text import Text
+from edgesdk.cli.common import ResultsTable, emit_json, results
 from edgesdk.cli.export import FAMILY_FLAGS
 from edgesdk.errors import UsageError
 
 
-def _subnet_table(title: str, rows: list[dict[str, Any]]) -> Table:
-    table = Table(title=title, show_edge=False)
+def _subnet_table(title: str, rows: list[dict[str, Any]]) -> ResultsTable:
+    table = ResultsTable(title=title)
     columns = [c for c in rows[0] if c != "subnet"] if rows else []
     for column in columns:
         table.add_column(column, justify="right" if isinstance(rows[0][column], (int, float)) else "left")
@@ -63,7 +62,7 @@ def command(family: str | None, preset: str | None, subnets: bool, sample: int |
         if as_json:
             emit_json(rows)
         else:
-            human.print(_subnet_table(f"{family} subnets" + (f" (sampled, seed {seed})" if sample else ""), rows))
+            results.print(_subnet_table(f"{family} subnets" + (f" (sampled, seed {seed})" if sample else ""), rows))
         return
 
     families = {family: get_family(family)} if family else available_families()
@@ -76,20 +75,19 @@ def command(family: str | None, preset: str | None, subnets: bool, sample: int |
     if as_json:
         emit_json(listing)
         return
-    table = Table(title="edgesdk model presets", show_edge=False)
-    widths = {"family": max(len(r["family"]) for r in listing), "preset": max(len(r["preset"]) for r in listing),
-              "parameters": 11, "modes": max(len(", ".join(r["modes"])) for r in listing)}
+    table = ResultsTable(title="edgesdk model presets")
     for column, justify in (("family", "left"), ("preset", "left"), ("parameters", "right"), ("modes", "left")):
-        table.add_column(column, justify=justify, no_wrap=True, min_width=widths[column])
-    table.add_column("description", overflow="ellipsis", no_wrap=True, ratio=1)
+        table.add_column(column, justify=justify)  # rich narrows the widest (description) first
+    table.add_column("description")
     for row in listing:
-        table.add_row(row["family"], row["preset"], f"{row['parameters']:,}", ", ".join(row["modes"]), row["description"])
-    human.print(table)
+        table.add_row(row["family"], row["preset"], f"{row['parameters']:,}", ", ".join(row["modes"]),
+                      Text(row["description"]))  # Text: a "[...]" in a description is not markup
+    results.print(table)
     if family:
         for line in _options_lines(family, families[family]):
-            human.print(line, markup=False)
-        human.print(f"Short forms: {', '.join(FLAG_SPELLINGS)}.", markup=False)
+            results.print(line, markup=False)
+        results.print(f"Short forms: {', '.join(FLAG_SPELLINGS)}.", markup=False)
     if not family:
         missing = [name for name in FAMILY_MODULES if name not in families]
         if missing:
-            human.print(f"not implemented yet: {', '.join(missing)}")
+            results.print(f"not implemented yet: {', '.join(missing)}")

@@ -93,7 +93,7 @@ def command(bundle, inputs_path, wav, stream, backend, providers, strict_provide
         text = f"{name}: shape {facts['shape']} {facts['dtype']}"
         if "min" in facts:
             text += f"  min {facts['min']:.4g}  max {facts['max']:.4g}  mean {facts['mean']:.4g}"
-        human.print(text, markup=False)
+        click.echo(text)  # a result: stdout
 
 
 def _run_wav(model, wav: Path, early_exit, early_exit_frames: int, as_json: bool, output: Path | None) -> None:
@@ -116,7 +116,7 @@ def _run_wav(model, wav: Path, early_exit, early_exit_frames: int, as_json: bool
     previous = None
     for frame, (top, probability) in enumerate(zip(result.frame_top, result.frame_probability)):
         if top != previous:
-            human.print(f"  frame {frame:4d} ({frame * 10:5d} ms): {name(top):12s} p={probability:.2f}", markup=False)
+            click.echo(f"  frame {frame:4d} ({frame * 10:5d} ms): {name(top):12s} p={probability:.2f}")
             previous = top
     latency = np.asarray(result.latency_ms)
     how = "early exit" if result.early_exit else "end of clip"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from edgesdk.cli.common import emit_json, human
+from edgesdk.cli.common import emit_json, human, results
 from edgesdk.errors import ValidationError
 
 
@@ -21,8 +21,9 @@ def command(bundle: Path, backends: tuple[str, ...], as_json: bool) -> None:
     report = selftest(bundle, backends or None)
     if as_json:
         emit_json(report)
+    lines = human if as_json else results  # the tick lines are the result, unless JSON holds stdout
     for line in report["lines"]:
-        human.print(line, markup=False)
+        lines.print(line, markup=False)
     if not report["passed"]:
         raise ValidationError(f"{bundle}: the samples do not reproduce on this device", report)
-    human.print(f"✓ {bundle}: samples reproduce on {', '.join(b for b, f in report['backends'].items() if f['passed'])}", markup=False)
+    lines.print(f"✓ {bundle}: samples reproduce on {', '.join(b for b, f in report['backends'].items() if f['passed'])}", markup=False)

@@ -48,6 +48,10 @@ _HOROWITZ_SOURCE = (
 )
 
 CPU_ONLY_PROVIDERS = ("CPUExecutionProvider",)
+# Cache sizes from the vendors' datasheets (Arm Cortex TRMs, NVIDIA Jetson module data sheets:
+# Orin Nano 1.5 MB L2 + 4 MB L3 (8 GB module), AGX Orin 3 MB L2 + 6 MB L3; Raspberry Pi 4 1 MB L2,
+# Pi 5 512 KB L2 per core + 2 MB L3); generic profiles take typical parts.
+_KB, _MB = 1024, 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,8 @@ class DeviceProfile:
         litert_delegates: LiteRT delegates best first (``"xnnpack"``, ``"gpu"``, ``"nnapi"``).
         power_sensors: sensor names that can exist on this device, best first.
         energy_per_op: constants for ``estimated:ops``.
+        cache_bytes: data-cache sizes one core can use, smallest first (L1d, L2, last level),
+            for ``estimated:ops+memory`` (which level holds a model's weights).
         notes: caveats worth printing.
     """
 
@@ -110,6 +116,7 @@ class DeviceProfile:
     power_sensors: tuple[str, ...]
     energy_per_op: EnergyPerOperation = _HOROWITZ
     notes: tuple[str, ...] = field(default_factory=tuple)
+    cache_bytes: tuple[int, ...] = ()
 
     def as_dict(self) -> dict:
         return {
@@ -125,6 +132,7 @@ class DeviceProfile:
             "litert_delegates": list(self.litert_delegates),
             "power_sensors": list(self.power_sensors),
             "energy_per_op": self.energy_per_op.as_dict(),
+            "cache_bytes": list(self.cache_bytes),
             "notes": list(self.notes),
         }
 
@@ -136,6 +144,7 @@ PROFILES: dict[str, DeviceProfile] = {
     for profile in (
         DeviceProfile(
             name="x86-64",
+            cache_bytes=(48 * _KB, 2 * _MB, 16 * _MB),
             title="Generic x86-64 computer",
             os="linux",
             arch="x86_64",
@@ -157,6 +166,7 @@ PROFILES: dict[str, DeviceProfile] = {
         ),
         DeviceProfile(
             name="arm64-linux",
+            cache_bytes=(64 * _KB, 512 * _KB, 2 * _MB),
             title="Generic arm64 Linux board",
             os="linux",
             arch="aarch64",
@@ -170,6 +180,7 @@ PROFILES: dict[str, DeviceProfile] = {
         ),
         DeviceProfile(
             name="raspberry-pi-4",
+            cache_bytes=(32 * _KB, 1 * _MB),
             title="Raspberry Pi 4 (BCM2711)",
             os="linux",
             arch="aarch64",
@@ -186,6 +197,7 @@ PROFILES: dict[str, DeviceProfile] = {
         ),
         DeviceProfile(
             name="raspberry-pi-5",
+            cache_bytes=(64 * _KB, 512 * _KB, 2 * _MB),
             title="Raspberry Pi 5 (BCM2712)",
             os="linux",
             arch="aarch64",
@@ -204,6 +216,7 @@ PROFILES: dict[str, DeviceProfile] = {
         ),
         DeviceProfile(
             name="android-arm64",
+            cache_bytes=(64 * _KB, 512 * _KB, 8 * _MB),
             title="Generic arm64 Android phone",
             os="android",
             arch="aarch64",
@@ -227,6 +240,7 @@ PROFILES: dict[str, DeviceProfile] = {
         ),
         DeviceProfile(
             name="jetson-nano",
+            cache_bytes=(32 * _KB, 2 * _MB),
             title="NVIDIA Jetson Nano (Tegra X1)",
             os="linux",
             arch="aarch64",
@@ -241,6 +255,7 @@ PROFILES: dict[str, DeviceProfile] = {
         ),
         DeviceProfile(
             name="jetson-orin-nano",
+            cache_bytes=(64 * _KB, 256 * _KB, 4 * _MB),
             title="NVIDIA Jetson Orin Nano / Orin NX (T234)",
             os="linux",
             arch="aarch64",
@@ -255,6 +270,7 @@ PROFILES: dict[str, DeviceProfile] = {
         ),
         DeviceProfile(
             name="jetson-agx-orin",
+            cache_bytes=(64 * _KB, 256 * _KB, 6 * _MB),
             title="NVIDIA Jetson AGX Orin (T234)",
             os="linux",
             arch="aarch64",
@@ -273,6 +289,7 @@ PROFILES: dict[str, DeviceProfile] = {
         ),
         DeviceProfile(
             name="jetson-generic",
+            cache_bytes=(32 * _KB, 2 * _MB),
             title="Other NVIDIA Jetson (TX2, Xavier, ...)",
             os="linux",
             arch="aarch64",
@@ -290,6 +307,7 @@ PROFILES: dict[str, DeviceProfile] = {
         ),
         DeviceProfile(
             name="generic-cpu",
+            cache_bytes=(32 * _KB, 1 * _MB),
             title="Unrecognised device (CPU only)",
             os="linux",
             arch="unknown",

@@ -8,6 +8,7 @@ false``) and then ValidationError is raised.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import errno
 import fcntl
@@ -44,7 +45,7 @@ from edgesdk.runtime.compare import MIN_SQNR_DB
 from edgesdk.runtime.introspect import op_histogram
 from edgesdk.runtime.manifest import MANIFEST_NAME, SCHEMA_VERSION, VALIDATION_NAME, sha256_file
 from edgesdk.runtime.sections import check_sections
-from edgesdk.spec import ExportSpec, StateSpec, as_numpy, call_module, tensor_spec
+from edgesdk.spec import BATCH, ExportSpec, StateSpec, as_numpy, call_module, split_outputs, tensor_spec
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,45 @@ def _states(states: Any) -> list[StateSpec]:
     raise UsageError("states must be a mapping name -> shape (or tensor), or a list of StateSpec")
 
 
+def _stream_batch(states: list[StateSpec], batch_axes: Mapping[str, int] | None,
+                  dynamic_axes: Mapping[str, Mapping[int, str]], inputs: Mapping[str, torch.Tensor],
+                  ) -> tuple[list[StateSpec], dict[str, dict[int, str]]]:
+    """Each state's batch axis, and a dynamic batch that reaches every state of the graph.
+
+    A state's batch axis is ``batch_axes[name]`` if given, else the axis ``dynamic_axes`` names
+    "batch" for it, else 0 (an ``nn.GRU`` state ``[layers, batch, hidden]`` needs 1). When an input
+    has a dynamic "batch" axis, every state's batch axis becomes dynamic too: otherwise the
+    exporter ties the batch to the example's, and the graph stays at batch 1 whatever the
+    manifest says.
+    """
+    axes = {name: dict(value) for name, value in dynamic_axes.items()}
+    batch_axes = dict(batch_axes or {})
+    unknown = sorted(set(batch_axes) - {s.name for s in states})
+    if unknown:
+        raise UsageError(f"batch axis given for {', '.join(map(repr, unknown))}, which is not a state; "
+                         f"the states are {', '.join(s.name for s in states) or 'none'}")
+    placed = []
+    for state in states:
+        declared = [axis for axis, symbol in axes.get(state.input_name, {}).items() if symbol == BATCH]
+        axis = batch_axes.get(state.name, declared[0] if declared else state.batch_axis)
+        if not isinstance(axis, int) or not 0 <= axis < len(state.shape):
+            raise UsageError(f"batch axis {axis!r} of state {state.name!r} is out of range: its shape "
+                             f"{list(state.shape)} has {len(state.shape)} axes")
+        if declared and declared != [axis]:
+            raise UsageError(f"state {state.name!r}: batch axis {axis}, but the dynamic axes name axis "
+                             f"{declared[0]} {BATCH!r}")
+        placed.append(dataclasses.replace(state, batch_axis=axis))
+    batched_inputs = [name for name in inputs if BATCH in axes.get(name, {}).values()]
+    if batched_inputs:
+        for state in placed:
+            symbols = axes.setdefault(state.input_name, {})
+            if symbols.get(state.batch_axis, BATCH) != BATCH:
+                raise UsageError(f"state {state.name!r}: its batch axis {state.batch_axis} is dynamic as "
+                                 f"{symbols[state.batch_axis]!r}, but {batched_inputs[0]!r} calls the batch {BATCH!r}")
+            symbols[state.batch_axis] = BATCH
+    return placed, axes
+
+
 def spec_for_module(
     module: torch.nn.Module,
     example_inputs: Mapping[str, Any] | None,
@@ -97,12 +137,13 @@ def spec_for_module(
     dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
     atol: float = 1e-4,
     rtol: float = 1e-4,
+    batch_axes: Mapping[str, int] | None = None,
 ) -> ExportSpec:
     """An ExportSpec for a user's own module (the bring-your-own path)."""
     if not example_inputs:
         raise UsageError("exporting your own module needs example_inputs, e.g. {'x': (1, 128, 16)}")
     inputs = {name: _tensor(value, name) for name, value in example_inputs.items()}
-    state_specs = _states(states)
+    state_specs, dynamic_axes = _stream_batch(_states(states), batch_axes, dynamic_axes or {}, inputs)
     module.eval()
     arguments = list(inputs.values()) + [torch.from_numpy(s.initial(s.shape[s.batch_axis])) for s in state_specs]
     result = _trial_call(module, arguments, inputs, state_specs)
@@ -116,7 +157,7 @@ def spec_for_module(
             )
         output_names = ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
     _check_dynamic_axes(dynamic_axes or {}, inputs, state_specs, output_names)
-    return ExportSpec(
+    spec = ExportSpec(
         module=module,
         example_inputs=inputs,
         output_names=list(output_names),
@@ -126,6 +167,32 @@ def spec_for_module(
         atol=atol,
         rtol=rtol,
     )
+    if any(BATCH in axes.values() for axes in spec.dynamic_axes.values()):
+        at_one, at_two = split_outputs(spec, result), _trial_batch(spec)
+        for name in spec.output_names:  # an output axis that follows the batch is the batch
+            if name not in spec.dynamic_axes:
+                axes = {axis: BATCH for axis, (one, two) in enumerate(zip(at_one[name].shape, at_two[name].shape))
+                        if (one, two) == (1, 2)}
+                if axes:
+                    spec.dynamic_axes[name] = axes
+    return spec
+
+
+def _trial_batch(spec: ExportSpec) -> dict[str, np.ndarray]:
+    """One forward at batch 2 (the batch ONNX export traces at): a state whose batch axis is
+    misplaced fails here with a sentence, not deep inside torch.export."""
+    arguments = spec.example_args_at_batch(2)
+    try:
+        with torch.no_grad():
+            return split_outputs(spec, spec.module(*arguments))
+    except (RuntimeError, ValueError, TypeError, IndexError) as error:
+        given = ", ".join(f"{name} {list(t.shape)}" for name, t in zip(spec.input_names, arguments))
+        axes = ", ".join(f"{s.name}:{s.batch_axis}" for s in spec.states)
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        hint = (f" Each state's batch axis is {axes}; declare where the batch is with batch_axes={{name: axis}} "
+                "(--batch-axis STATE:AXIS)." if spec.states else "")
+        raise UsageError(f"the module cannot run at batch 2 ({given}), which a dynamic 'batch' axis "
+                         f"promises: {first_line}.{hint}") from None
 
 
 def _trial_call(module: torch.nn.Module, arguments: Sequence[torch.Tensor], inputs: Mapping[str, torch.Tensor],
@@ -209,12 +276,13 @@ def export(
     model: torch.nn.Module,
     output: str | Path,
     formats: Sequence[str] = FORMATS,
-    mode: str = "full",
+    mode: str | None = None,
     *,
     example_inputs: Mapping[str, Any] | None = None,
     states: Any = None,
     output_names: Sequence[str] | None = None,
     dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
+    batch_axes: Mapping[str, int] | None = None,
     atol: float | None = None,
     rtol: float | None = None,
     force: bool = False,
@@ -269,6 +337,10 @@ def export(
 
     info = model_info(model)
     if info is not None and example_inputs is None:
+        if states or batch_axes or output_names or dynamic_axes:
+            raise UsageError("states, batch_axes, output_names and dynamic_axes describe your own module; "
+                             f"a registered {info.family} model knows its own")
+        mode = mode or "full"
         family = get_family(info.family)
         if mode not in family.modes:
             raise UsageError(f"{family.name} exports in mode(s) {', '.join(family.modes)}, not {mode!r}")
@@ -283,7 +355,12 @@ def export(
             raise UsageError(f"unknown export option(s) for a custom module: {', '.join(given)}")
         if mode == "stream" and not states:
             raise UsageError("a streaming export of a custom module needs states (name -> shape)")
-        spec = spec_for_module(model, example_inputs, states, output_names, dynamic_axes)
+        if mode == "full" and states:
+            raise UsageError("mode='full' exports the whole input at once, without state; give mode='stream' "
+                             "(or leave mode out) to export a step with states")
+        if mode is not None and mode not in ("full", "stream"):
+            raise UsageError(f"mode must be 'full' or 'stream', not {mode!r}")
+        spec = spec_for_module(model, example_inputs, states, output_names, dynamic_axes, batch_axes=batch_axes)
     if quantize and spec.quantization_refused:
         raise UsageError(f"cannot quantize this export to {quantize}: {spec.quantization_refused}")
     if quantize and precision is not None:

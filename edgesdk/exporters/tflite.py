@@ -52,6 +52,7 @@ def export_tflite(spec: ExportSpec, path: Path, converter_log: ConverterLog) -> 
         "format": "tflite",
         "converter": converter_version(),
         "signature": SIGNATURE,
+        "batch": int(arguments[0].shape[0]) if arguments[0].dim() else 1,  # static: the runtime pads up to it
         "inputs": {name: f"args_{index}" for index, name in enumerate(spec.input_names)},
         "outputs": {name: f"output_{index}" for index, name in enumerate(spec.all_output_names)},
         "static_shapes": {

@@ -775,7 +775,8 @@ class EcoFormerExportOptions(ExportOptions):
     hash_outputs: bool = option(
         True, "add every EcoFormer layer's hash codes as outputs hash_codes_s<stage>b<block> [batch, heads, "
         "tokens, bits] so validation measures bit agreement; false for a graph that only classifies", BOOLEAN)
-    batch: int = option(1, "the graph's static batch", integer(minimum=1))
+    batch: int = option(1, "the example batch: the TFLite graph's static batch (ONNX's batch axis is dynamic)",
+                        integer(minimum=1))
     logits_atol: float = option(1e-3, "logits tolerance of the validation check", number(minimum=0.0))
 
 
@@ -783,8 +784,10 @@ def recipe(model: EcoFormer, mode: str, options: EcoFormerExportOptions) -> Expo
     """Export recipe (options: ``EcoFormerExportOptions``). Mode "full" only (an image
     classifier has nothing to stream).
 
-    The hash-code outputs cost nothing to compute (the graph computes them anyway). Static
-    shapes (``batch``, ``image_size``) are what edge delegates want; the codes are per image.
+    The hash-code outputs cost nothing to compute (the graph computes them anyway). The image
+    size is static; the batch axis is dynamic in ONNX (every op works per image; the hashing
+    width comes from each image's own tokens) and fixed to ``batch`` in TFLite, whose delegates
+    want static shapes.
     """
     if mode != "full":
         raise UsageError(f"ecoformer exports mode 'full' only, not {mode!r}")
@@ -816,6 +819,7 @@ def recipe(model: EcoFormer, mode: str, options: EcoFormerExportOptions) -> Expo
         example_inputs={"image": example},
         output_names=output_names,
         mode="full",
+        dynamic_axes={name: {0: "batch"} for name in ("image", *output_names)},
         atol=logits_atol,
         rtol=0.0,
         output_checks=checks,

@@ -1190,9 +1190,10 @@ class SlabExportOptions(ExportOptions):
 
 
 def export_recipe(model: nn.Module, mode: str, options: SlabExportOptions) -> ExportSpec:
-    """ExportSpec for a SLAB classifier: ``image`` (1, 3, S, S) float32 -> ``logits``.
+    """ExportSpec for a SLAB classifier: ``image`` (batch, 3, S, S) float32 -> ``logits``.
 
-    Options: ``SlabExportOptions``. Shapes are static (batch 1). Validation tolerance is 1e-4
+    Options: ``SlabExportOptions``. The batch axis is dynamic in ONNX (the TFLite file keeps the
+    example's batch of 1); height and width are fixed by the preset. Validation tolerance is 1e-4
     of the largest |logit| the reference gives on the example and sample images (at least 1e-4
     absolute). The manifest records the fold error against the unfolded model, the norms
     folded, the largest PRepBN lambda, MACs per image and the image front end.
@@ -1261,6 +1262,8 @@ def export_recipe(model: nn.Module, mode: str, options: SlabExportOptions) -> Ex
         example_inputs={"image": example},
         output_names=["logits"],
         mode="full",
+        # Every block works per image (RepBN is folded, SLA reduces over tokens, not images).
+        dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
         atol=1e-4 * max(1.0, logit_scale),
         rtol=1e-4,
         sample_inputs=[{"image": sample} for sample in samples],

@@ -1,24 +1,26 @@
-"""Energy per inference: measured with a power sensor where one works, else estimated from ops.
+"""Energy per inference measured with a power sensor: windows, medians and their intervals.
 
 Measurement
 -----------
-A background thread reads the sensor every ``period_s`` while the main thread alternates, for
-each repeat, an idle window (sleeping: the baseline, measured just before) and an active window
-(inferences back to back, each one's start and end recorded). For each repeat::
+A background thread reads the sensor every ``period_s`` while the main thread measures
+*windows*: an idle baseline (sleeping), then inferences back to back, the same number in every
+window. The first ``settle`` seconds of each part (two sensor updates) are skipped, so that a
+reading averaged over, or lagging behind, the previous part does not leak in. For each window::
 
-    net energy per inference = (E_active - P_idle x T_active) / n
+    net energy per inference   = (P_active - P_idle) x T_active / n
+    gross energy per inference = P_active x T_active / n
 
-where ``E_active`` is the energy over the active window (a counter's difference, or power
-integrated with the trapezoid rule) and ``P_idle`` the mean power of the idle window before it.
-The figure reported is the mean over repeats, with their standard deviation, min and max, the
-sample count, the achieved sampling rate and how many distinct values the sensor returned (a
-sensor that updates slower than the sampler repeats itself; that is reported, not hidden).
+where ``P`` is the mean power over the settled part (a counter's difference, or power readings
+integrated with the trapezoid rule, over its length), ``T_active`` the window's length and ``n``
+its inferences. Windows are added (at least five) until the 95% bootstrap interval of the median
+net energy is within 10% of it, or a time limit. Each window must hold a minimum number of
+distinct sensor readings and of inferences (``WINDOW_RULES``): a window asked for that cannot
+hold them is refused before anything runs, and a run whose windows did not get them is refused
+after (``MeasurementUnavailable``, exit 6), rather than printing a figure the trace contradicts.
+What else could bend a figure is flagged: too few samples, a sensor repeating itself, counter
+wrap, governor/clock/temperature changes, a USB cable on a phone.
 
-Estimate
---------
-Without a usable sensor: the bundle manifest's ``ops`` section (MACs, accumulate-only and binary
-operations) times the device profile's energy per operation, labelled ``estimated:ops`` — an
-arithmetic-only lower bound (see ``edgesdk.devices.profiles``). Never reported as measured.
+Estimates (no sensor) live in ``edgesdk.profiler.estimate``.
 """
 from __future__ import annotations
 
@@ -27,14 +29,16 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from edgesdk.devices.profiles import DeviceProfile
 from edgesdk.devices.sensors.base import Sensor
+from edgesdk.devices.sensors.conditions import Conditions, condition_flags, read_conditions
 from edgesdk.errors import MeasurementUnavailable
-from edgesdk.runtime.sections import OpsCount
+from edgesdk.profiler.estimate import OPS_LABEL as ESTIMATE_LABEL  # noqa: F401 - re-exported
+from edgesdk.profiler.estimate import OPS_SCOPE as ESTIMATE_SCOPE  # noqa: F401
+from edgesdk.profiler.estimate import estimate_energy  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +53,6 @@ DEFAULT_PERIOD_S = {"rapl": 0.005, "ina3221": 0.01, "nvml": 0.02, "android": 0.1
 # readings. NVML power on recent GPUs is a 1 s average; fuel gauges refresh every ~1 s or slower.
 DEFAULT_WINDOW_S = {"rapl": 1.0, "ina3221": 1.0, "nvml": 3.0, "android": 5.0}
 
-ESTIMATE_LABEL = "estimated:ops"
-ESTIMATE_SCOPE = (
-    "arithmetic only (MACs, accumulates, binary ops x energy per op): excludes memory traffic, "
-    "static and idle power, so it is a lower bound on what the device draws"
-)
 
 
 @dataclass
@@ -130,10 +129,21 @@ class Sampler:
         self._lock = threading.Lock()
         self.error: Exception | None = None
 
-    def _sample(self) -> None:
-        value = self.sensor.read()
-        now = time.perf_counter()
+    def sample_now(self) -> None:
+        """One reading now, from the calling thread (the trace then covers this instant)."""
+        self._sample()
+
+    def snapshot(self) -> Trace:
+        """A copy of the trace so far."""
         with self._lock:
+            return Trace(self.trace.quantity, list(self.trace.times_s), list(self.trace.values))
+
+    def _sample(self) -> None:
+        # Under the lock: ``sample_now`` may read from the main thread, and a counter's
+        # wrap bookkeeping must see its reads in order.
+        with self._lock:
+            value = self.sensor.read()
+            now = time.perf_counter()
             self.trace.times_s.append(now)
             self.trace.values.append(value)
 
@@ -168,6 +178,150 @@ class Sampler:
         return self.trace
 
 
+# ----------------------------------------------------------------------------------------------
+# Windows: how long, how many, and when a figure is worth printing.
+
+
+@dataclass(frozen=True)
+class WindowRule:
+    """What each idle or active window must hold for one sensor kind.
+
+    Attributes:
+        min_readings: distinct sensor readings inside the measured part of each window.
+        min_inferences: inferences in each active window.
+        settle_updates: sensor updates skipped at the start of each window, so that a reading
+            averaged over (or lagging behind) the previous window does not leak into this one.
+    """
+
+    min_readings: int
+    min_inferences: int
+    settle_updates: float = 2.0
+
+
+# Per sensor (docs/profiling.md repeats this table). Counters resolve a window with fewer reads
+# than averaging power monitors; a fuel gauge updating once a second cannot give many.
+WINDOW_RULES = {
+    "rapl": WindowRule(min_readings=10, min_inferences=10),
+    "ina3221": WindowRule(min_readings=10, min_inferences=10),
+    "nvml": WindowRule(min_readings=8, min_inferences=10),
+    "android": WindowRule(min_readings=5, min_inferences=10),
+}
+DEFAULT_RULE = WindowRule(min_readings=10, min_inferences=10)
+MIN_WINDOWS = 5
+MAX_WINDOWS = 40
+# Windows are added until the 95% interval of the median net energy is within this fraction of
+# it (each side), or the time limit is reached.
+CI_TARGET_FRACTION = 0.10
+TIME_LIMIT_S = 120.0
+BOOTSTRAP_RESAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Window lengths and sampling for one sensor, checked against its update interval."""
+
+    sensor: str
+    rule: WindowRule
+    update_s: float
+    period_s: float
+    settle_s: float
+    required_s: float
+    idle_s: float
+    active_s: float
+
+    def as_dict(self) -> dict:
+        return {
+            "min_distinct_readings": self.rule.min_readings,
+            "min_inferences": self.rule.min_inferences,
+            "sensor_update_interval_s": self.update_s,
+            "settle_s": self.settle_s,
+            "required_window_s": self.required_s,
+            "idle_window_s": self.idle_s,
+            "active_window_min_s": self.active_s,
+            "sample_period_s": self.period_s,
+        }
+
+
+def plan_windows(sensor: Sensor, idle_s: float | None = None, active_s: float | None = None,
+                 period_s: float | None = None) -> WindowPlan:
+    """Window lengths for ``sensor``; a window asked for that is too short is refused.
+
+    A window needs ``settle`` (``settle_updates`` sensor updates, at least five sampling periods)
+    plus ``min_readings`` readings at the slower of the sensor's update interval and the sampling
+    period.
+
+    Raises:
+        MeasurementUnavailable: ``idle_s`` or ``active_s`` is shorter than that (exit 6).
+    """
+    rule = WINDOW_RULES.get(sensor.name, DEFAULT_RULE)
+    update = sensor.update_interval_s()
+    period = period_s if period_s is not None else min(DEFAULT_PERIOD_S.get(sensor.name, 0.02), max(update / 2, 0.002))
+    # At least five sampling periods too: the sampler's reads (and a busy kernel's updates) jitter
+    # by a few periods, and a counter read late at a window's edge charges one part to the other.
+    settle = max(rule.settle_updates * update, 5 * period)
+    required = settle + rule.min_readings * max(update, period)
+    for which, value in (("idle", idle_s), ("active", active_s)):
+        if value is not None and value < required:
+            raise MeasurementUnavailable(
+                f"the {which} window of {value * 1e3:g} ms is too short for the {sensor.name} sensor, which "
+                f"updates every {update * 1e3:g} ms: a window needs {settle * 1e3:g} ms to settle and then "
+                f"{rule.min_readings} distinct readings, at least {required * 1e3:.0f} ms; give a longer window"
+            )
+    # Default: twice the minimum (sampler stalls eat readings) and never under the usual length.
+    default = max(2 * required, DEFAULT_WINDOW_S.get(sensor.name, 1.0))
+    return WindowPlan(sensor.name, rule, update, period, settle, required,
+                      idle_s if idle_s is not None else default, active_s if active_s is not None else default)
+
+
+def bootstrap_median_ci(values: Sequence[float], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> tuple[float, float, float]:
+    """(median, low, high): the median and its 95% percentile-bootstrap interval."""
+    data = np.asarray(values, dtype=np.float64)
+    if data.size == 0:
+        raise ValueError("no values to bootstrap")
+    rng = np.random.default_rng(seed)
+    medians = np.median(data[rng.integers(0, data.size, size=(resamples, data.size))], axis=1)
+    low, high = np.percentile(medians, [2.5, 97.5])
+    return float(np.median(data)), float(low), float(high)
+
+
+@dataclass(frozen=True)
+class Window:
+    """One idle baseline and the active window after it (perf_counter instants)."""
+
+    idle: tuple[float, float]
+    active: tuple[float, float]
+    inferences: int
+
+
+def _distinct_readings(trace: Trace, start: float, end: float) -> int:
+    """Readings inside [start, end] that differ from the one before them (+1 for the first)."""
+    times, values = trace.arrays()
+    inside = values[(times >= start) & (times <= end)]
+    return int(inside.size and 1 + np.count_nonzero(np.diff(inside)))
+
+
+def _window_figures(trace: Trace, window: Window, settle_s: float) -> dict:
+    """Power and energy figures of one window; the first ``settle_s`` of each part is skipped."""
+    (idle_start, idle_end), (start, end) = window.idle, window.active
+    idle_from, active_from = min(idle_start + settle_s, idle_end), min(start + settle_s, end)
+    idle_power = trace.energy_between_j(idle_from, idle_end) / max(idle_end - idle_from, 1e-12)
+    active_power = trace.energy_between_j(active_from, end) / max(end - active_from, 1e-12)
+    duration = end - start
+    return {
+        "idle_power_w": idle_power,
+        "active_power_w": active_power,
+        "active_duration_s": duration,
+        "inferences": window.inferences,
+        # Steady-state power over the settled part of the window, times the window's time per inference.
+        "gross_energy_per_inference_j": active_power * duration / window.inferences,
+        "energy_per_inference_j": (active_power - idle_power) * duration / window.inferences,
+        "distinct_readings_idle": _distinct_readings(trace, idle_from, idle_end),
+        "distinct_readings_active": _distinct_readings(trace, active_from, end),
+        "samples_idle": trace.samples_between(idle_from, idle_end),
+        "samples_active": trace.samples_between(active_from, end),
+    }
+
+
 @dataclass
 class EnergyMeasurement:
     """Everything one measured energy run produced: the summary and the raw trace for plots."""
@@ -178,12 +332,14 @@ class EnergyMeasurement:
     active_windows: list[tuple[float, float]]
     inference_windows: list[tuple[float, float]]
     origin_s: float
+    settle_s: float = 0.0
 
 
 def _run_active(
-    call: Callable[[], object], count: int | None, min_duration_s: float, windows: list[tuple[float, float]]
+    call: Callable[[], object], count: int | None, min_duration_s: float, min_count: int,
+    windows: list[tuple[float, float]],
 ) -> tuple[float, float, int]:
-    """Call back to back: ``count`` times, or (count None) until ``min_duration_s`` has passed."""
+    """Call back to back: ``count`` times, or (count None) until both ``min_duration_s`` and ``min_count``."""
     start = time.perf_counter()
     done = 0
     while True:
@@ -194,7 +350,7 @@ def _run_active(
         done += 1
         if count is not None and done >= count:
             break
-        if count is None and end - start >= min_duration_s:
+        if count is None and end - start >= min_duration_s and done >= min_count:
             break
     return start, time.perf_counter(), done
 
@@ -203,41 +359,40 @@ def measure_energy(
     sensor: Sensor,
     call: Callable[[], object],
     *,
-    repeats: int = 3,
-    idle_s: float | None = None,
-    min_active_s: float | None = None,
-    min_inferences: int = 1,
-    period_s: float | None = None,
+    plan: WindowPlan | None = None,
+    min_windows: int = MIN_WINDOWS,
+    max_windows: int = MAX_WINDOWS,
+    ci_target: float = CI_TARGET_FRACTION,
+    time_limit_s: float = TIME_LIMIT_S,
+    baseline_latency_s: float | None = None,
     progress: ProgressCallback | None = None,
 ) -> EnergyMeasurement:
-    """Measure net energy per call of ``call`` with ``sensor`` (see the module docstring).
+    """Measure idle power and gross and net energy per call of ``call`` with ``sensor``.
+
+    Windows (an idle baseline, then inferences back to back, the same count in every window)
+    are measured until at least ``min_windows`` are done and the 95% bootstrap interval of the
+    median net energy is within ``ci_target`` of it, or ``time_limit_s`` or ``max_windows`` is
+    reached. Figures are medians over windows with their 95% bootstrap intervals.
 
     Args:
         sensor: an available sensor (``sensor.require()`` is called first).
         call: one inference.
-        repeats: idle+active pairs; their spread is reported.
-        idle_s: length of each idle baseline window, seconds (None: DEFAULT_WINDOW_S of the sensor).
-        min_active_s: each active window lasts at least this long, seconds (None: the same
-            default; the number of inferences of
-            the first window is reused by the others, so every repeat does the same work).
-        min_inferences: at least this many inferences per active window.
-        period_s: sampling period, seconds (default per sensor, DEFAULT_PERIOD_S).
+        plan: window lengths (``plan_windows``; default: the sensor's).
+        baseline_latency_s: median latency measured without the sampler, for its overhead.
 
     Raises:
-        MeasurementUnavailable: the sensor cannot be read, or fails during the run.
+        MeasurementUnavailable: the sensor cannot be read, fails during the run, or gives fewer
+            distinct readings per window than its rule needs (the figure would be wrong).
     """
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if min_windows < 1 or max_windows < min_windows:
+        raise ValueError(f"need 1 <= min_windows <= max_windows, got {min_windows} and {max_windows}")
     sensor.require()
-    period = period_s if period_s is not None else DEFAULT_PERIOD_S.get(sensor.name, 0.02)
-    window = DEFAULT_WINDOW_S.get(sensor.name, 1.0)
-    idle_s = window if idle_s is None else idle_s
-    min_active_s = window if min_active_s is None else min_active_s
-    sampler = Sampler(sensor, period)
-    idle_windows: list[tuple[float, float]] = []
-    active_windows: list[tuple[float, float]] = []
+    plan = plan or plan_windows(sensor)
+    sampler = Sampler(sensor, plan.period_s)
+    windows: list[Window] = []
     inference_windows: list[tuple[float, float]] = []
-    counts: list[int] = []
+    snapshots = [read_conditions(sensor.root)]
+    stop_reason = f"{max_windows} windows (the most allowed)"
     # A garbage collection holds the interpreter lock for as long as the heap takes to walk
     # (hundreds of ms once torch, onnx and a converter are loaded), and the sampler thread misses
     # its reads meanwhile: none runs while the windows are measured (as timeit does).
@@ -245,133 +400,128 @@ def measure_energy(
     gc.disable()
     sampler.start()
     origin = sampler.trace.times_s[0]
+    began = time.perf_counter()
     try:
-        per_repeat: int | None = None
-        for repeat in range(repeats):
+        per_window: int | None = None
+        while len(windows) < max_windows:
             idle_start = time.perf_counter()
-            time.sleep(idle_s)
-            idle_windows.append((idle_start, time.perf_counter()))
-            start, end, done = _run_active(call, per_repeat, min_active_s, inference_windows)
-            if per_repeat is None:
-                # Top up to min_inferences once, so later repeats copy a count that satisfies it.
-                if done < min_inferences:
-                    _, end, extra = _run_active(call, min_inferences - done, 0.0, inference_windows)
-                    done += extra
-                per_repeat = done
-            active_windows.append((start, end))
-            counts.append(done)
+            time.sleep(plan.idle_s)
+            idle = (idle_start, time.perf_counter())
+            start, end, done = _run_active(call, per_window, plan.active_s, plan.rule.min_inferences, inference_windows)
+            per_window = per_window or done
+            sampler.sample_now()  # the trace covers the window's end before it is evaluated
+            windows.append(Window(idle, (start, end), done))
+            snapshots.append(read_conditions(sensor.root))
             if progress:
-                progress("energy", repeat + 1, repeats)
+                progress("energy", len(windows), max(min_windows, len(windows)))
+            if len(windows) < min_windows:
+                continue
+            nets = [_window_figures(sampler.snapshot(), w, plan.settle_s)["energy_per_inference_j"] for w in windows]
+            median, low, high = bootstrap_median_ci(nets)
+            if median > 0 and max(median - low, high - median) <= ci_target * median:
+                stop_reason = f"95% interval within {ci_target:.0%} of the median"
+                break
+            if time.perf_counter() - began >= time_limit_s:
+                stop_reason = f"time limit of {time_limit_s:g} s"
+                break
     finally:
         if collecting:
             gc.enable()
         trace = sampler.stop()
-
-    rows = []
-    for (idle_start, idle_end), (start, end), count in zip(idle_windows, active_windows, counts):
-        idle_power = trace.energy_between_j(idle_start, idle_end) / (idle_end - idle_start)
-        active_energy = trace.energy_between_j(start, end)
-        duration = end - start
-        rows.append(
-            {
-                "idle_power_w": idle_power,
-                "active_power_w": active_energy / duration,
-                "active_duration_s": duration,
-                "inferences": count,
-                "gross_energy_per_inference_j": active_energy / count,
-                "energy_per_inference_j": (active_energy - idle_power * duration) / count,
-                "samples_idle": trace.samples_between(idle_start, idle_end),
-                "samples_active": trace.samples_between(start, end),
-            }
-        )
-    net = np.array([row["energy_per_inference_j"] for row in rows])
-    times, values = trace.arrays()
-    span = float(times[-1] - times[0]) if times.size > 1 else 0.0
-    mean_net = float(net.mean())
-    summary = {
-        "provenance": sensor.label,
-        "sensor": sensor.describe(),
-        "method": (
-            "background sampling during back-to-back inferences, minus the mean power of an idle "
-            "window measured just before each repeat"
-        ),
-        "energy_per_inference_j": mean_net,
-        "energy_per_inference_std_j": float(net.std(ddof=1)) if net.size > 1 else 0.0,
-        "energy_per_inference_min_j": float(net.min()),
-        "energy_per_inference_max_j": float(net.max()),
-        "gross_energy_per_inference_j": float(np.mean([r["gross_energy_per_inference_j"] for r in rows])),
-        "idle_power_w": float(np.mean([r["idle_power_w"] for r in rows])),
-        "active_power_w": float(np.mean([r["active_power_w"] for r in rows])),
-        "repeats": repeats,
-        "inferences_per_repeat": counts[0],
-        "idle_window_s": idle_s,
-        "active_window_min_s": min_active_s,
-        "samples": int(times.size),
-        "sample_period_s": period,
-        "sampling_rate_hz": float((times.size - 1) / span) if span > 0 else 0.0,
-        "distinct_readings": int(np.unique(values).size),
-        # Compare with the latency phase: a large gap means the sampler thread perturbed the runs.
-        "inference_while_sampling_mean_ms": float(
-            np.mean([end - start for start, end in inference_windows]) * 1e3
-        ),
-        "per_repeat": rows,
-        "warnings": [],
-    }
-    warnings = summary["warnings"]
-    if any(row["samples_active"] < 3 for row in rows):
-        warnings.append(
-            "fewer than 3 sensor samples in an active window: lengthen min_active_s for a "
-            "resolved figure"
-        )
-    if summary["distinct_readings"] < max(3, times.size // 20):
-        warnings.append(
-            f"the sensor returned only {summary['distinct_readings']} distinct values in "
-            f"{times.size} samples: it updates slower than the sampling period"
-        )
-    if mean_net <= 0:
-        warnings.append("active power did not exceed the idle baseline: net energy is not resolved")
-    elif net.size > 1 and summary["energy_per_inference_std_j"] > 0.5 * abs(mean_net):
-        warnings.append("repeats disagree by more than 50%: the figure is noisy")
     return EnergyMeasurement(
-        summary=summary,
+        summary=_summarize(sensor, plan, trace, windows, inference_windows, snapshots, stop_reason,
+                           baseline_latency_s, ci_target),
         trace=trace,
-        idle_windows=idle_windows,
-        active_windows=active_windows,
+        idle_windows=[w.idle for w in windows],
+        active_windows=[w.active for w in windows],
         inference_windows=inference_windows,
         origin_s=origin,
+        settle_s=plan.settle_s,
     )
 
 
-def estimate_energy(ops: OpsCount | Mapping[str, Any], profile: DeviceProfile) -> dict:
-    """Energy of one inference (or step, per ``ops.per``) from op counts, ``estimated:ops``.
-
-    Args:
-        ops: the op counts (an ``OpsCount``, or a manifest ``ops`` section, read by
-            ``OpsCount.from_manifest``); missing counts are taken as zero and listed under
-            ``missing_counts``.
-        profile: the device profile whose energy-per-operation constants apply.
-    """
-    if not isinstance(ops, OpsCount):
-        ops = OpsCount.from_manifest(ops, "ops counts")
-    constants = profile.energy_per_op
-    counts = ops.counts
-    if not ops.any_counted:
-        raise MeasurementUnavailable("no operations counted: nothing to estimate energy from")
-    breakdown_pj = {
-        "macs": counts["macs"] * constants.mac_pj,
-        "accumulates": counts["accumulates"] * constants.accumulate_pj,
-        "binary_ops": counts["binary_ops"] * constants.binary_pj,
+def _summarize(sensor: Sensor, plan: WindowPlan, trace: Trace, windows: list[Window],
+               inference_windows: list[tuple[float, float]], snapshots: list[Conditions], stop_reason: str,
+               baseline_latency_s: float | None, ci_target: float) -> dict:
+    rows = [_window_figures(trace, window, plan.settle_s) for window in windows]
+    idle = bootstrap_median_ci([r["idle_power_w"] for r in rows])
+    active = bootstrap_median_ci([r["active_power_w"] for r in rows])
+    gross = bootstrap_median_ci([r["gross_energy_per_inference_j"] for r in rows])
+    net = bootstrap_median_ci([r["energy_per_inference_j"] for r in rows])
+    times, values = trace.arrays()
+    gaps = np.diff(times)
+    distinct = [min(r["distinct_readings_idle"], r["distinct_readings_active"]) for r in rows]
+    settled_s = sum((w.idle[1] - w.idle[0]) + (w.active[1] - w.active[0]) - 2 * plan.settle_s for w in windows)
+    changes = sum(r["distinct_readings_idle"] + r["distinct_readings_active"] for r in rows)
+    observed_update = settled_s / changes if changes else float("inf")
+    # Polled every p, a sensor updating every u repeats about 1 - p/u of its readings; more than
+    # that means it is slower than it says, or stuck.
+    achieved = float(np.median(gaps)) if gaps.size else plan.period_s
+    repeated = float(np.mean(np.diff(values) == 0)) if values.size > 1 else 1.0
+    expected_repeats = max(0.0, 1.0 - achieved / plan.update_s)
+    with_sampler = float(np.median([end - start for start, end in inference_windows]))
+    flags: list[tuple[str, str]] = []
+    few = sum(d < plan.rule.min_readings for d in distinct)
+    if few:
+        flags.append(("too-few-samples", f"{few} of {len(rows)} windows had fewer than {plan.rule.min_readings} distinct "
+                                         f"{sensor.name} readings after settling (fewest {min(distinct)})"))
+    if repeated > expected_repeats + 0.3:
+        flags.append(("sensor-repeating", f"{repeated:.0%} of readings repeated the one before (expected about "
+                                          f"{expected_repeats:.0%} for updates every {plan.update_s * 1e3:g} ms polled every "
+                                          f"{achieved * 1e3:.3g} ms): the sensor updates slower than it says, or is stuck"))
+    wraps = sensor.counter_wraps()
+    if wraps:
+        flags.append(("counter-wrap", f"the energy counter wrapped {wraps} time(s) during the run (undone; reads were "
+                                      f"at most {gaps.max() * 1e3:.0f} ms apart, far less than one wrap)"))
+    flags += condition_flags(snapshots)
+    if net[1] <= 0:
+        flags.append(("not-resolved", "the 95% interval of the net energy reaches zero: active power is not resolved "
+                                      "from the idle baseline"))
+    elif max(net[0] - net[1], net[2] - net[0]) > ci_target * net[0]:
+        flags.append(("wide-interval", f"the 95% interval of the net energy is wider than ±{ci_target:.0%} of its median "
+                                       f"after {len(rows)} windows ({stop_reason})"))
+    summary = {
+        "provenance": sensor.label,
+        "sensor": sensor.describe(),
+        "boundary": sensor.boundary or sensor.describe().get("scope", ""),
+        "method": (
+            "windows of an idle baseline then inferences back to back (same count in each); per window, "
+            "net energy per inference = (settled active power - settled idle power) x window time / inferences; "
+            "median over windows with a 95% bootstrap interval"
+        ),
+        "windows": len(rows),
+        "stop_reason": stop_reason,
+        "window_rule": plan.as_dict(),
+        "inferences_per_window": windows[0].inferences,
+        "idle_power_w": idle[0],
+        "idle_power_ci95_w": [idle[1], idle[2]],
+        "active_power_w": active[0],
+        "active_power_ci95_w": [active[1], active[2]],
+        "gross_energy_per_inference_j": gross[0],
+        "gross_energy_per_inference_ci95_j": [gross[1], gross[2]],
+        "energy_per_inference_j": net[0],
+        "energy_per_inference_ci95_j": [net[1], net[2]],
+        "samples": int(times.size),
+        "sample_period_s": plan.period_s,
+        "achieved_sample_period_s": float(np.median(gaps)) if gaps.size else None,
+        "max_sample_gap_s": float(gaps.max()) if gaps.size else None,
+        "distinct_readings": int(np.unique(values).size),
+        "distinct_readings_per_window_min": min(distinct),
+        "repeated_readings_fraction": repeated,
+        "observed_update_interval_s": observed_update if np.isfinite(observed_update) else None,
+        "counter_wraps": wraps,
+        "inference_while_sampling_median_ms": with_sampler * 1e3,
+        "inference_without_sampler_median_ms": baseline_latency_s * 1e3 if baseline_latency_s else None,
+        "sampler_overhead_fraction": (with_sampler / baseline_latency_s - 1) if baseline_latency_s else None,
+        "conditions": {"start": snapshots[0].as_dict(), "end": snapshots[-1].as_dict()},
+        "per_window": rows,
+        "flags": [{"flag": code, "message": message} for code, message in flags],
+        "warnings": [message for _, message in flags],
     }
-    return {
-        "provenance": ESTIMATE_LABEL,
-        "energy_per_inference_j": sum(breakdown_pj.values()) * 1e-12,
-        "breakdown_j": {name: value * 1e-12 for name, value in breakdown_pj.items()},
-        "per": ops.per,
-        "ops": counts,
-        "ops_counted": ops.counted or "",
-        "ops_source": ops.source or "bundle manifest",
-        "missing_counts": ops.missing_counts,
-        "constants": constants.as_dict(),
-        "device_profile": profile.name,
-        "scope": ESTIMATE_SCOPE,
-    }
+    if sum(d >= plan.rule.min_readings for d in distinct) < len(rows) / 2:
+        raise MeasurementUnavailable(
+            f"the {sensor.name} sensor gave a median of {int(np.median(distinct))} distinct readings per window, fewer "
+            f"than the {plan.rule.min_readings} a figure needs (it updates every {observed_update * 1e3:.0f} ms here): "
+            "lengthen --idle-seconds and --energy-seconds"
+        )
+    return summary

@@ -170,27 +170,76 @@ def figure_rows(result: Mapping[str, Any]) -> list[FigureRow]:
     if streaming and streaming.get("real_time_factor") is not None:
         rows.append(FigureRow("real-time factor", f"{streaming['real_time_factor']:.4f}",
                               f"{lp} (step {streaming['step_duration_s'] * 1e3:.1f} ms of audio)"))
+    if "threads" in result:
+        rows.insert(0, FigureRow("threads", str(result.get("threads") or "backend default"), "option --threads"))
     if energy.get("energy_per_inference_j") is None:
         rows.append(FigureRow("energy", "not available", energy.get("reason", "")))
-        return rows
+        return rows + _estimate_rows(result)
     ep = energy["provenance"]
     per = "step" if result["mode"] == "stream" else "inference"
-    value = format_joules(energy["energy_per_inference_j"])
-    if energy.get("energy_per_inference_std_j") is not None:
-        value += f" ± {format_joules(energy['energy_per_inference_std_j'])} ({energy['repeats']} repeats)"
-    rows.append(FigureRow(f"energy per {per}", value, ep))
-    if energy.get("energy_per_audio_second_j") is not None:
-        rows.append(FigureRow("energy per second of audio", format_joules(energy["energy_per_audio_second_j"]), ep))
-    if energy.get("idle_power_w") is not None:
-        rows.append(FigureRow("idle / active power", f"{energy['idle_power_w']:.3f} / {energy['active_power_w']:.3f} W", ep))
+    measured = energy.get("energy_per_inference_ci95_j") is not None
+    if measured:
+        windows = f"median of {energy['windows']} windows [95% CI]"
+        rows.append(FigureRow(f"idle power ({windows})", _with_ci(energy["idle_power_w"], energy["idle_power_ci95_w"], _watts), ep))
+        rows.append(FigureRow(f"gross energy per {per}", _with_ci(energy["gross_energy_per_inference_j"],
+                                                                   energy["gross_energy_per_inference_ci95_j"]), ep))
+        rows.append(FigureRow(f"net energy per {per}", _with_ci(energy["energy_per_inference_j"], energy["energy_per_inference_ci95_j"]), ep))
+        if energy.get("energy_per_audio_second_ci95_j") is not None:
+            rows.append(FigureRow("net energy per second of audio",
+                                  _with_ci(energy["energy_per_audio_second_j"], energy["energy_per_audio_second_ci95_j"]), ep))
+            rows.append(FigureRow("gross energy per second of audio",
+                                  _with_ci(energy["gross_energy_per_audio_second_j"], energy["gross_energy_per_audio_second_ci95_j"]), ep))
+        rule = energy["window_rule"]
         rows.append(FigureRow(
-            "sensor samples",
-            f"{energy['samples']} at {energy['sampling_rate_hz']:.0f} Hz, {energy['distinct_readings']} distinct", ep))
-    estimate = result.get("energy_estimate")
-    if estimate and ep != estimate["provenance"] and estimate.get("energy_per_inference_j") is not None:
-        # Measured: the ops estimate is shown apart, labelled as the lower bound it is.
-        rows.append(FigureRow("energy estimate", format_joules(estimate["energy_per_inference_j"]),
+            "windows", f"{energy['windows']} x ({rule['idle_window_s']:.3g} s idle + >= {rule['active_window_min_s']:.3g} s, "
+            f"{energy['inferences_per_window']} inferences); {energy['stop_reason']}", ep))
+        rows.append(FigureRow(
+            "sampling", f"{energy['samples']} samples, period {energy['achieved_sample_period_s'] * 1e3:.2f} ms achieved "
+            f"(asked {energy['sample_period_s'] * 1e3:.2f}), sensor updates every "
+            f"{rule['sensor_update_interval_s'] * 1e3:.3g} ms; fewest distinct readings in a window "
+            f"{energy['distinct_readings_per_window_min']}", ep))
+        if energy.get("sampler_overhead_fraction") is not None:
+            rows.append(FigureRow(
+                "sampler overhead", f"{energy['sampler_overhead_fraction']:+.1%} latency (median {energy['inference_while_sampling_median_ms']:.3f} "
+                f"ms sampling vs {energy['inference_without_sampler_median_ms']:.3f} ms not)", "measured:perf_counter"))
+        rows.append(FigureRow("measurement boundary", energy.get("boundary", ""), ep))
+    else:
+        value = format_joules(energy["energy_per_inference_j"])
+        rows.append(FigureRow(f"energy per {per}", value, ep))
+        if energy.get("energy_per_audio_second_j") is not None:
+            rows.append(FigureRow("energy per second of audio", format_joules(energy["energy_per_audio_second_j"]), ep))
+    return rows + _estimate_rows(result)
+
+
+def _watts(value: float) -> str:
+    return f"{value:.4g} W"
+
+
+def _with_ci(value: float, interval: list[float], unit=format_joules) -> str:
+    return f"{unit(value)} [{unit(interval[0])}, {unit(interval[1])}]"
+
+
+def _estimate_rows(result: Mapping[str, Any]) -> list[FigureRow]:
+    """Both estimates side by side, and per artifact of the bundle (how precision changes them)."""
+    rows = []
+    energy = result["energy"]
+    per = "step" if result["mode"] == "stream" else "inference"
+    estimate, memory = result.get("energy_estimate"), result.get("energy_estimate_memory")
+    if estimate and energy.get("provenance") != estimate["provenance"]:
+        rows.append(FigureRow(f"estimate per {per}, arithmetic only", format_joules(estimate["energy_per_inference_j"]),
                               f"{estimate['provenance']} (lower bound)"))
+    if memory:
+        rows.append(FigureRow(
+            f"estimate per {per}, with memory", f"{format_joules(memory['energy_per_inference_j'])} "
+            f"(weights {memory['weight_bytes'] / 1e6:.3g} MB from {memory['weights_level']['name']}: "
+            f"{format_joules(memory['memory']['weights_j'])})", memory["provenance"]))
+    by_artifact = result.get("energy_estimates_by_artifact") or []
+    if len(by_artifact) > 1:
+        for row in by_artifact:
+            rows.append(FigureRow(
+                f"estimates, {row['file']} ({row['precision']})",
+                f"ops {format_joules(row['ops_j'])} at {row['mac_pj']:g} pJ/MAC; ops+memory {format_joules(row['ops_memory_j'])} "
+                f"({row['weight_bytes'] / 1e6:.3g} MB from {row['weights_level']})", "estimated:ops / estimated:ops+memory"))
     return rows
 
 
@@ -202,6 +251,8 @@ def summary_notes(result: Mapping[str, Any]) -> list[tuple[str, str]]:
         notes.append(("estimate", energy["scope"]))
     notes += [("sensor", f"{name}: {reason}") for name, reason in (energy.get("sensors_tried") or {}).items()]
     notes += [("warning", warning) for warning in [*energy.get("warnings", []), *result.get("warnings", [])]]
+    if result.get("plots_skipped"):
+        notes.append(("warning", f"plots skipped: {result['plots_skipped']}"))
     return notes
 
 
@@ -210,9 +261,11 @@ def markdown_summary(result: dict) -> str:
     lines = [f"# Profile of `{result['bundle']['path']}`", ""]
     device = result["device"]
     backend = result["backend"]
+    artifact = result.get("artifact") or {}
     lines += [
         f"- device: {device['model']} (profile `{device['profile']}`)",
         f"- backend: {backend['name']}, providers in use: {', '.join(backend['providers_in_use']) or '-'}",
+        f"- artifact: {artifact.get('file')} ({artifact.get('format')}, {artifact.get('precision')})",
         f"- mode: {result['mode']}",
         "",
         "| figure | value | provenance |",
@@ -253,7 +306,7 @@ def write_report(
         if measurement is not None:
             plots.append(str(plot_power_trace(measurement, directory / "power_trace.png", title)))
     except ImportError:
-        result["plots_skipped"] = "matplotlib is not installed"
+        result["plots_skipped"] = "matplotlib is not installed (pip install 'edgesdk[profile]'), so no PNG was written"
     if measurement is not None:
         written["power_trace_csv"] = str(write_trace_csv(measurement, directory / "power_trace.csv"))
     result["plots"] = plots

@@ -7,14 +7,19 @@
 2. the bundle is loaded (load time), the providers actually in use are compared with what the
    device profile prefers (a silent CPU fallback is an error under ``strict_providers``);
 3. first inference, warm-up, timed runs (no sampler thread running);
-4. the energy phase: idle baseline + back-to-back inferences with the sensor sampled in the
-   background; or, without a sensor, the ops-based estimate, labelled ``estimated:ops``.
+4. the energy phase: windows of an idle baseline + back-to-back inferences with the sensor
+   sampled in the background (``edgesdk.profiler.energy``); beside it, or instead of it without
+   a sensor, the estimates ``estimated:ops`` and ``estimated:ops+memory``.
+
+Under a simulated sensor tree (``edgesdk.devices.sensors.simulate``) each inference is wrapped
+so that the simulator sees it run, and the report says the tree was simulated.
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime as _datetime
 import importlib.metadata
+import json
 import logging
 import os
 import platform
@@ -30,8 +35,17 @@ from edgesdk.devices.backends import litert_info, onnxruntime_info
 from edgesdk.devices.detect import DeviceInfo, detect_device
 from edgesdk.devices.profiles import preferred_delegates, preferred_providers
 from edgesdk.devices.sensors import SENSORS, Sensor, open_sensor
+from edgesdk.devices.sensors.simulate import activity_hook
 from edgesdk.errors import BackendUnavailable, MeasurementUnavailable, UsageError
-from edgesdk.profiler.energy import EnergyMeasurement, estimate_energy, measure_energy
+from edgesdk.profiler.energy import (
+    CI_TARGET_FRACTION,
+    MIN_WINDOWS,
+    TIME_LIMIT_S,
+    EnergyMeasurement,
+    measure_energy,
+    plan_windows,
+)
+from edgesdk.profiler.estimate import estimate_energy, estimate_energy_with_memory
 from edgesdk.profiler.latency import (
     LATENCY_METHOD,
     current_rss_mib,
@@ -64,9 +78,17 @@ class ProfileOptions:
         energy: ``auto`` (measure with the first usable sensor, else estimate), a sensor name
             (``rapl``, ``ina3221``, ``nvml``, ``android``: must work) or ``estimate``.
         strict_providers: a fallback away from the preferred provider is an error.
-        root: file-system root for device detection and sysfs sensors.
-        energy_repeats, idle_s, min_active_s: the energy phase (see ``measure_energy``; None
-            picks a window suited to the sensor).
+        root: file-system root for device detection and sysfs sensors (a copied or simulated
+            tree: ``edgesdk profile --sysfs-root``).
+        energy_windows: at least this many idle+active windows (>= 1; 5 by default).
+        energy_time_limit_s: stop adding windows after this long, seconds.
+        energy_ci: stop adding windows once the 95% interval of the median net energy is
+            within this fraction of it.
+        idle_s, min_active_s: window lengths, seconds (None: suited to the sensor; too short
+            for the sensor is refused, exit 6).
+        threads: intra-op threads of the backend (None: its default); recorded in the report.
+        shapes: ``(input name, dims)`` pairs: the shapes to feed, for dynamic axes.
+        precision: which artifact of a bundle holding several precisions (None: float32).
     """
 
     backend: str = "auto"
@@ -76,17 +98,29 @@ class ProfileOptions:
     energy: str = "auto"
     strict_providers: bool = False
     root: str | os.PathLike = "/"
-    energy_repeats: int = 3
+    energy_windows: int = MIN_WINDOWS
+    energy_time_limit_s: float = TIME_LIMIT_S
+    energy_ci: float = CI_TARGET_FRACTION
     idle_s: float | None = None
     min_active_s: float | None = None
+    threads: int | None = None
+    shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    precision: str | None = None
 
     def __post_init__(self) -> None:
         if self.runs < 1:
             raise UsageError(f"runs must be at least 1, got {self.runs}")
         if self.warmup < 0:
             raise UsageError(f"warmup cannot be negative, got {self.warmup}")
-        if self.energy_repeats < 1:
-            raise UsageError(f"energy_repeats must be at least 1, got {self.energy_repeats}")
+        if self.energy_windows < 1:
+            raise UsageError(f"energy_windows must be at least 1, got {self.energy_windows}")
+        if self.energy_time_limit_s <= 0 or self.energy_ci <= 0:
+            raise UsageError("energy_time_limit_s and energy_ci must be positive")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"threads must be at least 1, got {self.threads}")
+        for name, dims in self.shapes:
+            if not dims or any(int(d) < 1 for d in dims):
+                raise UsageError(f"shape of {name!r} must be positive sizes, got {dims}")
         if self.energy not in ENERGY_CHOICES:
             raise UsageError(f"unknown energy source {self.energy!r}; choose from {', '.join(ENERGY_CHOICES)}")
         if self.backend not in BACKEND_CHOICES:
@@ -123,6 +157,18 @@ class ProfileResult:
     def rows(self) -> list[FigureRow]:
         """(figure, value, provenance) rows: what the terminal table and summary.md show."""
         return figure_rows(self.result)
+
+
+def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    """``"features=1x100x80"`` -> ``("features", (1, 100, 80))``; UsageError otherwise."""
+    name, _, dims = text.partition("=")
+    try:
+        sizes = tuple(int(d) for d in dims.lower().split("x"))
+    except ValueError:
+        sizes = ()
+    if not name or not sizes or any(d < 1 for d in sizes):
+        raise UsageError(f"--shape takes NAME=DIMxDIM..., e.g. features=1x100x80; got {text!r}")
+    return name.strip(), sizes
 
 
 def _version(distribution: str) -> str | None:
@@ -169,14 +215,60 @@ def _state_input_names(model: Any) -> set[str]:
     return names
 
 
-def _feeds(model: Any, streaming: bool) -> dict[str, np.ndarray]:
-    """Seeded N(0, 1) inputs of the declared shapes (sample sizes for symbolic dims), no states."""
+def _feeds(model: Any, streaming: bool, shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()) -> dict[str, np.ndarray]:
+    """Seeded N(0, 1) inputs of the declared shapes (sample sizes for symbolic dims, or
+    ``shapes`` where given), no states."""
     feeds = dict(model.example_feeds(seed=0))
     if streaming:
         # The stream carries the state; only the per-step inputs are fed.
         states = _state_input_names(model)
         feeds = {name: value for name, value in feeds.items() if name not in states}
+    rng = np.random.default_rng(1)
+    for name, dims in shapes:
+        if name not in feeds:
+            raise UsageError(f"--shape names {name!r}, which is not an input fed here; inputs: {', '.join(feeds)}")
+        if len(dims) != feeds[name].ndim:
+            raise UsageError(f"--shape {name} has {len(dims)} dims; the input has {feeds[name].ndim} "
+                             f"(e.g. {'x'.join(str(d) for d in feeds[name].shape)})")
+        feeds[name] = rng.standard_normal(dims).astype(feeds[name].dtype)
     return feeds
+
+
+def _activation_bytes(manifest: Mapping, feeds: Mapping[str, np.ndarray], outputs: Any, streaming: bool) -> int:
+    """Bytes of the inputs, outputs and (streaming) the state read and written by one call."""
+    total = sum(int(value.nbytes) for value in feeds.values())
+    if isinstance(outputs, Mapping):
+        total += sum(int(np.asarray(value).nbytes) for value in outputs.values())
+    if streaming:
+        for state in manifest.get("state") or []:
+            dims = [d if isinstance(d, int) else 1 for d in state.get("shape", [])]
+            itemsize = np.dtype(state.get("dtype", "float32")).itemsize
+            total += 2 * int(np.prod(dims)) * itemsize  # read this step, written for the next
+    return total
+
+
+def _estimates_by_artifact(bundle: Path, manifest: Mapping, ops: OpsCount, profile: Any, activation_bytes: int) -> list[dict]:
+    """Both estimates for every artifact of the bundle present on disk (how precision changes them)."""
+    rows = []
+    for artifact in manifest.get("artifacts") or []:
+        path = bundle / str(artifact.get("file", ""))
+        if not artifact.get("file") or not path.is_file():
+            continue
+        precision = str(artifact.get("precision") or "fp32")
+        ops_only = estimate_energy(ops, profile, precision)
+        with_memory = estimate_energy_with_memory(ops, profile, weight_bytes=path.stat().st_size,
+                                                  activation_bytes=activation_bytes, precision=precision)
+        rows.append({
+            "file": artifact["file"],
+            "format": artifact.get("format"),
+            "precision": precision,
+            "weight_bytes": with_memory["weight_bytes"],
+            "ops_j": ops_only["energy_per_inference_j"],
+            "ops_memory_j": with_memory["energy_per_inference_j"],
+            "mac_pj": ops_only["constants"]["mac_pj"],
+            "weights_level": with_memory["weights_level"]["name"],
+        })
+    return rows
 
 
 def _onnx_file(bundle: Path, manifest: Mapping) -> Path | None:
@@ -268,13 +360,19 @@ def profile_model(
     if backend.get("fallback_note"):
         warnings.append(backend["fallback_note"])
 
-    feeds = _feeds(model, streaming)
+    feeds = _feeds(model, streaming, options.shapes)
     if streaming:
         session = model.stream(batch=1)
         call = lambda: session.push(feeds)  # noqa: E731 - the call being timed
     else:
         call = lambda: model.run(feeds)  # noqa: E731
-    first_s = time_once(call)
+    simulation = activity_hook(options.root)
+    if simulation is not None:
+        call = simulation.wrap(call)
+        warnings.append(simulation.describe())
+    first_start = time.perf_counter()
+    first_outputs = call()
+    first_s = time.perf_counter() - first_start
     times = time_calls(call, runs=options.runs, warmup=options.warmup, progress=progress)
     label = latency_label()  # the live process, whatever tree ``root`` presents
     if label.warning:
@@ -284,6 +382,7 @@ def profile_model(
         "emulated": label.emulated,
         "method": LATENCY_METHOD,
         "load_time_s": load_time_s,
+        "load_time_backend": str(getattr(model, "backend", "unknown")),
         "first_inference_ms": first_s * 1e3,
         "warmup_runs": options.warmup,
         **summarize_latency(times),
@@ -313,27 +412,49 @@ def profile_model(
             "real_time_factor": (latency["mean_ms"] * 1e-3 / step_s) if step_s else None,
         }
 
+    artifact = dict(getattr(model, "artifact", None) or {})
+    precision = str(artifact.get("precision") or "fp32")
     ops, ops_problem = _ops_section(bundle_path, manifest, feeds)
-    estimate = None
+    estimate = memory_estimate = None
+    estimates_by_artifact: list[dict] = []
     if ops is not None:
-        estimate = estimate_energy(ops, device.profile)
+        estimate = estimate_energy(ops, device.profile, precision)
+        activation_bytes = _activation_bytes(manifest, feeds, first_outputs, streaming)
+        artifact_path = bundle_path / str(artifact.get("file", ""))
+        if artifact.get("file") and artifact_path.is_file():
+            memory_estimate = estimate_energy_with_memory(
+                ops, device.profile, weight_bytes=artifact_path.stat().st_size,
+                activation_bytes=activation_bytes, precision=precision)
+        # Every artifact of the bundle, not only the precision loaded (the runtime's manifest is filtered).
+        manifest_path = bundle_path / "edgesdk.json"
+        whole = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else manifest
+        estimates_by_artifact = _estimates_by_artifact(bundle_path, whole, ops, device.profile, activation_bytes)
 
     measurement = None
+    measurement_problem = ""
     if sensor is not None:
-        measurement = measure_energy(
-            sensor,
-            call,
-            repeats=options.energy_repeats,
-            idle_s=options.idle_s,
-            min_active_s=options.min_active_s,
-            progress=progress,
-        )
-        energy_section = dict(measurement.summary)
+        try:
+            measurement = measure_energy(
+                sensor,
+                call,
+                plan=plan_windows(sensor, options.idle_s, options.min_active_s),
+                min_windows=options.energy_windows,
+                time_limit_s=options.energy_time_limit_s,
+                ci_target=options.energy_ci,
+                baseline_latency_s=float(np.median(times)),
+                progress=progress,
+            )
+        except MeasurementUnavailable as error:
+            if energy != "auto":
+                raise
+            measurement_problem = str(error)
         sensor.close()
+    if measurement is not None:
+        energy_section = dict(measurement.summary)
     elif estimate is not None:
         energy_section = dict(estimate)
         if energy == "auto":
-            energy_section["warnings"] = ["no power sensor usable here: energy is estimated, not measured"]
+            energy_section["warnings"] = [measurement_problem or "no power sensor usable here: energy is estimated, not measured"]
     else:
         if energy == "estimate":
             raise MeasurementUnavailable(f"cannot estimate energy: {ops_problem}")
@@ -344,8 +465,14 @@ def profile_model(
         }
     energy_section["requested"] = energy
     energy_section["sensors_tried"] = sensors_tried or {}
-    if streaming_section and streaming_section["step_duration_s"] and energy_section.get("energy_per_inference_j") is not None:
-        energy_section["energy_per_audio_second_j"] = energy_section["energy_per_inference_j"] / streaming_section["step_duration_s"]
+    step_s = streaming_section["step_duration_s"] if streaming_section else None
+    if step_s and energy_section.get("energy_per_inference_j") is not None:
+        # Per second of audio: the per-step figures (and their intervals) over the step's length.
+        for key in ("energy_per_inference", "gross_energy_per_inference"):
+            if energy_section.get(f"{key}_j") is not None:
+                energy_section[f"{key.replace('inference', 'audio_second')}_j"] = energy_section[f"{key}_j"] / step_s
+            if energy_section.get(f"{key}_ci95_j") is not None:
+                energy_section[f"{key.replace('inference', 'audio_second')}_ci95_j"] = [v / step_s for v in energy_section[f"{key}_ci95_j"]]
 
     model_facts = manifest.get("model") or {}
     result = {
@@ -359,12 +486,17 @@ def profile_model(
         "mode": "stream" if streaming else "full",
         "device": device.as_dict(),
         "backend": backend,
+        "artifact": {"file": artifact.get("file"), "format": artifact.get("format"), "precision": precision},
+        "threads": options.threads,
         "inputs": {name: {"shape": list(value.shape), "dtype": str(value.dtype)} for name, value in feeds.items()},
         "latency": latency,
         "memory": memory,
         "streaming": streaming_section,
         "energy": energy_section,
         "energy_estimate": estimate,
+        "energy_estimate_memory": memory_estimate,
+        "energy_estimates_by_artifact": estimates_by_artifact,
+        "simulated": simulation is not None,
         "warnings": warnings,
         "provenance": {
             "edgesdk_version": _version("edgesdk"),
@@ -410,17 +542,37 @@ def profile_bundle(
     device = detect_device(options.root)
     # Settle the energy source before any work, so an impossible request fails fast (exit 6).
     sensor, tried = select_sensor(options.energy, device, options.root)
+    if sensor is not None:
+        try:
+            plan_windows(sensor, options.idle_s, options.min_active_s)  # a window too short: exit 6 now
+        except MeasurementUnavailable:
+            sensor.close()
+            raise
     if loader is None:
         from edgesdk.runtime import load as loader  # torch-free
     providers = None
     if options.backend == "onnxruntime":
         providers = preferred_providers(device.profile, onnxruntime_info()["providers"]) or None
     rss_before = current_rss_mib()
+    load_options: dict[str, Any] = {}
+    if options.threads is not None:
+        load_options["num_threads"] = options.threads
+    if options.precision is not None:
+        load_options["precision"] = options.precision
     try:
         start = time.perf_counter()
         model = loader(bundle_path, backend=options.backend, providers=providers,
-                       strict_providers=options.strict_providers)
+                       strict_providers=options.strict_providers, **load_options)
         load_time = time.perf_counter() - start
+        selection_time = None
+        if options.backend == "auto" and len(getattr(model, "backend_choice", "") or "") and "fastest here" in model.backend_choice:
+            # Auto opened and timed every backend: load the chosen one again, alone, for its load time.
+            selection_time = load_time
+            start = time.perf_counter()
+            model = loader(bundle_path, backend=model.backend, providers=providers,
+                           strict_providers=options.strict_providers, **load_options)
+            load_time = time.perf_counter() - start
+            model.backend_choice = f"auto chose {model.backend}: " + model.backend_choice.split(": ", 1)[-1]
         in_use = [str(p) for p in (getattr(model, "providers", None) or [])]
         if options.energy == "auto" and sensor is not None and sensor.name != "nvml" and any(
             p in in_use for p in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
@@ -430,8 +582,10 @@ def profile_bundle(
             if gpu_sensor is not None and gpu_sensor.name == "nvml":
                 sensor.close()
                 sensor = gpu_sensor
-        return profile_model(model, bundle_path, options, load_time_s=load_time, rss_before_load_mib=rss_before,
-                             sensor=sensor, sensors_tried=tried, progress=progress)
+        outcome = profile_model(model, bundle_path, options, load_time_s=load_time, rss_before_load_mib=rss_before,
+                                sensor=sensor, sensors_tried=tried, progress=progress)
+        outcome.result["latency"]["backend_selection_s"] = selection_time
+        return outcome
     finally:
         if sensor is not None:
             sensor.close()

@@ -210,6 +210,7 @@ ARTIFACT_OPTIONAL: dict[str, tuple[type, ...]] = {
     "valid": (bool, type(None)), "op_histogram": (dict,), "recipe": (dict, type(None)),
     "io_quantization": (dict, type(None)), "validation": (dict,), "float_size_bytes": (int,),
     "kept_float": (list,), "quantizer": (str,), "speed_vs_float32": (int, float, type(None)),
+    "batch": (str, int),  # "dynamic", or the fixed batch of a static graph
 }
 
 # The model section's fields, all optional (a foreign file knows none of them).

@@ -255,8 +255,22 @@ class Model:
             return self._io_quantization.dequantize_results(dict(zip(self._output_names, results)))
         return dict(zip(self._output_names, results))
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run once. For a streaming model, states may be omitted (they start at their init)
+    def named_feeds(self, feeds: Mapping[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
+        """``feeds`` as a dict: a lone array is the model's one input (UsageError where it has several)."""
+        if isinstance(feeds, Mapping):
+            return dict(feeds)
+        if not isinstance(feeds, np.ndarray):
+            raise UsageError(f"feeds must be a dict of numpy arrays (or one numpy array), not {type(feeds).__name__}")
+        constants = {c.name for c in self.contract.constants}
+        names = [t.name for t in self.inputs if t.name not in constants]
+        if len(names) != 1:
+            raise UsageError(f"one array given, but the model takes {len(names)} inputs ({', '.join(names)}); "
+                             "pass a dict name -> array")
+        return {names[0]: feeds}
+
+    def run(self, feeds: Mapping[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
+        """Run once on ``feeds`` (a dict name -> array, or one array for a one-input model).
+        For a streaming model, states may be omitted (they start at their init)
         and the new states are returned under their output names. Constant inputs are fed by
         the bundle; an input with a declared context takes its whole window here (a stream
         prepends the carried entries itself)."""
@@ -264,7 +278,7 @@ class Model:
             raise UsageError(
                 f"{self.path} keeps its state inside the interpreter ({', '.join(self.internal_state)}), so one "
                 "call is not independent of the last; use stream(), whose reset() starts that state again")
-        feeds = dict(feeds)
+        feeds = self.named_feeds(feeds)
         self.contract.refuse_constants(feeds)
         feeds.update(self._constant_feeds)
         for state in self.state_spec:
@@ -373,9 +387,10 @@ class Stream:
         self.reset()
         return {name: np.concatenate([p[name] for p in pieces], axis=1)[:, :owed] for name in pieces[0]}
 
-    def push(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run one step on ``feeds`` (the non-state inputs); returns the non-state outputs."""
-        return self._step(feeds, None)
+    def push(self, feeds: Mapping[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
+        """Run one step on ``feeds`` (the non-state inputs: a dict name -> array, or one array
+        where the step has one input); returns the non-state outputs by name."""
+        return self._step(self.model.named_feeds(feeds), None)
 
     def _step(self, feeds: Mapping[str, np.ndarray], end_feed: np.ndarray | None) -> dict[str, np.ndarray]:
         model = self.model

@@ -11,8 +11,10 @@ How an input becomes the bundle's feed:
   a LightHuBERT bundle gets the waveform itself, run in overlapping windows
   (``edgesdk.runtime.chunking.run_chunked``).
 
-In-process, one runtime session runs the inputs in order, ``batch`` at a time (stacked into one
-call where the bundle's batch axis is dynamic and the shapes agree). On Ray, Ray Data's
+In-process, one runtime session runs the inputs in order, ``batch`` at a time: stacked into one
+call where the artifact's batch axis is dynamic and the shapes agree; in calls of N where the
+artifact has a fixed batch N > 1, the last call padded with zeros (their outputs dropped); one
+input per call otherwise. On Ray, Ray Data's
 ``map_batches`` runs the same code in actors, one runtime session each, with intra-op threads
 set to the CPUs Ray gives each actor; outputs come back to the driver, which writes them.
 Workers read INPUTS and BUNDLE by path: on a cluster they must be on a file system every node
@@ -102,6 +104,8 @@ class BundleRunner:
         self.frontend = manifest.get("frontend") or {}
         self.shape = model.static_shape(self.input["name"])
         self.dynamic_batch = bool(self.shape) and isinstance(self.shape[0], str)
+        # A static graph's batch (1 for most; EcoFormer's TFLite file exported with batch=N has N).
+        self.fixed_batch = self.shape[0] if self.shape and isinstance(self.shape[0], int) and self.shape[0] > 0 else 1
 
     @classmethod
     def open(cls, bundle: str | Path, threads: int | None = None, backend: str = "auto") -> "BundleRunner":
@@ -149,13 +153,20 @@ class BundleRunner:
         for i, f in enumerate(feeds):
             if not isinstance(f, np.ndarray):
                 results[i] = f
-        stackable = (self.dynamic_batch and len(good) > 1
-                     and len({feeds[i].shape for i in good}) == 1 and all(feeds[i].shape[0] == 1 for i in good))
-        if stackable:
-            outputs = self._guard(lambda: self.model.run({self.input["name"]: np.concatenate([feeds[i] for i in good])}))
-            for row, i in enumerate(good):
-                results[i] = outputs if isinstance(outputs, EdgeSDKError) else {
-                    name: value[row:row + 1] for name, value in outputs.items()}
+        same_shape = len({feeds[i].shape for i in good}) == 1 and all(feeds[i].shape[0] == 1 for i in good)
+        if same_shape and (self.dynamic_batch and len(good) > 1 or self.fixed_batch > 1):
+            # Dynamic batch: one call. Fixed batch N (a static graph, e.g. TFLite): calls of N
+            # inputs, the last padded with zeros whose outputs are dropped.
+            size = len(good) if self.dynamic_batch else self.fixed_batch
+            for start in range(0, len(good), size):
+                rows = good[start:start + size]
+                stacked = np.concatenate([feeds[i] for i in rows])
+                if len(rows) < size and not self.dynamic_batch:
+                    stacked = np.concatenate([stacked, np.zeros((size - len(rows), *stacked.shape[1:]), stacked.dtype)])
+                outputs = self._guard(lambda stacked=stacked: self.model.run({self.input["name"]: stacked}))
+                for row, i in enumerate(rows):
+                    results[i] = outputs if isinstance(outputs, EdgeSDKError) else {
+                        name: value[row:row + 1] for name, value in outputs.items()}
         else:
             for i in good:
                 results[i] = self._guard(lambda i=i: self.model.run({self.input["name"]: feeds[i]}))

@@ -186,13 +186,17 @@ def _source_hashes(family: str | None, factory: str | None, checkpoint: Path | N
         if source.is_file():
             hashes.append((str(source.name), _sha256_file(source)))
     if factory is not None:
-        module_name = factory.partition(":")[0]
-        try:
-            spec = importlib.util.find_spec(module_name)
-        except (ImportError, ValueError):
-            spec = None
-        if spec is not None and spec.origin and Path(spec.origin).is_file():
-            hashes.append((module_name, _sha256_file(Path(spec.origin))))
+        module_name = factory.rpartition(":")[0]
+        if module_name.endswith(".py"):  # path/to/mods.py:factory
+            if Path(module_name).is_file():
+                hashes.append((module_name, _sha256_file(Path(module_name))))
+        else:
+            try:
+                spec = importlib.util.find_spec(module_name)
+            except (ImportError, ValueError):
+                spec = None
+            if spec is not None and spec.origin and Path(spec.origin).is_file():
+                hashes.append((module_name, _sha256_file(Path(spec.origin))))
     if checkpoint is not None:
         hashes.append((checkpoint.name, _sha256_file(checkpoint)))
     return tuple(hashes)
@@ -220,7 +224,7 @@ def _model_entry(raw: Any, index: int, base_dir: Path) -> ModelEntry:
     if (family is None) == (factory is None):
         raise UsageError(f"{where}: give exactly one of family (with preset) or factory (package.module:function)")
     if factory is not None and (":" not in str(factory) or not raw.get("inputs")):
-        raise UsageError(f"{where}: a factory looks like package.module:function and needs inputs: {{name: 1x40x17}}")
+        raise UsageError(f"{where}: a factory looks like package.module:function (or path/to/mods.py:function) and needs inputs: {{name: 1x40x17}}")
     if family is not None and (raw.get("inputs") or raw.get("states")):
         raise UsageError(f"{where}: inputs and states describe a factory's module; a family knows its own")
     mode = raw.get("mode", "full")

@@ -1,4 +1,5 @@
-"""The sweep's report: results.parquet (pyarrow), report.md and a latency-vs-size plot (matplotlib).
+"""The sweep's report: results.parquet (pyarrow), report.md and plots (matplotlib): latency against
+artifact size, and latency against the task figure where cells have one.
 
 Every figure keeps the provenance the profiler gave it (``measured:perf_counter``,
 ``measured:rapl``, ``estimated:ops``...): an estimate is never shown as a measurement.
@@ -38,7 +39,7 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return front
 
 
-def markdown(rows: Sequence["CellRow"], title: str, plot: str | None) -> str:
+def markdown(rows: Sequence["CellRow"], title: str, plot: str | None, task_plot: str | None = None) -> str:
     lines = [f"# Sweep {title}", ""]
     ok = sum(r.status == "ok" for r in rows)
     failed = sum(r.status == "failed" for r in rows)
@@ -46,9 +47,9 @@ def markdown(rows: Sequence["CellRow"], title: str, plot: str | None) -> str:
     cached = sum(r.cached for r in rows)
     lines.append(f"{len(rows)} cells: {ok} ok ({cached} from the cache), {failed} failed, {skipped} skipped.")
     lines.append("")
-    lines.append("| model | format | precision | device | status | size | max abs err / SQNR | p50 latency | latency provenance "
-                 "| energy / inference | energy provenance | backend | node |")
-    lines.append("|" + "---|" * 13)
+    lines.append("| model | format | precision | device | status | size | max abs err / SQNR | task figure | p50 latency "
+                 "| latency provenance | energy / inference | energy provenance | backend | node |")
+    lines.append("|" + "---|" * 14)
     for r in rows:
         if r.status == "ok":
             status = "ok (cached)" if r.cached else "ok"
@@ -67,13 +68,15 @@ def markdown(rows: Sequence["CellRow"], title: str, plot: str | None) -> str:
         node = (r.measure_node or r.export_node or "-")[:12]
         status = status.replace("|", "\\|").replace("\n", " ")
         lines.append(f"| {r.model} | {r.format} | {r.precision} | {r.device} | {status} | {_size(r.size_bytes)} | "
-                     f"{accuracy} | {latency} | {r.latency_provenance or '-'} | {_joules(r.energy_per_inference_j)} | "
+                     f"{accuracy} | {r.task_figure or '-'} | {latency} | {r.latency_provenance or '-'} | {_joules(r.energy_per_inference_j)} | "
                      f"{r.energy_provenance or '-'} | {r.backend or '-'} | {node} |")
     lines.append("")
     if plot:
         lines += [f"![p50 latency against artifact size, per device; the Pareto front circled]({plot})", ""]
     else:
         lines += ["(No plot: matplotlib is not installed, or no cell was measured.)", ""]
+    if task_plot:
+        lines += [f"![p50 latency against the task figure, per device; the Pareto front circled]({task_plot})", ""]
     lines.append("Energy figures labelled `estimated:ops` are op counts times energy per op, not measurements.")
     return "\n".join(lines) + "\n"
 
@@ -111,6 +114,40 @@ def plot_latency_vs_size(rows: Sequence["CellRow"], path: Path) -> Path | None:
     return path
 
 
+def plot_latency_vs_task(rows: Sequence["CellRow"], path: Path) -> Path | None:
+    """p50 latency against the task figure (accuracy, top-1 agreement), per device, the Pareto
+    front (faster and at least as accurate) circled; cells without a task figure are left out."""
+    measured = [r for r in rows if r.status == "ok" and r.p50_ms is not None and r.task_value is not None]
+    if not measured:
+        return None
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    figure = Figure(figsize=(7, 4.5), dpi=110)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for device in sorted({r.device for r in measured}):
+        series = [r for r in measured if r.device == device]
+        points = [(r.p50_ms, r.task_value * 100) for r in series]
+        axes.scatter([p[0] for p in points], [p[1] for p in points], label=device)
+        for r, (x, y) in zip(series, points):
+            axes.annotate(f"{r.model} {r.format} {r.precision}", (x, y), fontsize=7, xytext=(3, 3),
+                          textcoords="offset points")
+        front = pareto_front([(x, -y) for x, y in points])  # lower latency, higher figure
+        axes.scatter([points[i][0] for i in front], [points[i][1] for i in front], s=160, facecolors="none",
+                     edgecolors="black", linewidths=1)
+    axes.set_xlabel("p50 latency (ms)")
+    axes.set_ylabel("task figure (%): KWS accuracy / top-1 agreement")
+    axes.set_ylim(0, 105)
+    axes.set_title("latency vs task figure per device (circled: Pareto front)")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    return path
+
+
 def write_parquet(rows: Sequence["CellRow"], path: Path) -> Path | None:
     try:
         import pyarrow as pa
@@ -130,6 +167,10 @@ def write_report(rows: Sequence["CellRow"], output: Path, title: str) -> list[st
     plot = plot_latency_vs_size(rows, output / "latency_vs_size.png")
     if plot:
         written.append(str(plot))
-    (output / "report.md").write_text(markdown(rows, title, plot.name if plot else None))
+    task_plot = plot_latency_vs_task(rows, output / "latency_vs_task.png")
+    if task_plot:
+        written.append(str(task_plot))
+    (output / "report.md").write_text(markdown(rows, title, plot.name if plot else None,
+                                               task_plot.name if task_plot else None))
     written.append(str(output / "report.md"))
     return written

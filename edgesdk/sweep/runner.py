@@ -56,6 +56,8 @@ class CellRow:
     max_abs_error: float | None = None
     min_sqnr_db: float | None = None
     export_s: float | None = None
+    task_value: float | None = None
+    task_figure: str | None = None
     p50_ms: float | None = None
     p90_ms: float | None = None
     mean_ms: float | None = None
@@ -198,7 +200,8 @@ def run_sweep(matrix: Matrix, output: str | Path, executor: Executor, *, local_p
             if summary is not None:
                 known.update(bundle=str(bundle_dir(export_key)), artifact=summary.artifact,
                              size_bytes=summary.size_bytes, valid=summary.valid, max_abs_error=summary.max_abs_error,
-                             min_sqnr_db=summary.min_sqnr_db, export_s=summary.export_s)
+                             min_sqnr_db=summary.min_sqnr_db, export_s=summary.export_s,
+                             task_value=summary.task_value, task_figure=summary.task_figure)
             known.update(facts)
             return _base_row(cell, **known)
 

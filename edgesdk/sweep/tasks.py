@@ -40,6 +40,8 @@ class ExportSummary:
     min_sqnr_db: float | None
     export_s: float
     archive: bytes | None = None
+    task_value: float | None = None  # the family's task figure (edgesdk.sweep.figures), in [0, 1]
+    task_figure: str = "none"         # what it is, in words ("KWS accuracy 9/12 clips ...")
 
 
 @dataclass(frozen=True)
@@ -130,10 +132,14 @@ def export_cell(request: ExportRequest) -> ExportSummary:
         result = export(model, output, formats=(request.format,), mode=entry.mode, force=True, **options)
         artifact = result.manifest["artifacts"][0]["file"]
         max_abs, sqnr = _errors(result.validation, request.format)
+        from edgesdk.sweep.figures import task_figure
+
+        figure = task_figure(entry.family, entry.mode, model, output, BACKEND_OF_FORMAT[request.format])
         return ExportSummary(
             artifact=artifact, size_bytes=(output / artifact).stat().st_size, valid=result.valid,
             max_abs_error=max_abs, min_sqnr_db=sqnr, export_s=time.perf_counter() - started,
             archive=None if request.output else pack_bundle(output),
+            task_value=figure.value, task_figure=figure.text,
         )
 
 

@@ -27,7 +27,7 @@ def test_export_custom_stateless_module_then_inspect_run_validate(runner, tmp_pa
 
     inspected = runner.invoke(cli, ["inspect", str(out)])
     assert inspected.exit_code == 0
-    assert "[1, 40, frames]" in inspected.stderr and "Conv" in inspected.stderr and "8,524" in inspected.stderr
+    assert "[1, 40, frames]" in inspected.stdout and "Conv" in inspected.stdout and "8,524" in inspected.stdout
 
     inputs = tmp_path / "inputs.npz"
     np.savez(inputs, features=np.ones((1, 40, 33), np.float32))
@@ -39,7 +39,7 @@ def test_export_custom_stateless_module_then_inspect_run_validate(runner, tmp_pa
 
     validated = runner.invoke(cli, ["validate", str(out)])
     assert validated.exit_code == 0
-    assert "samples reproduce on onnxruntime, litert" in validated.stderr
+    assert "samples reproduce on onnxruntime, litert" in validated.stdout
 
 
 def test_export_custom_streaming_module_and_stream_it(runner, tmp_path):

@@ -55,8 +55,9 @@ def test_json_and_report(bundle, tmp_path, no_sensors):
     assert json.loads((report / "profile.json").read_text())["energy"]["provenance"] == "estimated:ops"
     # One set of rows: the terminal table and summary.md show the same figures, values and labels.
     rows = figure_rows(profile)
-    assert [row.figure for row in rows][:3] == ["load time", "first inference", "latency p50 / p90 / p99 (20 runs)"]
-    assert rows[-1].figure == "energy per inference" and rows[-1].provenance == "estimated:ops"
+    assert [row.figure for row in rows][:4] == ["threads", "load time", "first inference", "latency p50 / p90 / p99 (20 runs)"]
+    assert [(row.figure, row.provenance) for row in rows[-2:]] == [
+        ("energy per inference", "estimated:ops"), ("estimate per inference, with memory", "estimated:ops+memory")]
     summary = (report / "summary.md").read_text()
     for row in rows:
         assert f"| {row.figure} | {row.value} | {row.provenance} |" in summary

@@ -365,3 +365,57 @@ def test_probe_lists_every_sensor_with_a_reason(tmp_path, monkeypatch):
 def test_open_sensor_unknown_name():
     with pytest.raises(UsageError, match="rapl"):
         open_sensor("powermeter")
+
+
+# ----------------------------------------------------------------------------------------------
+# Simulated sensors (edgesdk.devices.sensors.simulate) and what else can move a figure.
+
+def test_simulated_rapl_counter_advances_at_the_idle_power_and_wraps(tmp_path):
+    import time
+
+    from edgesdk.devices.sensors.simulate import SimulatedDevice, SimulationConfig
+
+    with SimulatedDevice(tmp_path, SimulationConfig("rapl", idle_w=10.0, active_w=20.0, max_energy_range_uj=1_000_000)):
+        sensor = RaplSensor(tmp_path)
+        start_j, start = sensor.read_energy_j(), time.monotonic()
+        while time.monotonic() - start < 0.35:
+            sensor.read_energy_j()
+            time.sleep(0.005)
+        watts = (sensor.read_energy_j() - start_j) / (time.monotonic() - start)
+    assert watts == pytest.approx(10.0, rel=0.2)  # 1 J range at 10 W: three wraps in 0.35 s, all undone
+    assert sensor.counter_wraps() >= 2
+
+
+def test_simulated_ina3221_files_are_quantised_like_the_chip(tmp_path):
+    from edgesdk.devices.sensors.simulate import SimulatedDevice, SimulationConfig
+
+    with SimulatedDevice(tmp_path, SimulationConfig("ina3221", idle_w=3.0, active_w=6.0)):
+        sensor = Ina3221Sensor(tmp_path)
+        hwmon = tmp_path / "sys/class/hwmon/hwmon1"
+        readings = [(int((hwmon / "in1_input").read_text()), int((hwmon / "curr1_input").read_text())) for _ in range(50)]
+        assert sensor.update_interval_s() == pytest.approx(0.008)  # from the driver's update_interval (ms)
+        assert sensor.read_power_w() == pytest.approx(3.0, abs=0.1)
+    assert all(mv % 8 == 0 and ma % 8 == 0 for mv, ma in readings)  # 8 mV bus and 8 mA current LSBs
+    assert sensor.describe()["module"] == "jetson-orin-nano" and "carrier board" in sensor.boundary
+
+
+def test_conditions_that_moved_are_flagged(tmp_path):
+    from edgesdk.devices.sensors.conditions import condition_flags, read_conditions
+
+    cpufreq = tmp_path / "sys/devices/system/cpu/cpu0/cpufreq"
+    trees.write(tmp_path, "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor", "schedutil")
+    trees.write(tmp_path, "/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq", 1_500_000)
+    trees.write(tmp_path, "/sys/class/thermal/thermal_zone0/type", "cpu-thermal")
+    trees.write(tmp_path, "/sys/class/thermal/thermal_zone0/temp", 45_000)
+    trees.write(tmp_path, "/var/lib/nvpmodel/status", "pmode:0000")
+    before = read_conditions(tmp_path)
+    assert condition_flags([before, read_conditions(tmp_path)]) == []
+    (cpufreq / "scaling_governor").write_text("performance\n")
+    (cpufreq / "scaling_cur_freq").write_text("2200000\n")
+    trees.write(tmp_path, "/sys/class/thermal/thermal_zone0/temp", 52_500)
+    trees.write(tmp_path, "/var/lib/nvpmodel/status", "pmode:0001")
+    trees.write(tmp_path, "/sys/class/power_supply/usb/type", "USB")
+    trees.write(tmp_path, "/sys/class/power_supply/usb/online", 1)
+    flags = dict(condition_flags([before, read_conditions(tmp_path)]))
+    assert set(flags) == {"governor-changed", "clocks-moved", "temperature-rose", "power-mode-changed", "usb-charging"}
+    assert "cpu-thermal rose from 45.0 to 52.5" in flags["temperature-rose"]

@@ -10,7 +10,7 @@ import pytest
 from edgesdk.devices import get_profile
 from edgesdk.devices.sensors.base import Sensor
 from edgesdk.errors import MeasurementUnavailable
-from edgesdk.profiler.energy import Trace, estimate_energy, measure_energy
+from edgesdk.profiler.energy import Trace, bootstrap_median_ci, estimate_energy, measure_energy, plan_windows
 
 IDLE_W, BUSY_EXTRA_W = 2.0, 3.0
 
@@ -55,8 +55,12 @@ class PowerSensor(Sensor):
     def describe(self):
         return {"sensor": self.name}
 
+    reads = 0
+
     def read_power_w(self):
-        return IDLE_W + (BUSY_EXTRA_W if self.board.busy else 0.0)
+        # A real monitor's last bit flickers: a micro-watt of dither makes successive readings distinct.
+        self.reads += 1
+        return IDLE_W + (BUSY_EXTRA_W if self.board.busy else 0.0) + 1e-6 * (self.reads % 2)
 
 
 class CounterSensor(PowerSensor):
@@ -72,46 +76,81 @@ def _expected_net_j(measurement) -> float:
     return BUSY_EXTRA_W * durations.mean()
 
 
+def _measure(sensor, call, *, idle_s, active_s, period_s=0.002, windows=5, time_limit_s=1.0, **kwargs):
+    plan = plan_windows(sensor, idle_s, active_s, period_s)
+    return measure_energy(sensor, call, plan=plan, min_windows=windows, time_limit_s=time_limit_s, **kwargs)
+
+
 @pytest.mark.parametrize("sensor_class, tolerance", [(CounterSensor, 0.05), (PowerSensor, 0.2)])
 def test_net_energy_per_inference_matches_the_extra_power(sensor_class, tolerance):
     board = Board(inference_s=0.02)
-    measurement = measure_energy(
-        sensor_class(board), board.infer, repeats=2, idle_s=0.1, min_active_s=0.2, period_s=0.002
-    )
+    measurement = _measure(sensor_class(board), board.infer, idle_s=0.05, active_s=0.2, baseline_latency_s=0.02)
     summary = measurement.summary
     assert summary["provenance"] == sensor_class.label
     assert summary["energy_per_inference_j"] == pytest.approx(_expected_net_j(measurement), rel=tolerance)
+    low, high = summary["energy_per_inference_ci95_j"]
+    assert low <= summary["energy_per_inference_j"] <= high
     assert summary["idle_power_w"] == pytest.approx(IDLE_W, rel=0.05)
     assert IDLE_W < summary["active_power_w"] <= IDLE_W + BUSY_EXTRA_W + 0.1
     assert summary["gross_energy_per_inference_j"] > summary["energy_per_inference_j"]
-    assert summary["repeats"] == 2 and len(summary["per_repeat"]) == 2
-    # Every repeat does the same work; counts and windows line up.
-    assert [row["inferences"] for row in summary["per_repeat"]] == [summary["inferences_per_repeat"]] * 2
-    assert len(measurement.inference_windows) == 2 * summary["inferences_per_repeat"]
-    assert summary["samples"] > 100 and summary["sampling_rate_hz"] > 50
-    assert summary["energy_per_inference_min_j"] <= summary["energy_per_inference_j"] <= summary["energy_per_inference_max_j"]
+    assert summary["windows"] >= 5 and len(summary["per_window"]) == summary["windows"]
+    # Every window does the same work; counts and windows line up.
+    assert [row["inferences"] for row in summary["per_window"]] == [summary["inferences_per_window"]] * summary["windows"]
+    assert len(measurement.inference_windows) == summary["windows"] * summary["inferences_per_window"]
+    assert summary["inferences_per_window"] >= 10  # the window rule's minimum
+    assert summary["achieved_sample_period_s"] < 0.02
+    assert summary["sampler_overhead_fraction"] is not None
 
 
 def test_idle_workload_is_reported_unresolved():
     board = Board()
-    measurement = measure_energy(PowerSensor(board), lambda: time.sleep(0.01), repeats=2, idle_s=0.05, min_active_s=0.05, period_s=0.002)
+    measurement = _measure(PowerSensor(board), lambda: time.sleep(0.002), idle_s=0.05, active_s=0.05)
     assert measurement.summary["energy_per_inference_j"] == pytest.approx(0.0, abs=1e-9)
-    assert any("not resolved" in w for w in measurement.summary["warnings"])
+    assert any(flag["flag"] == "not-resolved" for flag in measurement.summary["flags"])
 
 
-def test_slow_sensor_is_flagged():
+def test_stuck_sensor_is_refused_not_printed():
     class Constant(PowerSensor):
         def read_power_w(self):
             return 5.0
 
-    measurement = measure_energy(Constant(Board()), lambda: time.sleep(0.005), repeats=1, idle_s=0.05, min_active_s=0.05, period_s=0.002)
-    assert any("distinct values" in w for w in measurement.summary["warnings"])
+    with pytest.raises(MeasurementUnavailable, match="distinct readings per window"):
+        _measure(Constant(Board()), lambda: time.sleep(0.001), idle_s=0.05, active_s=0.05)
+
+
+def test_window_shorter_than_the_sensor_can_resolve_is_refused():
+    class Slow(PowerSensor):
+        nominal_update_s = 0.1
+
+    with pytest.raises(MeasurementUnavailable, match=r"too short for the fake-power sensor, which updates every 100 ms") as caught:
+        plan_windows(Slow(Board()), idle_s=0.5, active_s=0.5)
+    assert caught.value.exit_code == 6
+    plan = plan_windows(Slow(Board()))  # the default is long enough
+    assert plan.idle_s >= plan.required_s == pytest.approx(0.2 + 10 * 0.1)
+
+
+def test_windows_are_added_until_the_interval_is_tight():
+    board = Board(inference_s=0.002)
+    measurement = _measure(CounterSensor(board), board.infer, idle_s=0.06, active_s=0.06, windows=5, time_limit_s=30,
+                           ci_target=0.5)
+    summary = measurement.summary
+    median, (low, high) = summary["energy_per_inference_j"], summary["energy_per_inference_ci95_j"]
+    assert "interval within 50%" in summary["stop_reason"]
+    assert max(median - low, high - median) <= 0.5 * median
+
+
+def test_bootstrap_interval_of_the_median():
+    assert bootstrap_median_ci([2.0] * 7) == (2.0, 2.0, 2.0)
+    median, low, high = bootstrap_median_ci([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert median == 3.0 and 1.0 <= low <= 3.0 <= high <= 100.0
+    # The median of resamples of five values can only be one of them.
+    assert low in {1.0, 2.0, 3.0} and high in {3.0, 4.0, 100.0}
 
 
 def test_min_inferences_is_respected():
     board = Board(inference_s=0.001)
-    measurement = measure_energy(CounterSensor(board), board.infer, repeats=2, idle_s=0.01, min_active_s=0.0, min_inferences=7, period_s=0.002)
-    assert [row["inferences"] for row in measurement.summary["per_repeat"]] == [7, 7]
+    measurement = _measure(CounterSensor(board), board.infer, idle_s=0.06, active_s=0.06)
+    assert all(row["inferences"] >= 10 for row in measurement.summary["per_window"])
 
 
 def test_unavailable_sensor_raises_before_running():
@@ -136,7 +175,7 @@ def test_sensor_failure_mid_run_is_reported():
             return 1.0
 
     with pytest.raises(MeasurementUnavailable, match="device went away"):
-        measure_energy(Flaky(Board()), lambda: time.sleep(0.005), repeats=1, idle_s=0.05, min_active_s=0.05, period_s=0.002)
+        _measure(Flaky(Board()), lambda: time.sleep(0.005), idle_s=0.05, active_s=0.05)
 
 
 def test_trace_integration():

@@ -17,11 +17,15 @@ from edgesdk.profiler import ProfileOptions, profile_bundle, profile_model, writ
 # Keys of numbers that are counts or ratios, not physical quantities (so they carry no unit).
 UNITLESS = {
     "runs", "warmup_runs", "repeats", "inferences_per_repeat", "samples", "distinct_readings",
+    "windows", "inferences_per_window", "min_distinct_readings", "min_inferences", "distinct_readings_idle",
+    "distinct_readings_active", "distinct_readings_per_window_min", "repeated_readings_fraction", "counter_wraps",
+    "sampler_overhead_fraction", "weight_bytes", "activation_bytes", "mac_pj_", "threads",
     "inferences", "samples_idle", "samples_active", "real_time_factor", "macs", "accumulates",
     "binary_ops", "nodes_counted", "cpu_count", "process_node_nm", "frames_per_step",
     "lookahead_frames", "max_energy_range_uj",
 }
-UNIT_SUFFIXES = ("_s", "_ms", "_j", "_w", "_hz", "_mib", "_pj", "_per_s", "_uj", "_nm", "_bits")
+UNIT_SUFFIXES = ("_s", "_ms", "_j", "_w", "_hz", "_mib", "_pj", "_per_s", "_uj", "_nm", "_bits", "_khz", "_c",
+                 "_pj_per_byte", "pj_per_byte")
 
 
 def _numeric_keys(node, path=""):
@@ -202,7 +206,7 @@ def test_measured_with_a_fake_rapl_counter_that_wraps(bundles, tmp_path):
     try:
         outcome = profile_bundle(
             bundles["mlp"], runs=10, warmup=1, energy="rapl", root=tmp_path,
-            energy_repeats=2, idle_s=0.3, min_active_s=0.3,
+            energy_windows=5, energy_time_limit_s=1.0, idle_s=0.1, min_active_s=0.1,
         )
     finally:
         kernel.stop()
@@ -217,6 +221,7 @@ def test_measured_with_a_fake_rapl_counter_that_wraps(bundles, tmp_path):
     assert energy["idle_power_w"] == pytest.approx(10.0, rel=0.25)
     assert energy["active_power_w"] == pytest.approx(10.0, rel=0.25)
     assert energy["samples"] > 20
+    assert energy["counter_wraps"] >= 3 and any(flag["flag"] == "counter-wrap" for flag in energy["flags"])
     assert outcome.result["energy_estimate"]["provenance"] == "estimated:ops"  # kept apart
     _assert_units_and_provenance(outcome.result)
 
@@ -226,6 +231,7 @@ def test_measured_with_a_fake_rapl_counter_that_wraps(bundles, tmp_path):
     assert rows[0] == "time_s,energy_j" and len(rows) == energy["samples"] + 1
     summary = Path(written["summary_md"]).read_text()
     assert "measured:rapl" in summary and "estimated:ops (lower bound)" in summary
+    assert "estimated:ops+memory" in summary
 
 
 class FakeStream:

@@ -28,8 +28,11 @@ class Board(Sensor):
     def describe(self):
         return {"sensor": self.name, "scope": "module input rail VDD_IN"}
 
+    reads = 0
+
     def read_power_w(self):
-        return 7.0 if self.busy.is_set() else 3.0
+        self.reads += 1  # a micro-watt of dither, as a real monitor's last bit flickers
+        return (7.0 if self.busy.is_set() else 3.0) + 1e-6 * (self.reads % 2)
 
 
 class BusyModel:
@@ -56,7 +59,7 @@ def test_power_sensor_report(tmp_path):
     board = Board()
     outcome = profile_model(
         BusyModel(board), tmp_path, load_time_s=0.01, runs=20, warmup=2, energy="ina3221",
-        sensor=board, energy_repeats=2, idle_s=0.3, min_active_s=0.3,
+        sensor=board, energy_windows=5, energy_time_limit_s=1.0, idle_s=0.1, min_active_s=0.1,
     )
     energy = outcome.result["energy"]
     assert energy["provenance"] == "measured:ina3221"
@@ -72,10 +75,31 @@ def test_power_sensor_report(tmp_path):
     assert Path(written["power_trace"]).read_bytes()[:4] == b"\x89PNG"
     rows = Path(written["power_trace_csv"]).read_text().splitlines()
     assert rows[0] == "time_s,power_w"
-    watts = {float(row.split(",")[1]) for row in rows[1:]}
+    watts = {round(float(row.split(",")[1]), 3) for row in rows[1:]}
     assert watts == {3.0, 7.0}
     stored = json.loads(Path(written["profile_json"]).read_text())
     assert stored["plots"] == [written["latency_histogram"], written["power_trace"]]
     summary = Path(written["summary_md"]).read_text()
-    assert "| energy per inference |" in summary and "measured:ina3221" in summary
+    assert "| net energy per inference |" in summary and "measured:ina3221" in summary
+    assert "| idle power (median of " in summary and "| measurement boundary |" in summary
     assert "estimated:ops (lower bound)" in summary  # the estimate is shown apart, labelled
+
+
+def test_plots_skipped_without_matplotlib_are_said_in_one_sentence(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.split(".")[0] == "matplotlib":
+            raise ImportError("No module named 'matplotlib'")
+        return real_import(name, *args, **kwargs)
+
+    board = Board()
+    outcome = profile_model(BusyModel(board), tmp_path, load_time_s=0.01, runs=5, warmup=0, energy="estimate")
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    written = write_report(outcome.result, tmp_path / "report", outcome.latency_times_s, outcome.measurement)
+    assert not any(path.endswith(".png") for path in written.values())
+    assert outcome.result["plots"] == []
+    summary = Path(written["summary_md"]).read_text()
+    assert "- warning: plots skipped: matplotlib is not installed (pip install 'edgesdk[profile]'), so no PNG was written" in summary

@@ -121,3 +121,29 @@ def test_batches_of_equal_shapes_are_stacked_into_one_call_and_split_back(tmp_pa
     mixed = runner.run(paths[1:])  # two lengths: one call per input
     assert model.calls == [(1, 3, 5), (1, 3, 5), (1, 3, 9)]
     np.testing.assert_allclose(mixed[2]["y"], [[27.0]])
+
+
+class _FixedBatchRowSums(_RowSums):
+    """The same model with a static batch of 2 (as a TFLite file exported at batch 2): refuses any other."""
+
+    def static_shape(self, name):
+        return [2, 3, 5]
+
+    def run(self, feeds):
+        if feeds["x"].shape[0] != 2:
+            raise UsageError(f"batch must be 2, got {feeds['x'].shape[0]}")
+        return super().run(feeds)
+
+
+def test_a_fixed_batch_is_filled_in_calls_of_its_size_and_the_last_call_padded(tmp_path):
+    rng = np.random.default_rng(1)
+    arrays = [rng.standard_normal((3, 5)).astype(np.float32) for _ in range(3)]
+    paths = []
+    for i, array in enumerate(arrays):
+        np.save(tmp_path / f"{i}.npy", array)
+        paths.append(tmp_path / f"{i}.npy")
+    model = _FixedBatchRowSums()
+    results = BundleRunner(model).run(paths)
+    assert model.calls == [(2, 3, 5), (2, 3, 5)]  # 3 inputs: a full call, then one input and one padding row
+    for array, result in zip(arrays, results):
+        np.testing.assert_allclose(result["y"], [[array.sum()]], rtol=1e-5)

@@ -2,7 +2,8 @@
 
 Checks that measurements land only on the device node (one at a time), CPU tasks anywhere, a
 measurement gets its bundle as an archive (no shared file system assumed), a cached cell is not
-recomputed, and map over a folder on Ray Data equals the bundle in a loop.
+recomputed, a worker killed mid-sweep costs only its own cell (retried once, then failed), and map
+over a folder on Ray Data equals the bundle in a loop.
 Small: 1 CPU and 100 MB of object store per node.
 """
 from __future__ import annotations
@@ -10,8 +11,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +31,7 @@ from edgesdk.sweep.corpus import map_corpus  # noqa: E402
 from edgesdk.sweep.matrix import load_matrix  # noqa: E402
 from edgesdk.sweep.runner import run_sweep  # noqa: E402
 from tests.sweep import workloads  # noqa: E402
-from tests.sweep.workloads import MATRIX, read_rows  # noqa: E402
+from tests.sweep.workloads import HELD_FOLDER, MATRIX, read_rows  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVICE = "fake-board"
@@ -35,10 +39,11 @@ STORE = 100 * 2**20
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(tmp_path_factory):
     # Workers import edgesdk and tests.sweep.workloads from this checkout.
     saved = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), saved) if p)
+    os.environ[HELD_FOLDER] = str(tmp_path_factory.mktemp("held"))
     os.environ.pop("RAY_ADDRESS", None)
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 1, "object_store_memory": STORE, "include_dashboard": False})
@@ -48,6 +53,7 @@ def cluster():
     yield executor, device_node.node_id, cluster.head_node.node_id
     executor.close()
     cluster.shutdown()
+    os.environ.pop(HELD_FOLDER, None)
     if saved is None:
         os.environ.pop("PYTHONPATH", None)
     else:
@@ -96,6 +102,44 @@ def test_a_sweep_on_ray_measures_on_the_device_node_and_reuses_the_cache(cluster
     assert cached["cached"] is True and cached["measure_node"] == device_node
 
 
+def test_killing_a_worker_mid_sweep_fails_only_its_cell_after_one_retry(cluster, first_sweep, tmp_path):
+    executor, device_node, _ = cluster
+    folder, _ = first_sweep
+    out = tmp_path / "out"
+    shutil.copytree(folder / "out" / "bundles", out / "bundles")  # the classifier's export is cached
+    shutil.copytree(folder / "out" / "cache", out / "cache", ignore=shutil.ignore_patterns("measure-*"))
+    (tmp_path / "matrix.yaml").write_text(
+        MATRIX.replace("tests.sweep.workloads:missing_model\n    name: broken\n    inputs: {x: 1x4}",
+                       "tests.sweep.workloads:held_classifier\n    name: held\n    inputs: {features: 1x40x17}")
+        .replace("devices: [local, fake-board]", f"devices: [{DEVICE}]").replace("precisions: [fp32, int8]", "precisions: [fp32]"))
+    held = Path(os.environ[HELD_FOLDER])
+    killed: list[int] = []
+
+    def kill_every_attempt() -> None:  # SIGKILL the worker of each export attempt of `held`
+        deadline = time.time() + 120
+        while len(killed) < 2 and time.time() < deadline:
+            for marker in held.glob("attempt-*"):
+                pid = int(marker.name.partition("-")[2])
+                if pid not in killed:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_every_attempt, daemon=True)
+    killer.start()
+    summary = run_sweep(load_matrix(tmp_path / "matrix.yaml"), out, executor, local_profile="unused",
+                        shared_filesystem=False)
+    killer.join(timeout=10)
+    rows = {r.cell: r for r in summary.rows}
+    assert len(killed) == 2  # the first attempt's worker, then the retry's (max_retries=1)
+    victim = rows[f"held/onnx/fp32/{DEVICE}"]
+    assert (victim.status, victim.stage, victim.exit_code) == ("failed", "export", 1)
+    assert "Worker" in victim.error or "died" in victim.error, victim.error
+    survivor = rows[f"classifier/onnx/fp32/{DEVICE}"]
+    assert survivor.status == "ok" and survivor.measure_node == device_node and survivor.p50_ms > 0
+    assert set(read_rows(out)) == set(rows)  # both rows written to results.jsonl
+
+
 def test_map_on_ray_data_equals_the_bundle_in_a_loop(cluster, stateless_bundle, tmp_path):
     executor, _, _ = cluster
     rng = np.random.default_rng(3)
@@ -124,7 +168,7 @@ def test_the_verb_with_ray_starts_its_own_instance_and_ignores_an_inherited_addr
     program = "from edgesdk.cli import main; main()"
     result = subprocess.run([sys.executable, "-c", program, "sweep", str(tmp_path / "matrix.yaml"), "-o", str(out),
                              "--ray", "--workers", "1"], capture_output=True, text=True, timeout=300, env=environment)
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.returncode == 5, result.stderr[-2000:]  # the first failed cell's: no node is a fake-board
     assert "8 cells: 1 computed, 0 cached, 3 failed, 4 skipped" in result.stdout
     row = read_rows(out)["classifier/onnx/fp32/local"]
     assert row["status"] == "ok" and not row["cached"] and len(row["measure_node"]) == 56  # a Ray node id

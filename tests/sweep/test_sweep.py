@@ -73,9 +73,18 @@ def test_the_verb_prints_the_counts_and_the_files(first_sweep, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(folder / "out", out)
     result = CliRunner().invoke(cli, ["sweep", str(folder / "matrix.yaml"), "-o", str(out)])
-    assert result.exit_code == 0, result.output
+    # Three cells failed: the status is the first failed cell's in matrix order (the fake board: 5).
+    assert result.exit_code == 5, result.output
     assert "8 cells: 0 computed, 1 cached, 3 failed, 4 skipped" in result.output
+    assert "exit 5, that of classifier/onnx/fp32/fake-board" in result.output
     assert f"wrote {out / 'report.md'}" in result.output
+    # Only the cells that work: exit 0.
+    good = tmp_path / "good.yaml"
+    good.write_text(MATRIX.replace("devices: [local, fake-board]", "devices: [local]")
+                    .replace("  - factory: tests.sweep.workloads:missing_model\n    name: broken\n    inputs: {x: 1x4}\n", ""))
+    result = CliRunner().invoke(cli, ["sweep", str(good), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "2 cells: 0 computed, 1 cached, 0 failed, 1 skipped" in result.output
 
 
 def test_the_verb_refuses_ray_and_a_ray_address_together(tmp_path):

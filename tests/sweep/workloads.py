@@ -28,6 +28,25 @@ def hold(seconds: float) -> tuple[float, float]:
     return start, time.time()
 
 
+HELD_FOLDER = "EDGESDK_TEST_HELD_FOLDER"  # set before the Ray cluster starts, so its workers see it
+
+
+def held_classifier():
+    """A sweep model whose export waits: each attempt writes ``attempt-<pid>`` into the folder
+    named by $EDGESDK_TEST_HELD_FOLDER, then waits (up to 2 minutes) for a ``release`` file there,
+    so a test can kill the worker mid-export by pid."""
+    from pathlib import Path
+
+    from examples.python.tiny_models import classifier
+
+    folder = Path(os.environ[HELD_FOLDER])
+    (folder / f"attempt-{os.getpid()}").write_text("")
+    deadline = time.time() + 120
+    while not (folder / "release").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    return classifier()
+
+
 MATRIX = """\
 name: tiny
 models:

@@ -54,6 +54,8 @@ class AndroidBatterySensor(Sensor):
     name = "android"
     label = "measured:android-battery"
     quantity = "power"
+    nominal_update_s = 1.0  # fuel gauges refresh current_now about once a second, some slower
+    boundary = "the whole phone from its battery: SoC, DRAM, screen, radios and everything else that is on"
 
     def __init__(
         self,
@@ -63,6 +65,7 @@ class AndroidBatterySensor(Sensor):
         voltage_unit: str | None = None,
     ):
         super().__init__(root)
+        self._update_s: float | None = None
         if current_unit is not None and current_unit not in _CURRENT_SCALES:
             raise UsageError(f"current_unit must be one of {sorted(_CURRENT_SCALES)}, not {current_unit!r}")
         if voltage_unit is not None and voltage_unit not in _VOLTAGE_SCALES:
@@ -119,6 +122,13 @@ class AndroidBatterySensor(Sensor):
             return read_text(battery / "status")
         except OSError:
             return ""
+
+    def update_interval_s(self) -> float:
+        """Measured once (how often the reading changes, watched for up to 4.0 s): devices differ
+        widely; ``nominal_update_s`` when it did not change twice."""
+        if self._update_s is None:
+            self._update_s = self.probe_update_interval_s(4.0, poll_s=0.01) or self.nominal_update_s
+        return self._update_s
 
     def describe(self) -> dict:
         battery = self._battery_dir()

@@ -29,6 +29,11 @@ class Sensor(ABC):
     name: str = ""
     label: str = ""
     quantity: str = "power"
+    # How often the interface itself updates, seconds (its datasheet or driver figure): windows
+    # shorter than a few updates cannot resolve anything. ``update_interval_s`` may read better.
+    nominal_update_s: float = 0.001
+    # What the figure covers, in a sentence (the measurement boundary).
+    boundary: str = ""
 
     def __init__(self, root: str | os.PathLike = "/"):
         self.root = Path(root)
@@ -48,6 +53,35 @@ class Sensor(ABC):
     def read_power_w(self) -> float:
         """Instantaneous power in watts (power sensors only)."""
         raise MeasurementUnavailable(f"sensor {self.name} reports an energy counter, not power")
+
+    def update_interval_s(self) -> float:
+        """The sensor's own update interval, seconds (the driver's figure where it exposes one)."""
+        return self.nominal_update_s
+
+    def probe_update_interval_s(self, limit_s: float, poll_s: float = 0.005, changes: int = 3) -> float | None:
+        """The interval between changes of the reading, watched for at most ``limit_s``.
+
+        None when the reading changed fewer than twice (too slow, or a stuck sensor).
+        """
+        import time
+
+        seen: list[float] = []
+        last = self.read()
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline and len(seen) < changes + 1:
+            time.sleep(poll_s)
+            value = self.read()
+            if value != last:
+                seen.append(time.monotonic())
+                last = value
+        if len(seen) < 2:
+            return None
+        gaps = sorted(b - a for a, b in zip(seen, seen[1:]))
+        return gaps[len(gaps) // 2]
+
+    def counter_wraps(self) -> int:
+        """How many times an energy counter wrapped (undone) since the sensor was opened."""
+        return 0
 
     def read(self) -> float:
         """The sensor's quantity: joules (energy counters) or watts (power sensors)."""

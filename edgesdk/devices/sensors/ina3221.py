@@ -177,6 +177,26 @@ class Ina3221Sensor(Sensor):
     name = "ina3221"
     label = "measured:ina3221"
     quantity = "power"
+    # Conversion time x averaged samples x channels; the hwmon driver's update_interval says it.
+    nominal_update_s = 0.01
+
+    @property
+    def boundary(self) -> str:  # type: ignore[override]
+        _, scope, problem = self._selection()
+        return (f"{scope or problem}: the Jetson module (SoC, its DRAM and on-module power stages), "
+                "not the carrier board, USB devices, fan or display")
+
+    def update_interval_s(self) -> float:
+        """``update_interval`` (ms) of the hwmon monitor of the first chosen rail, else nominal."""
+        chosen, _, _ = self._selection()
+        for rail in chosen:
+            if rail.interface == "hwmon" and rail.current_path is not None:
+                path = rail.current_path.parent / "update_interval"
+                try:
+                    return read_number(path) * 1e-3
+                except (OSError, ValueError):
+                    break
+        return self.nominal_update_s
 
     def __init__(
         self,

@@ -39,9 +39,14 @@ class NvmlSensor(Sensor):
 
     name = "nvml"
     label = "measured:nvml"
+    # The energy counter and power readings advance about every 100 ms (the power reading of
+    # recent GPUs is moreover a 1 s average).
+    nominal_update_s = 0.1
+    boundary = "the GPU board only (GPU, its memory and power stages), not the CPU, host DRAM or system"
 
     def __init__(self, root: str | os.PathLike = "/", index: int = 0):
         super().__init__(root)
+        self._update_s: float | None = None
         self.index = index
         self._nvml: Any | None = None
         self._handle: Any = None
@@ -95,6 +100,13 @@ class NvmlSensor(Sensor):
             return False, self._problem
         what = "total-energy counter" if self.quantity == "energy" else "power readings (1 s average on recent GPUs)"
         return True, f"GPU {self.index} ({self._device_name}) {what}"
+
+    def update_interval_s(self) -> float:
+        """Measured once (how often the reading changes, watched for up to 1.0 s): devices differ
+        widely; ``nominal_update_s`` when it did not change twice."""
+        if self._update_s is None:
+            self._update_s = self.probe_update_interval_s(1.0, poll_s=0.005) or self.nominal_update_s
+        return self._update_s
 
     def describe(self) -> dict:
         usable = self._open()

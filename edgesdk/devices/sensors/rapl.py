@@ -70,6 +70,14 @@ class RaplSensor(Sensor):
     name = "rapl"
     label = "measured:rapl"
     quantity = "energy"
+    nominal_update_s = 0.001  # the counters advance about every millisecond
+
+    @property
+    def boundary(self) -> str:  # type: ignore[override]
+        zones = self._discover()
+        dram = any(z.kind == "dram" for z in zones)
+        return ("the CPU package (cores, caches, uncore, integrated GPU)" + (" and DRAM" if dram else ", not DRAM")
+                + "; not the rest of the board, discrete GPUs, fans or the power supply")
 
     def __init__(self, root: str | os.PathLike = "/", domains: Sequence[str] = ("package", "dram")):
         super().__init__(root)
@@ -79,6 +87,7 @@ class RaplSensor(Sensor):
         self.domains = tuple(domains)
         self._zones: list[_Zone] | None = None
         self._problem = ""
+        self.wraps = 0
 
     def _discover(self) -> list[_Zone]:
         """Zones of the chosen kinds; records why there are none in ``self._problem``."""
@@ -160,6 +169,7 @@ class RaplSensor(Sensor):
                     f"rapl energy measurement unavailable: {unreadable_reason(zone.path / 'energy_uj', error)}"
                 ) from None
             if zone.last_raw_uj is not None:
+                self.wraps += raw < zone.last_raw_uj
                 zone.accumulated_uj += unwrap_delta_uj(zone.last_raw_uj, raw, zone.max_range_uj)
             zone.last_raw_uj = raw
             result[f"{zone.path.name}:{zone.name}"] = zone.accumulated_uj * 1e-6
@@ -167,3 +177,6 @@ class RaplSensor(Sensor):
 
     def read_energy_j(self) -> float:
         return sum(self.read_domains_j().values())
+
+    def counter_wraps(self) -> int:
+        return self.wraps
