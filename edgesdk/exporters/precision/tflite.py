@@ -24,7 +24,7 @@ import numpy as np
 
 from edgesdk.errors import BackendUnavailable, ConversionError, UsageError
 from edgesdk.exporters.capture import ConverterLog
-from edgesdk.exporters.precision import KeptFloat, PrecisionRecipe, compile_patterns
+from edgesdk.exporters.precision import A16_HEADROOM, KeptFloat, PrecisionRecipe, compile_patterns
 from edgesdk.exporters.quantize import ops_to_keep_float, quantizer_version
 
 # TFLite schema TensorType values the counts below look for.
@@ -34,7 +34,8 @@ SCHEMES = {
     "int8-weight-only": "weight_only_wi8_afp32 (per-channel int8 weights dequantized before each op, float32 compute)",
     "fp16": "FLOAT_CASTING (float16 weights, dequantized to float32 for compute)",
     "int8-static": "static_wi8_ai8 (per-channel int8 weights, int8 activations, full integer; calibrated)",
-    "int8-static-a16": "static_wi8_ai16 (per-channel int8 weights, int16 activations; calibrated)",
+    "int8-static-a16": f"static_wi8_ai16 (per-channel int8 weights, int16 activations; calibrated, ranges widened "
+                       f"{A16_HEADROOM:g}x)",
 }
 
 
@@ -167,6 +168,9 @@ def quantize_tflite_precision(
 
                 signature = next(iter(Interpreter(str(source)).get_signature_list()))
                 calibration = engine.calibrate({signature: [dict(f) for f in calibration_feeds]}, num_threads=1)
+                if activation_bits == 16:  # see A16_HEADROOM
+                    calibration = {tensor: {key: value * A16_HEADROOM if key in ("min", "max") else value
+                                            for key, value in ranges.items()} for tensor, ranges in calibration.items()}
                 quantized = engine.quantize(calibration).quantized_model
             else:
                 quantized = engine.quantize().quantized_model
