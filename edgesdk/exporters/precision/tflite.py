@@ -133,6 +133,13 @@ def quantize_tflite_precision(
                       "; ".join(reasons.get(name, f"the family's recipe keeps {name} float") for name in found))] if found else []
     user_ops = []
     scopes = op_scopes(source)
+    # A full-integer DIV aborts when its quantized divisor rounds to the zero point (LiteRT's
+    # div.cc refuses it: seen on SLAB's normalisers), so divisions stay float in int8-static.
+    divisions = [(name, scope) for name, scope in scopes if name == "DIV"] if precision == "int8-static" else []
+    if divisions:
+        kept.append(KeptFloat(tuple(sorted({f"DIV {scope}" for _, scope in divisions})),
+                              "normaliser divisions: an int8 divisor can round to its zero point, and LiteRT "
+                              "then refuses to run the file (division by zero)"))
     for pattern, compiled in zip(keep_patterns, compile_patterns(keep_patterns)):
         hits = [(name, scope) for name, scope in scopes if compiled.search(name) or compiled.search(scope)]
         user_ops += hits
@@ -156,7 +163,7 @@ def quantize_tflite_precision(
                         compute_precision=qtyping.ComputePrecision.FLOAT, explicit_dequantize=True))
             else:
                 raise UsageError(f"TFLite cannot be written in {precision}")
-            for op_name, scope in list(family_ops) + [(qtyping.TFLOperationName(n), s) for n, s in user_ops
+            for op_name, scope in list(family_ops) + [(qtyping.TFLOperationName(n), s) for n, s in user_ops + divisions
                                                       if n in {o.value for o in qtyping.TFLOperationName}]:
                 # The scope is the op's output tensor names; anchor it so no other op matches.
                 engine.update_quantization_recipe(regex=f"^{re.escape(scope)}$", operation_name=op_name,
