@@ -19,6 +19,7 @@ ModelProto and drop them, so they are copied back and checked.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections import Counter
@@ -81,17 +82,20 @@ def _prepare(source: Path, workdir: Path, converter_log: ConverterLog) -> tuple[
     """Fold constants, then shape inference; returns the prepared file and the steps taken."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    workdir = workdir.resolve()  # absolute: quant_pre_process runs inside it
     folded = workdir / f"{source.stem}.folded.onnx"
     prepared = workdir / f"{source.stem}.prepared.onnx"
     steps = ["constant folding (onnxruntime ORT_ENABLE_BASIC, saved offline)"]
     with converter_log.capture("onnxruntime constant folding"):
         fold_constants(source, folded)
     try:
-        with converter_log.capture("onnxruntime quant_pre_process"):
+        # Symbolic shape inference writes sym_shape_infer_temp.onnx (+ external data) into the
+        # working directory (seen with LightHuBERT small); run it in the export's own work folder.
+        with converter_log.capture("onnxruntime quant_pre_process"), contextlib.chdir(workdir):
             quant_pre_process(str(folded), str(prepared), skip_optimization=True)
         steps.append("quant_pre_process: symbolic shape inference + ONNX shape inference")
     except Exception as error:  # symbolic shape inference gives up on some graphs
-        with converter_log.capture("onnxruntime quant_pre_process (no symbolic shapes)"):
+        with converter_log.capture("onnxruntime quant_pre_process (no symbolic shapes)"), contextlib.chdir(workdir):
             quant_pre_process(str(folded), str(prepared), skip_optimization=True, skip_symbolic_shape=True)
         steps.append(f"quant_pre_process: ONNX shape inference only (symbolic inference failed: {str(error)[:120]})")
     return prepared, steps

@@ -98,7 +98,8 @@ class PrecisionPlan:
                         {float_facts["inputs"][n]: v for n, v in f.items()} for f in feeds]
                     recipe = quantize_tflite_precision(float_path, target, precision, converter_log, keep,
                                                        KEEP_FLOAT_REASONS, self.keep_patterns, backend_feeds,
-                                                       facts_of_calibration, self.activation_bits)
+                                                       facts_of_calibration, self.activation_bits,
+                                                       stateless=not spec.states)
                     io = io_quantization(target, float_facts["inputs"], float_facts["outputs"])
                 facts = {key: value for key, value in float_facts.items() if key not in ("precision",)}
                 facts.update(precision=MANIFEST_PRECISION[precision], recipe=recipe.to_manifest(),

@@ -52,6 +52,20 @@ def op_scopes(path: Path) -> list[tuple[str, str]]:
     return found
 
 
+def _internal_divisions(path: Path) -> list[tuple[str, str]]:
+    """("DIV", scope) of every DIV op whose outputs are not outputs of its subgraph."""
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as flatbuffer
+
+    model = flatbuffer.read_model(path)
+    found = []
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            name = flatbuffer.TFL_OP_CODE_TO_NAME.get(model.operatorCodes[op.opcodeIndex].builtinCode, "?")
+            if name == "DIV" and not set(op.outputs) & set(subgraph.outputs):
+                found.append((name, flatbuffer.get_op_scope(op, subgraph.tensors)))
+    return found
+
+
 def _builtin_names() -> dict[int, str]:
     from ai_edge_litert import schema_py_generated as schema
 
@@ -113,8 +127,11 @@ def quantize_tflite_precision(
     calibration_feeds: Sequence[Mapping[str, np.ndarray]] | None = None,
     calibration_facts: Mapping[str, Any] | None = None,
     activation_bits: int = 8,
+    stateless: bool = True,
 ) -> PrecisionRecipe:
     """Write ``target``, the ``precision`` form of the float ``source``; return its recipe.
+
+    ``stateless``: the graph has no state pairs (int8-static then keeps divisions float).
 
     ``calibration_feeds`` (int8-static): dicts keyed by the file's own input names.
     """
@@ -135,7 +152,9 @@ def quantize_tflite_precision(
     scopes = op_scopes(source)
     # A full-integer DIV aborts when its quantized divisor rounds to the zero point (LiteRT's
     # div.cc refuses it: seen on SLAB's normalisers), so divisions stay float in int8-static.
-    divisions = [(name, scope) for name, scope in scopes if name == "DIV"] if precision == "int8-static" else []
+    # Only in stateless graphs: in a streaming step (LMUFormer's running mean) ai-edge-quantizer 0.10
+    # then leaves the signature pointing at a tensor it replaced ("Tensor data is null" at run time).
+    divisions = _internal_divisions(source) if precision == "int8-static" and stateless else []
     if divisions:
         kept.append(KeptFloat(tuple(sorted({f"DIV {scope}" for _, scope in divisions})),
                               "normaliser divisions: an int8 divisor can round to its zero point, and LiteRT "
