@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ("lmuformer", "kws", "ecoformer", "slab", "lighthubert", "profiler", "threads")
+ORDER = ("lmuformer", "kws", "precision", "kws-precision", "ecoformer", "slab", "lighthubert", "profiler", "threads")
 HEADER = """# Benchmark results
 
 Each section is what one script under `benchmarks/` printed in one run on the development

@@ -79,3 +79,25 @@ def test_keep_float_pattern_that_matches_nothing_says_so(tmp_path):
     assert result.exit_code == 2, result.output
     assert "'NO_SUCH_OP' matches no op" in result.output
     assert not out.exists() and not list(tmp_path.glob(".out.*"))  # nothing half-written
+
+
+def test_missing_quantizer_is_backend_unavailable_and_nothing_is_written(tmp_path, monkeypatch):
+    """Without onnxruntime's quantizer no int8 ONNX can be written: exit 5, no bundle left."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime.quantization", None)  # its import raises ImportError
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, BASE + ["--format", "onnx", "--precision", "int8-dynamic", "-o", str(out)])
+    assert result.exit_code == 5, result.output
+    assert "ONNX int8-dynamic needs onnxruntime" in result.output and "edgesdk[export]" in result.output
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))
+
+
+def test_wavs_for_a_vision_model_are_the_wrong_modality(tmp_path):
+    folder = _wavs(tmp_path / "wavs", 4, 16000)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["export", "slab", "--preset", "tiny", "--precision", "int8-static",
+                                      "--calibration-data", str(folder), "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "holds WAV files; this model takes images" in result.output
+    assert not out.exists()

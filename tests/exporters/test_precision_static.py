@@ -113,3 +113,49 @@ def test_static_stream_follows_the_float_model_on_a_real_clip(static_bundle):
             want.append(logits[0].numpy())
     # Measured about 0.99 on this clip; a wrong scale or a swapped zero point gives far less.
     assert cosine_similarity(np.stack(want), np.stack(got)) >= 0.95
+
+
+def test_recurrence_is_found_from_the_state_contract(tmp_path):
+    """Known answer on a hand-built step: m' = m @ A + x @ B, y = m @ C, s' = s + y.
+
+    The recurrence of m is {m@A, the Add}; of s, its Add. x @ B only feeds the state, and m @ C
+    only reads it: neither is on a path from a state to its own output.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgesdk.exporters.precision.onnx import recurrence_nodes
+
+    weights = [numpy_helper.from_array(np.eye(4, dtype=np.float32), name) for name in "ABC"]
+    nodes = [helper.make_node("MatMul", ["m", "A"], ["mA"], name="decay"),
+             helper.make_node("MatMul", ["x", "B"], ["xB"], name="input_projection"),
+             helper.make_node("Add", ["mA", "xB"], ["m_next"], name="memory_update"),
+             helper.make_node("MatMul", ["m", "C"], ["y"], name="readout"),
+             helper.make_node("Add", ["s", "y"], ["s_next"], name="running_sum")]
+    tensor = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 4])  # noqa: E731
+    graph = helper.make_graph(nodes, "step", [tensor("x"), tensor("m"), tensor("s")],
+                              [tensor("y"), tensor("m_next"), tensor("s_next")], weights)
+    path = tmp_path / "step.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    assert recurrence_nodes(path, [("m", "m_next")]) == ["decay", "memory_update"]
+    assert recurrence_nodes(path, [("m", "m_next"), ("s", "s_next")]) == ["decay", "memory_update", "running_sum"]
+    assert recurrence_nodes(path, []) == []
+
+
+def test_onnx_static_keeps_the_recurrence_and_state_float(static_bundle):
+    import onnx
+
+    path, _ = static_bundle
+    manifest = read_manifest(path)
+    artifact = next(a for a in manifest["artifacts"] if a["format"] == "onnx")
+    recurrence = [k for k in artifact["recipe"]["kept_float"] if k["reason"].startswith("the streaming state's recurrence")]
+    assert recurrence and recurrence[0]["ops"]
+    graph = onnx.load(str(path / artifact["file"])).graph
+    producer = {output: node for node in graph.node for output in node.output}
+    consumers = {name: [n for n in graph.node if name in n.input] for name in (i.name for i in graph.input)}
+    for state in manifest["state"]:
+        # State goes in and out as float: read by no QuantizeLinear, written by no DequantizeLinear.
+        assert all(node.op_type != "QuantizeLinear" for node in consumers[artifact["inputs"][state["input"]]])
+        assert producer[artifact["outputs"][state["output"]]].op_type != "DequantizeLinear"
+    # Every recurrence node is still its float self in the file.
+    assert set(recurrence[0]["ops"]) <= {n.name for n in graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")}

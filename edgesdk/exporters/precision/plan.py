@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from edgesdk.errors import UsageError
+from edgesdk.errors import BackendUnavailable, UsageError
 from edgesdk.exporters.capture import ConverterLog
 from edgesdk.exporters.precision import (
     MANIFEST_PRECISION,
@@ -87,15 +87,19 @@ class PrecisionPlan:
                 target = folder / artifact_file(fmt, precision)
                 say(f"writing {target.name} ({precision})")
                 if fmt == "onnx":
+                    state_pairs = [(float_facts["inputs"][s.input_name], float_facts["outputs"][s.output_name])
+                                   for s in spec.states]
                     recipe = quantize_onnx(float_path, target, precision, converter_log, workdir, keep, KEEP_FLOAT_REASONS,
-                                           self.keep_patterns, feeds, facts_of_calibration)
+                                           self.keep_patterns, feeds, facts_of_calibration, state_pairs,
+                                           self.activation_bits)
                     io = None
                 else:
                     backend_feeds = None if feeds is None else [
                         {float_facts["inputs"][n]: v for n, v in f.items()} for f in feeds]
                     recipe = quantize_tflite_precision(float_path, target, precision, converter_log, keep,
                                                        KEEP_FLOAT_REASONS, self.keep_patterns, backend_feeds,
-                                                       facts_of_calibration, self.activation_bits)
+                                                       facts_of_calibration, self.activation_bits,
+                                                       stateless=not spec.states)
                     io = io_quantization(target, float_facts["inputs"], float_facts["outputs"])
                 facts = {key: value for key, value in float_facts.items() if key not in ("precision",)}
                 facts.update(precision=MANIFEST_PRECISION[precision], recipe=recipe.to_manifest(),
@@ -133,6 +137,10 @@ def make_plan(spec: ExportSpec, formats: Sequence[str], precision: str | Sequenc
         return None
     precisions = parse_precisions(precision)
     skipped = check_supported(precisions, formats)
+    for fmt in formats:
+        wanted = [p for p in precisions if p != "fp32" and p in SUPPORTED[fmt]]
+        if wanted:
+            _require_quantizer(fmt, wanted[0])
     reduced = [p for p in precisions if p != "fp32"]
     if reduced and spec.quantization_refused:
         raise UsageError(f"cannot export this model in {', '.join(reduced)}: {spec.quantization_refused}")
@@ -147,6 +155,19 @@ def make_plan(spec: ExportSpec, formats: Sequence[str], precision: str | Sequenc
         raise UsageError("activation_bits applies to int8-static")
     calibration = load_calibration(calibration_data, spec) if calibration_data is not None else None
     return PrecisionPlan(precisions, tuple(keep_float), calibration, activation_bits, tuple(skipped))
+
+
+def _require_quantizer(fmt: str, precision: str) -> None:
+    """BackendUnavailable before anything is exported when the format's quantizer is missing."""
+    import importlib
+
+    module, package = {"onnx": ("onnxruntime.quantization", "onnxruntime"),
+                       "tflite": ("ai_edge_quantizer", "ai-edge-quantizer")}[fmt]
+    try:
+        importlib.import_module(module)
+    except ImportError as error:
+        raise BackendUnavailable(f"{fmt.upper() if fmt == 'onnx' else 'TFLite'} {precision} needs {package} "
+                                 f"({error}); pip install 'edgesdk[export]'") from None
 
 
 def _timing_feed(spec: ExportSpec) -> dict[str, np.ndarray]:

@@ -24,7 +24,7 @@ import numpy as np
 
 from edgesdk.errors import BackendUnavailable, ConversionError, UsageError
 from edgesdk.exporters.capture import ConverterLog
-from edgesdk.exporters.precision import KeptFloat, PrecisionRecipe, compile_patterns
+from edgesdk.exporters.precision import A16_HEADROOM, KeptFloat, PrecisionRecipe, compile_patterns
 from edgesdk.exporters.quantize import ops_to_keep_float, quantizer_version
 
 # TFLite schema TensorType values the counts below look for.
@@ -34,7 +34,8 @@ SCHEMES = {
     "int8-weight-only": "weight_only_wi8_afp32 (per-channel int8 weights dequantized before each op, float32 compute)",
     "fp16": "FLOAT_CASTING (float16 weights, dequantized to float32 for compute)",
     "int8-static": "static_wi8_ai8 (per-channel int8 weights, int8 activations, full integer; calibrated)",
-    "int8-static-a16": "static_wi8_ai16 (per-channel int8 weights, int16 activations; calibrated)",
+    "int8-static-a16": f"static_wi8_ai16 (per-channel int8 weights, int16 activations; calibrated, ranges widened "
+                       f"{A16_HEADROOM:g}x)",
 }
 
 
@@ -48,6 +49,20 @@ def op_scopes(path: Path) -> list[tuple[str, str]]:
         for op in subgraph.operators:
             name = flatbuffer.TFL_OP_CODE_TO_NAME.get(model.operatorCodes[op.opcodeIndex].builtinCode, "?")
             found.append((name, flatbuffer.get_op_scope(op, subgraph.tensors)))
+    return found
+
+
+def _internal_divisions(path: Path) -> list[tuple[str, str]]:
+    """("DIV", scope) of every DIV op whose outputs are not outputs of its subgraph."""
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as flatbuffer
+
+    model = flatbuffer.read_model(path)
+    found = []
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            name = flatbuffer.TFL_OP_CODE_TO_NAME.get(model.operatorCodes[op.opcodeIndex].builtinCode, "?")
+            if name == "DIV" and not set(op.outputs) & set(subgraph.outputs):
+                found.append((name, flatbuffer.get_op_scope(op, subgraph.tensors)))
     return found
 
 
@@ -112,8 +127,11 @@ def quantize_tflite_precision(
     calibration_feeds: Sequence[Mapping[str, np.ndarray]] | None = None,
     calibration_facts: Mapping[str, Any] | None = None,
     activation_bits: int = 8,
+    stateless: bool = True,
 ) -> PrecisionRecipe:
     """Write ``target``, the ``precision`` form of the float ``source``; return its recipe.
+
+    ``stateless``: the graph has no state pairs (int8-static then keeps divisions float).
 
     ``calibration_feeds`` (int8-static): dicts keyed by the file's own input names.
     """
@@ -132,6 +150,15 @@ def quantize_tflite_precision(
                       "; ".join(reasons.get(name, f"the family's recipe keeps {name} float") for name in found))] if found else []
     user_ops = []
     scopes = op_scopes(source)
+    # A full-integer DIV aborts when its quantized divisor rounds to the zero point (LiteRT's
+    # div.cc refuses it: seen on SLAB's normalisers), so divisions stay float in int8-static.
+    # Only in stateless graphs: in a streaming step (LMUFormer's running mean) ai-edge-quantizer 0.10
+    # then leaves the signature pointing at a tensor it replaced ("Tensor data is null" at run time).
+    divisions = _internal_divisions(source) if precision == "int8-static" and stateless else []
+    if divisions:
+        kept.append(KeptFloat(tuple(sorted({f"DIV {scope}" for _, scope in divisions})),
+                              "normaliser divisions: an int8 divisor can round to its zero point, and LiteRT "
+                              "then refuses to run the file (division by zero)"))
     for pattern, compiled in zip(keep_patterns, compile_patterns(keep_patterns)):
         hits = [(name, scope) for name, scope in scopes if compiled.search(name) or compiled.search(scope)]
         user_ops += hits
@@ -155,7 +182,7 @@ def quantize_tflite_precision(
                         compute_precision=qtyping.ComputePrecision.FLOAT, explicit_dequantize=True))
             else:
                 raise UsageError(f"TFLite cannot be written in {precision}")
-            for op_name, scope in list(family_ops) + [(qtyping.TFLOperationName(n), s) for n, s in user_ops
+            for op_name, scope in list(family_ops) + [(qtyping.TFLOperationName(n), s) for n, s in user_ops + divisions
                                                       if n in {o.value for o in qtyping.TFLOperationName}]:
                 # The scope is the op's output tensor names; anchor it so no other op matches.
                 engine.update_quantization_recipe(regex=f"^{re.escape(scope)}$", operation_name=op_name,
@@ -167,6 +194,9 @@ def quantize_tflite_precision(
 
                 signature = next(iter(Interpreter(str(source)).get_signature_list()))
                 calibration = engine.calibrate({signature: [dict(f) for f in calibration_feeds]}, num_threads=1)
+                if activation_bits == 16:  # see A16_HEADROOM
+                    calibration = {tensor: {key: value * A16_HEADROOM if key in ("min", "max") else value
+                                            for key, value in ranges.items()} for tensor, ranges in calibration.items()}
                 quantized = engine.quantize(calibration).quantized_model
             else:
                 quantized = engine.quantize().quantized_model
