@@ -231,6 +231,7 @@ def export(
     calibration_data: str | Path | None = None,
     keep_float: Sequence[str] = (),
     activation_bits: int = 8,
+    random_weights: bool = False,
     **recipe_options: Any,
 ) -> ExportResult:
     """Export ``model`` to a validated bundle folder ``output``.
@@ -268,6 +269,7 @@ def export(
     say = progress or (lambda message: log.info(message))
 
     info = model_info(model)
+    check_weights_asked_for(info, random_weights)
     if info is not None and example_inputs is None:
         family = get_family(info.family)
         if mode not in family.modes:
@@ -335,6 +337,25 @@ def export(
             report,
         )
     return result
+
+
+def check_weights_asked_for(info: Any, random_weights: bool) -> None:
+    """Random weights are shipped only when asked for: a bundle of them computes nothing useful."""
+    if info is None:  # a user's own module: its weights are whatever the user loaded
+        if random_weights:
+            raise UsageError("random_weights applies to a registered family built without a checkpoint, "
+                             "not to your own module")
+        return
+    if info.random_weights and not random_weights:
+        raise UsageError(
+            f"{info.family}{' ' + info.preset if info.preset else ''} has no checkpoint loaded, so its weights are "
+            f"{info.weights}: the bundle would compute nothing useful. Give the authors' checkpoint "
+            f"(--checkpoint FILE, or create_model(..., checkpoint=FILE); docs/{info.family}.md says where to "
+            "get one), or ask for random weights explicitly (--random-weights, or export(..., random_weights=True))"
+        )
+    if random_weights and not info.random_weights:
+        raise UsageError(f"random weights asked for, but the model holds the checkpoint {info.checkpoint}; "
+                         "drop --random-weights (random_weights=True) or the checkpoint")
 
 
 def _check_opset(opset: int) -> None:
