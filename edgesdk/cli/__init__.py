@@ -11,13 +11,14 @@ import logging
 import os
 import signal
 import sys
+import warnings
 from typing import Any
 
 import click
 
 from edgesdk import interrupts
 from edgesdk._version import __version__
-from edgesdk.errors import EdgeSDKError
+from edgesdk.errors import BundleWarning, EdgeSDKError
 
 VERBS = ("export", "run", "validate", "inspect", "profile", "devices", "models", "demo", "wrap", "sweep", "map")
 
@@ -70,6 +71,8 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     """Export efficient transformers to ONNX and TFLite, prove them, run them on edge devices."""
     ctx.ensure_object(dict)
     ctx.obj["verbose"] = verbose
+    # The verbs print these sentences as their first lines (cli/common.print_bundle_notes).
+    warnings.filterwarnings("ignore", category=BundleWarning)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

@@ -8,7 +8,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from edgesdk.cli.common import emit_json, human
+from edgesdk.cli.common import emit_json, human, print_bundle_notes
 
 
 def _shape(shape: Any) -> str:
@@ -68,6 +68,7 @@ def command(path: Path, as_json: bool) -> None:
     if as_json:
         emit_json(facts)
         return
+    print_bundle_notes(path)
     model = facts.get("model", {})
     title = f"{path}  —  {model.get('family', '?')}" + (f" / {model['preset']}" if model.get("preset") else "")
     human.rule(title)
@@ -76,6 +77,8 @@ def command(path: Path, as_json: bool) -> None:
                     f"valid: {facts.get('valid', 'not recorded')}")
     if model.get("checkpoint_sha256"):
         human.print(f"checkpoint: {model.get('checkpoint')}  sha256 {model['checkpoint_sha256'][:16]}…", markup=False)
+    elif model.get("weights"):
+        human.print(f"weights: {model['weights']} (no checkpoint)", markup=False)
 
     tensors = Table(title="tensors", show_edge=False)
     for column in ("kind", "name", "shape", "dtype"):

@@ -7,7 +7,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from edgesdk.cli.common import emit_json, human
+from edgesdk.cli.common import emit_json, human, print_bundle_notes
 from edgesdk.profiler.report import figure_rows, summary_notes
 from edgesdk.profiler.session import BACKEND_CHOICES, ENERGY_CHOICES, ProfileOptions
 
@@ -74,6 +74,7 @@ def command(
     """Measure load time, latency, memory and energy per inference of BUNDLE on this device."""
     from edgesdk.profiler import profile_bundle, write_report
 
+    print_bundle_notes(bundle)  # random weights, missing artifacts: said first
     options = ProfileOptions(backend=backend, runs=runs, warmup=warmup, stream=stream, energy=energy,
                              strict_providers=strict_providers, energy_repeats=energy_repeats,
                              idle_s=idle_seconds, min_active_s=energy_seconds)
