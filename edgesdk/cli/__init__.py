@@ -65,7 +65,9 @@ class VerbGroup(click.Group):
 
 @click.group(cls=VerbGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgesdk")
-@click.option("-v", "--verbose", is_flag=True, help="Show converter output and debug logs.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show converter output and edgesdk's own progress log (EDGESDK_DEBUG=1: every library's "
+                   "debug log, and tracebacks).")
 @click.pass_context
 def cli(ctx: click.Context, verbose: bool) -> None:
     """Export efficient transformers to ONNX and TFLite, prove them, run them on edge devices."""
@@ -73,11 +75,16 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     ctx.obj["verbose"] = verbose
     # The verbs print these sentences as their first lines (cli/common.print_bundle_notes).
     warnings.filterwarnings("ignore", category=BundleWarning)
+    debug = bool(os.environ.get("EDGESDK_DEBUG"))
+    # -v is for a person: edgesdk's INFO lines. Every library's DEBUG (thousands of lines from
+    # torch and the converters) only behind EDGESDK_DEBUG.
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
+        level=logging.DEBUG if debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if verbose and not debug:
+        logging.getLogger("edgesdk").setLevel(logging.INFO)
 
 
 INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

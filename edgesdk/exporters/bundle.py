@@ -19,6 +19,7 @@ import re
 import shutil
 import sys
 import tempfile
+import traceback
 from dataclasses import dataclass
 from importlib import metadata as package_metadata
 from pathlib import Path
@@ -29,7 +30,7 @@ import torch
 
 from edgesdk import interrupts
 from edgesdk._version import __version__
-from edgesdk.errors import NoSpaceError, UsageError, ValidationError
+from edgesdk.errors import ConversionError, NoSpaceError, UsageError, ValidationError
 from edgesdk.folders import check_replaceable, replace_folder
 from edgesdk.exporters.capture import ConverterLog
 from edgesdk.exporters.onnx import DEFAULT_OPSET, export_onnx
@@ -115,6 +116,7 @@ def spec_for_module(
                 "a streaming module returns (outputs..., new_states...)"
             )
         output_names = ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
+    _check_state_shapes(result, state_specs)
     _check_dynamic_axes(dynamic_axes or {}, inputs, state_specs, output_names)
     return ExportSpec(
         module=module,
@@ -139,6 +141,16 @@ def _trial_call(module: torch.nn.Module, arguments: Sequence[torch.Tensor], inpu
                           + [f"state {s.name} {list(s.shape)}" for s in states])
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise UsageError(f"the module cannot run on the example shapes ({given}): {first_line}") from None
+
+
+def _check_state_shapes(result: Any, states: Sequence[StateSpec]) -> None:
+    """A state keeps its shape from step to step: the module's new state names the shape it expects."""
+    returned = [result] if isinstance(result, torch.Tensor) else list(result)
+    for state, new in zip(states, returned[len(returned) - len(states):]):
+        if isinstance(new, torch.Tensor) and tuple(new.shape) != tuple(state.shape):
+            given, expected = "x".join(map(str, state.shape)), "x".join(map(str, new.shape))
+            raise UsageError(f"state {state.name!r} was given as {given}, but the module returns it as {expected}: "
+                             f"the module expects {state.name}={expected} (--state {state.name}={expected})")
 
 
 def _check_dynamic_axes(dynamic_axes: Mapping[str, Mapping[int, str]], inputs: Mapping[str, torch.Tensor],
@@ -327,7 +339,10 @@ def export(
             if _is_no_space(error):
                 raise NoSpaceError(f"no space left on {_device(output.parent)} while writing {output} "
                                    f"(needs ~{_megabytes(needed)} MB); nothing was written") from None
+            if isinstance(error, ConversionError):
+                raise _keep_failed_log(error, output, converter_log) from error
             raise
+        failed_log_path(output).unlink(missing_ok=True)  # an earlier failure's log is out of date
     result = ExportResult(output, manifest, report)
     if not result.valid:
         failed = [fmt for fmt, facts in report["formats"].items() if not facts["passed"]]
@@ -337,6 +352,23 @@ def export(
             report,
         )
     return result
+
+
+def failed_log_path(output: Path) -> Path:
+    """Where a failed export keeps its converter log: beside the bundle it did not write."""
+    return output.parent / f"{output.name}.export.log"
+
+
+def _keep_failed_log(error: ConversionError, output: Path, converter_log: ConverterLog) -> ConversionError:
+    """Write what the converters printed and the whole error chain beside ``output``; say where."""
+    path = failed_log_path(output)
+    chain = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    try:
+        path.write_text(converter_log.text() + "===== the error, with the converter's own\n" + chain)
+    except OSError as problem:
+        return ConversionError(f"{error}; its log could not be kept ({path}: {problem.strerror})")
+    return ConversionError(f"{error}; nothing was written to {output}; the converters' output and the full "
+                           f"error are in {path}")
 
 
 def check_weights_asked_for(info: Any, random_weights: bool) -> None:

@@ -80,3 +80,48 @@ def test_run_names_the_artifact_and_providers_choose_onnxruntime_as_a_comma_list
     assert json.loads(result.stdout)["backend"] == "onnxruntime"  # providers are onnxruntime's: auto keeps to it
     assert "running model.onnx (onnx, float32) on onnxruntime (CPUExecutionProvider); onnxruntime: execution " \
            "providers were asked for" in result.stderr
+
+
+def test_a_state_shape_the_module_does_not_keep_is_exit_2_naming_the_expected_shape(tmp_path):
+    pytest.importorskip("torch")
+    result = CliRunner().invoke(cli, ["export", "tests.cli.projected_state:ProjectedState", "--input", "x=1x8", "--state", "h=1x1",
+                                      "--format", "onnx", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert "state 'h' was given as 1x1, but the module returns it as 1x16: the module expects h=1x16 " \
+           "(--state h=1x16)" in " ".join(result.output.split())
+    assert not (tmp_path / "out").exists()
+
+
+def test_wav_on_a_bundle_without_a_front_end_says_what_is_missing_and_how_to_add_it(stateless_bundle):
+    clip = __import__("pathlib").Path(__file__).resolve().parents[2] / "examples" / "kws" / "clips" / "stop.wav"
+    result = CliRunner().invoke(cli, ["run", str(stateless_bundle), "--wav", str(clip), "--backend", "onnxruntime"])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "cannot take audio: its manifest has no 'frontend' and no 'streaming' section" in text
+    assert "KaldiFbankFrontend(...).to_manifest()" in text and "--inputs F.npz" in text
+    assert "mode='stream'" not in text
+
+
+def test_verbose_is_edgesdk_info_and_library_debug_needs_edgesdk_debug():
+    import os
+    import subprocess
+    import sys
+
+    probe = ("import logging; from edgesdk.cli import cli; cli(['-v', 'devices', '--json'], standalone_mode=False); "
+             "print(logging.getLogger().level, logging.getLogger('edgesdk').getEffectiveLevel(), "
+             "logging.getLogger('torch').getEffectiveLevel())")
+    environment = {key: value for key, value in os.environ.items() if key != "EDGESDK_DEBUG"}
+    levels = {}
+    for debug in ("", "1"):
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                              env={**environment, **({"EDGESDK_DEBUG": debug} if debug else {})})
+        assert done.returncode == 0, done.stderr
+        levels[debug] = [int(word) for word in done.stdout.split()[-3:]]
+    assert levels[""] == [logging_level("WARNING"), logging_level("INFO"), logging_level("WARNING")]
+    assert levels["1"] == [logging_level("DEBUG")] * 3
+
+
+def logging_level(name: str) -> int:
+    import logging
+
+    return logging.getLevelName(name)
