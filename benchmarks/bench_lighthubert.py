@@ -92,8 +92,8 @@ def real_time_factors(cases: list[tuple[str, str]], audio: np.ndarray, work: Pat
         # ONNX (dynamic length) + TFLite at the default 228-frame chunk window, then a TFLite
         # file with a 10 s window for the whole-utterance comparison
         chunked_bundle, whole_bundle = work / f"{preset}-{name}", work / f"{preset}-{name}-10s"
-        edgesdk.export(model, chunked_bundle, formats=("onnx", "tflite"), subnet=name, layers="last", force=True)
-        edgesdk.export(model, whole_bundle, formats=("tflite",), subnet=name, layers="last", window_seconds=seconds, force=True)
+        edgesdk.export(model, chunked_bundle, formats=("onnx", "tflite"), subnet=name, layers="last", force=True, random_weights=True)
+        edgesdk.export(model, whole_bundle, formats=("tflite",), subnet=name, layers="last", window_seconds=seconds, force=True, random_weights=True)
         log(f"exported {preset}/{name} in {time.perf_counter() - started:.0f} s")
         row = lh.subnet_row(model.config, name, lh.resolve_subnet(model.config, name))
         del model
@@ -117,7 +117,7 @@ def real_time_factors(cases: list[tuple[str, str]], audio: np.ndarray, work: Pat
 def chunking_table(preset: str, name: str, audio: np.ndarray, work: Path, contexts: list[int], log) -> str:
     output = work / f"chunk-{preset}-{name}"
     model = edgesdk.create_model("lighthubert", preset=preset, seed=0)
-    edgesdk.export(model, output, formats=("onnx",), subnet=name, layers="all", force=True)
+    edgesdk.export(model, output, formats=("onnx",), subnet=name, layers="all", force=True, random_weights=True)
     del model
     runtime = edgesdk.load(output, backend="onnxruntime")
     whole = chunking.run_whole(runtime, audio)

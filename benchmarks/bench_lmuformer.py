@@ -58,12 +58,12 @@ def bench_preset(preset: str, threads: int, workdir: Path) -> list[dict]:
     model = edgesdk.create_model("lmuformer", preset=preset)
     bundle = workdir / f"{preset}-stream"
     started = time.perf_counter()
-    edgesdk.export(model, bundle, formats=("onnx", "tflite"), mode="stream")
+    edgesdk.export(model, bundle, formats=("onnx", "tflite"), mode="stream", random_weights=True)
     logging.info("%s: stream export and validation took %.0f s", preset, time.perf_counter() - started)
     runtimes = {name: edgesdk.load(bundle, backend=name, num_threads=threads) for name in BACKENDS}
     if not model.config.spiking:
         int8_bundle = workdir / f"{preset}-stream-int8"
-        edgesdk.export(model, int8_bundle, formats=("tflite",), mode="stream", quantize="int8")
+        edgesdk.export(model, int8_bundle, formats=("tflite",), mode="stream", quantize="int8", random_weights=True)
         runtimes["litert-int8"] = edgesdk.load(int8_bundle, backend="litert", num_threads=threads)
     # One matrix per dense layer as the step reads it: conv kernels [out, in, k] as [in * k, out].
     # The LMU's A is a buffer, not a parameter, but the step reads it too (its H is not read).

@@ -204,7 +204,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         scv2 = edgesdk.create_model("lmuformer", preset="scv2")
         rows += bench("lmuformer scv2 (random weights)", scv2, Path(work) / "scv2", arguments.threads,
-                      lmu_eager(scv2, arguments.threads), False, {})
+                      lmu_eager(scv2, arguments.threads), False, {"random_weights": True})
         kws = load_kws_model(CHECKPOINT)
         clips = bundled_clips()
         rows += bench("KWS spotter (trained)", kws, Path(work) / "kws", arguments.threads, lmu_eager(kws, arguments.threads),

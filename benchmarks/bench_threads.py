@@ -33,7 +33,7 @@ def _export_step(folder: Path) -> Path:
     import edgesdk
 
     model = edgesdk.create_model("lmuformer", preset="scv2")
-    return Path(edgesdk.export(model, folder / "scv2", formats=("tflite",), mode="stream").path)
+    return Path(edgesdk.export(model, folder / "scv2", formats=("tflite",), mode="stream", random_weights=True).path)
 
 
 def _steps_per_second(runners, feeds_per_runner, steps: int) -> float:

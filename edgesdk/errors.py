@@ -57,3 +57,10 @@ class MeasurementUnavailable(EdgeSDKError):
 
 class NoSpaceError(UsageError):
     """Not enough free disk space for the bundle (estimated before writing, or ENOSPC while writing)."""
+
+
+class BundleWarning(UserWarning):
+    """Something to know before trusting a bundle's outputs (random weights, artifacts not copied).
+
+    ``edgesdk.load`` warns with it; the CLI prints the same sentences as its first lines instead.
+    """

@@ -60,12 +60,10 @@ step "x86-64 device install: edgesdk[runtime] from the wheel in a fresh venv, ev
     || die "the x86-64 device install"
 
 step "copy bundles, clips, the Jetson app and scripts into the userland"
-rm -rf "$ROOT/test" && mkdir -p "$ROOT/test/examples/kws" "$ROOT/test/examples/jetson"
+rm -rf "$ROOT/test" && mkdir -p "$ROOT/test/examples/jetson"
 cp -a "$WORK/bundles" "$REPO/examples/kws/clips" "$HERE/run_samples.py" "$HERE/decisions.py" \
     "$HERE/fake_jetson.py" "$HERE/check_jetson.py" "$REPO/ci/runtime_verbs.sh" "$ROOT/test/"
-# The app as a device user copies it: the script and the torch-free decision rule it shares.
-cp "$REPO/examples/__init__.py" "$ROOT/test/examples/"
-cp "$REPO/examples/kws/__init__.py" "$REPO/examples/kws/spotter.py" "$ROOT/test/examples/kws/"
+# The app as a device user copies it: the script alone (it imports nothing but edgesdk).
 cp "$REPO/examples/jetson/kws_jetson.py" "$ROOT/test/examples/jetson/"
 mkdir -p "$ROOT/proc"
 mount -t proc proc "$ROOT/proc" || die "mount /proc in the userland"

@@ -11,13 +11,14 @@ import logging
 import os
 import signal
 import sys
+import warnings
 from typing import Any
 
 import click
 
 from edgesdk import interrupts
 from edgesdk._version import __version__
-from edgesdk.errors import EdgeSDKError
+from edgesdk.errors import BundleWarning, EdgeSDKError
 
 VERBS = ("export", "run", "validate", "inspect", "profile", "devices", "models", "demo", "wrap", "sweep", "map")
 
@@ -78,17 +79,26 @@ Guides: docs/own-model.md (your own model to a device), docs/<family>.md."""
 
 @click.group(cls=VerbGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES)
 @click.version_option(__version__, prog_name="edgesdk")
-@click.option("-v", "--verbose", is_flag=True, help="Show converter output and debug logs.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show converter output and edgesdk's own progress log (EDGESDK_DEBUG=1: every library's "
+                   "debug log, and tracebacks).")
 @click.pass_context
 def cli(ctx: click.Context, verbose: bool) -> None:
     """Export efficient transformers to ONNX and TFLite, prove them, run them on edge devices."""
     ctx.ensure_object(dict)
     ctx.obj["verbose"] = verbose
+    # The verbs print these sentences as their first lines (cli/common.print_bundle_notes).
+    warnings.filterwarnings("ignore", category=BundleWarning)
+    debug = bool(os.environ.get("EDGESDK_DEBUG"))
+    # -v is for a person: edgesdk's INFO lines. Every library's DEBUG (thousands of lines from
+    # torch and the converters) only behind EDGESDK_DEBUG.
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
+        level=logging.DEBUG if debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if verbose and not debug:
+        logging.getLogger("edgesdk").setLevel(logging.INFO)
 
 
 INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

@@ -63,6 +63,11 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
+def split_commas(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    """A repeatable option that also takes a comma list: ``--provider A,B`` = ``--provider A --provider B``."""
+    return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
+
+
 def parse_shape(text: str) -> tuple[int, ...]:
     """'1x128x16' -> (1, 128, 16)."""
     try:
@@ -103,6 +108,32 @@ class StepProgress:
         if self.current is not None and self.started is not None:
             human.print(f"  done in {time.perf_counter() - self.started:.1f} s")
         self.current = None
+
+
+def print_bundle_notes(bundle: Any) -> None:
+    """The first lines of every verb that reads a bundle: random weights, artifacts not copied along.
+
+    A bundle that cannot be read prints nothing here: the verb itself reports why, next.
+    """
+    from pathlib import Path
+
+    from edgesdk.errors import EdgeSDKError
+    from edgesdk.runtime.manifest import MANIFEST_NAME, bundle_notes, read_manifest
+
+    bundle = Path(bundle)
+    try:
+        if bundle.is_dir() and (bundle / MANIFEST_NAME).is_file():
+            manifest = read_manifest(bundle, verify_hashes=False)
+        elif bundle.suffix == ".onnx" and bundle.is_file():
+            from edgesdk.runtime.model import lone_onnx_manifest
+
+            manifest = lone_onnx_manifest(bundle)
+        else:
+            return
+    except EdgeSDKError:
+        return
+    for note in bundle_notes(manifest, bundle):
+        human.print(note, style="yellow", markup=False)
 
 
 def summarize_array(array: np.ndarray) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 
 Exports the keyword spotter shipped in examples/kws (an LMUFormer trained on synthetic speech)
 to ONNX and TFLite in streaming mode, validates both, then streams each bundled clip through
-both backends in 10 ms hops and prints the keyword, the frame that decided it, the per-frame
-latency and the energy per second of audio (measured or estimated, always labelled).
+both backends in 10 ms hops and prints the keyword, when it was decided (seconds into the clip),
+the per-frame latency and the energy per second of audio (measured or estimated, always labelled).
 
 The work is done by the example's ``demo.py`` (``run_demo`` and ``render``); this verb finds the
 example, parses options and prints. The example (its code, trained model and clips) lives in the

@@ -109,6 +109,9 @@ class ExportCommand(click.Command):
 @click.argument("target")
 @click.option("--preset", help="Preset of a registered family (see `edgesdk models`); optional when the checkpoint carries its whole config.")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="The authors' checkpoint file, as released.")
+@click.option("--random-weights", is_flag=True,
+              help="No checkpoint: export the preset with seeded random weights (for trying the tool chain; "
+                   "the bundle computes nothing useful, and says so).")
 @click.option("--stream", is_flag=True, help="Export the streaming step form (state in, state out).")
 @click.option("--format", "formats", default="onnx,tflite", show_default=True, help="Comma-separated: onnx, tflite.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Bundle folder to write.")
@@ -140,7 +143,7 @@ class ExportCommand(click.Command):
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON on stdout.")
 @click.option("-v", "--verbose", "show_converter", is_flag=True, help="Show converter output (always kept in DIR/export.log).")
 @click.pass_context
-def command(ctx: click.Context, target: str, preset, checkpoint, stream, formats, output, force, atol, rtol, quantize,
+def command(ctx: click.Context, target: str, preset, checkpoint, random_weights, stream, formats, output, force, atol, rtol, quantize,
             precisions, calibration_data, keep_float, activation_bits, min_sqnr, opset,
             sample_inputs, inputs, states, dynamic, batch_axes, output_names, extra_options, as_json, show_converter,
             **family_flags) -> None:
@@ -170,8 +173,9 @@ def command(ctx: click.Context, target: str, preset, checkpoint, stream, formats
     mode = "stream" if stream or states else "full"
     custom = ":" in target
     if custom:
-        if preset or checkpoint:
-            raise UsageError("--preset and --checkpoint apply to registered families, not to package.module:factory")
+        if preset or checkpoint or random_weights:
+            raise UsageError("--preset, --checkpoint and --random-weights apply to registered families, "
+                             "not to package.module:factory")
         if not inputs:
             raise UsageError("a custom module needs at least one --input NAME=SHAPE")
         progress(f"building {target}")
@@ -193,13 +197,19 @@ def command(ctx: click.Context, target: str, preset, checkpoint, stream, formats
 
         # Options are checked before the (slow) model build: a typo costs nothing.
         arguments = {"export_options": get_family(target).parse_options(mode, recipe_options)}
+        if checkpoint is None and not random_weights:
+            raise UsageError(f"no --checkpoint: give the authors' checkpoint of {target} (docs/{target}.md says where "
+                             "to get one), or add --random-weights to export seeded random weights on purpose")
+        if checkpoint is not None and random_weights:
+            raise UsageError("--random-weights and --checkpoint contradict each other; give one of them")
         recipe_options = {}
         progress(f"building {target}" + (f" ({preset})" if preset else "") + (f" from {checkpoint}" if checkpoint else ""))
         model = edgesdk.create_model(target, preset=preset, checkpoint=checkpoint)
     try:
         result = edgesdk.export(model, output, formats=formats, mode=mode, atol=atol, rtol=rtol, force=force,
                                 opset=opset, sample_inputs=sample_inputs, verbose=verbose, progress=progress,
-                                command_line=" ".join(["edgesdk"] + sys.argv[1:]), **quantization, **arguments,
+                                command_line=" ".join(["edgesdk"] + sys.argv[1:]), random_weights=random_weights,
+                                **quantization, **arguments,
                                 **recipe_options)
     except ValidationError as error:
         progress.finish()

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 from rich.markup import escape
-from edgesdk.cli.common import ResultsTable, emit_json, results
+from edgesdk.cli.common import ResultsTable, emit_json, print_bundle_notes, results
 
 
 def _shape(shape: Any) -> str:
@@ -73,6 +73,7 @@ def command(path: Path, as_json: bool) -> None:
     if as_json:
         emit_json(facts)
         return
+    print_bundle_notes(path)
     model = facts.get("model", {})
     title = f"{path}  —  {model.get('family', '?')}" + (f" / {model['preset']}" if model.get("preset") else "")
     results.print(title, style="bold", markup=False)  # not a rule: a pipe has no width to fill
@@ -81,6 +82,8 @@ def command(path: Path, as_json: bool) -> None:
                     f"valid: {facts.get('valid', 'not recorded')}")
     if model.get("checkpoint_sha256"):
         results.print(f"checkpoint: {model.get('checkpoint')}  sha256 {model['checkpoint_sha256'][:16]}…", markup=False)
+    elif model.get("weights"):
+        results.print(f"weights: {model['weights']} (no checkpoint)", markup=False)
 
     tensors = ResultsTable(title="tensors")
     for column in ("kind", "name", "shape", "dtype"):

@@ -7,7 +7,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from edgesdk.cli.common import emit_json, human
+from edgesdk.cli.common import emit_json, human, print_bundle_notes
 from edgesdk.profiler.report import figure_rows, summary_notes
 from edgesdk.profiler.session import BACKEND_CHOICES, ENERGY_CHOICES, ProfileOptions, parse_shape
 
@@ -102,6 +102,7 @@ def command(
     """Measure load time, latency, memory and energy per inference of BUNDLE on this device."""
     from edgesdk.profiler import profile_bundle, write_report
 
+    print_bundle_notes(bundle)  # random weights, missing artifacts: said first
     options = ProfileOptions(backend=backend, runs=runs, warmup=warmup, stream=stream, energy=energy,
                              strict_providers=strict_providers, root=root, energy_windows=energy_windows,
                              energy_time_limit_s=energy_time_limit, energy_ci=energy_ci,

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from edgesdk.cli.common import emit_json, human, summarize_array
+from edgesdk.cli.common import emit_json, human, print_bundle_notes, split_commas, summarize_array
 from edgesdk.errors import UsageError, ValidationError
 
 
@@ -32,7 +32,9 @@ def _npz_path(output: Path) -> Path:
               help="A 16-bit PCM WAV to stream through the bundle's audio front-end (streaming bundles).")
 @click.option("--stream", is_flag=True, help="Push the inputs step by step with state carried.")
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "litert"]), default="auto", show_default=True)
-@click.option("--provider", "providers", multiple=True, help="onnxruntime execution provider, in order of preference.")
+@click.option("--provider", "providers", multiple=True, callback=split_commas, metavar="NAME[,NAME...]",
+              help="onnxruntime execution providers, in order of preference (repeat, or a comma list); "
+                   "with --backend auto they choose onnxruntime.")
 @click.option("--strict-providers", is_flag=True, help="Fail (exit 5) instead of falling back to another provider.")
 @click.option("--early-exit", type=float, help="--wav: stop once the top class holds probability >= P ...")
 @click.option("--early-exit-frames", type=int, default=10, show_default=True, help="... for this many frames.")
@@ -52,11 +54,12 @@ def command(bundle, inputs_path, wav, stream, backend, providers, strict_provide
             raise UsageError(f"{option} {given} is not a regular file (a device, pipe or folder)")
     if output is not None and not output.absolute().parent.is_dir():
         raise UsageError(f"-o {output}: the folder {output.absolute().parent} does not exist")
+    print_bundle_notes(bundle)
     feeds = _read_inputs(inputs_path) if inputs_path is not None else None
     first_step = {name: array[0] for name, array in feeds.items() if array.ndim and len(array)} if feeds and stream else feeds
     model = load(bundle, backend=backend, providers=providers or None, strict_providers=strict_providers,
                  feeds=first_step or None)
-    human.print(f"backend {model.backend} ({', '.join(model.providers)}); {model.backend_choice}", markup=False)
+    human.print(f"running {model.artifact_label} ({', '.join(model.providers)}); {model.backend_choice}", markup=False)
     if model.valid is False:
         message = (f"{model.artifact.get('file')} failed validation at export (see {bundle}/validation.json); "
                    "its outputs may be wrong")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from edgesdk.cli.common import emit_json, human, results
+from edgesdk.cli.common import emit_json, human, print_bundle_notes, results
 from edgesdk.errors import ValidationError
 
 
@@ -18,6 +18,7 @@ def command(bundle: Path, backends: tuple[str, ...], as_json: bool) -> None:
     """Re-run BUNDLE's samples on the backends installed here and compare with PyTorch's outputs."""
     from edgesdk.runtime.selftest import selftest
 
+    print_bundle_notes(bundle)
     report = selftest(bundle, backends or None)
     if as_json:
         emit_json(report)
@@ -26,4 +27,5 @@ def command(bundle: Path, backends: tuple[str, ...], as_json: bool) -> None:
         lines.print(line, markup=False)
     if not report["passed"]:
         raise ValidationError(f"{bundle}: the samples do not reproduce on this device", report)
-    lines.print(f"✓ {bundle}: samples reproduce on {', '.join(b for b, f in report['backends'].items() if f['passed'])}", markup=False)
+    ran = [f"{name} ({facts['artifact']}, {facts['precision']})" for name, facts in report["backends"].items() if facts["passed"]]
+    lines.print(f"✓ {bundle}: samples reproduce on {', '.join(ran)}", markup=False)

@@ -20,6 +20,7 @@ import re
 import shutil
 import sys
 import tempfile
+import traceback
 from dataclasses import dataclass
 from importlib import metadata as package_metadata
 from pathlib import Path
@@ -30,7 +31,7 @@ import torch
 
 from edgesdk import interrupts
 from edgesdk._version import __version__
-from edgesdk.errors import NoSpaceError, UsageError, ValidationError
+from edgesdk.errors import ConversionError, NoSpaceError, UsageError, ValidationError
 from edgesdk.folders import check_replaceable, replace_folder
 from edgesdk.exporters.capture import ConverterLog
 from edgesdk.exporters.onnx import DEFAULT_OPSET, export_onnx
@@ -156,6 +157,7 @@ def spec_for_module(
                 "a streaming module returns (outputs..., new_states...)"
             )
         output_names = ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
+    _check_state_shapes(result, state_specs)
     _check_dynamic_axes(dynamic_axes or {}, inputs, state_specs, output_names)
     spec = ExportSpec(
         module=module,
@@ -206,6 +208,16 @@ def _trial_call(module: torch.nn.Module, arguments: Sequence[torch.Tensor], inpu
                           + [f"state {s.name} {list(s.shape)}" for s in states])
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise UsageError(f"the module cannot run on the example shapes ({given}): {first_line}") from None
+
+
+def _check_state_shapes(result: Any, states: Sequence[StateSpec]) -> None:
+    """A state keeps its shape from step to step: the module's new state names the shape it expects."""
+    returned = [result] if isinstance(result, torch.Tensor) else list(result)
+    for state, new in zip(states, returned[len(returned) - len(states):]):
+        if isinstance(new, torch.Tensor) and tuple(new.shape) != tuple(state.shape):
+            given, expected = "x".join(map(str, state.shape)), "x".join(map(str, new.shape))
+            raise UsageError(f"state {state.name!r} was given as {given}, but the module returns it as {expected}: "
+                             f"the module expects {state.name}={expected} (--state {state.name}={expected})")
 
 
 def _check_dynamic_axes(dynamic_axes: Mapping[str, Mapping[int, str]], inputs: Mapping[str, torch.Tensor],
@@ -299,6 +311,7 @@ def export(
     calibration_data: str | Path | None = None,
     keep_float: Sequence[str] = (),
     activation_bits: int = 8,
+    random_weights: bool = False,
     **recipe_options: Any,
 ) -> ExportResult:
     """Export ``model`` to a validated bundle folder ``output``.
@@ -336,6 +349,7 @@ def export(
     say = progress or (lambda message: log.info(message))
 
     info = model_info(model)
+    check_weights_asked_for(info, random_weights)
     if info is not None and example_inputs is None:
         if states or batch_axes or output_names or dynamic_axes:
             raise UsageError("states, batch_axes, output_names and dynamic_axes describe your own module; "
@@ -402,7 +416,10 @@ def export(
             if _is_no_space(error):
                 raise NoSpaceError(f"no space left on {_device(output.parent)} while writing {output} "
                                    f"(needs ~{_megabytes(needed)} MB); nothing was written") from None
+            if isinstance(error, ConversionError):
+                raise _keep_failed_log(error, output, converter_log) from error
             raise
+        failed_log_path(output).unlink(missing_ok=True)  # an earlier failure's log is out of date
     result = ExportResult(output, manifest, report)
     if not result.valid:
         failed = [fmt for fmt, facts in report["formats"].items() if not facts["passed"]]
@@ -412,6 +429,42 @@ def export(
             report,
         )
     return result
+
+
+def failed_log_path(output: Path) -> Path:
+    """Where a failed export keeps its converter log: beside the bundle it did not write."""
+    return output.parent / f"{output.name}.export.log"
+
+
+def _keep_failed_log(error: ConversionError, output: Path, converter_log: ConverterLog) -> ConversionError:
+    """Write what the converters printed and the whole error chain beside ``output``; say where."""
+    path = failed_log_path(output)
+    chain = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    try:
+        path.write_text(converter_log.text() + "===== the error, with the converter's own\n" + chain)
+    except OSError as problem:
+        return ConversionError(f"{error}; its log could not be kept ({path}: {problem.strerror})")
+    return ConversionError(f"{error}; nothing was written to {output}; the converters' output and the full "
+                           f"error are in {path}")
+
+
+def check_weights_asked_for(info: Any, random_weights: bool) -> None:
+    """Random weights are shipped only when asked for: a bundle of them computes nothing useful."""
+    if info is None:  # a user's own module: its weights are whatever the user loaded
+        if random_weights:
+            raise UsageError("random_weights applies to a registered family built without a checkpoint, "
+                             "not to your own module")
+        return
+    if info.random_weights and not random_weights:
+        raise UsageError(
+            f"{info.family}{' ' + info.preset if info.preset else ''} has no checkpoint loaded, so its weights are "
+            f"{info.weights}: the bundle would compute nothing useful. Give the authors' checkpoint "
+            f"(--checkpoint FILE, or create_model(..., checkpoint=FILE); docs/{info.family}.md says where to "
+            "get one), or ask for random weights explicitly (--random-weights, or export(..., random_weights=True))"
+        )
+    if random_weights and not info.random_weights:
+        raise UsageError(f"random weights asked for, but the model holds the checkpoint {info.checkpoint}; "
+                         "drop --random-weights (random_weights=True) or the checkpoint")
 
 
 def _check_opset(opset: int) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -62,16 +63,51 @@ def _name_dynamic_axes(model: Any, spec: ExportSpec) -> None:
                 dim.dim_param = renames[dim.dim_param]
 
 
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+# torch.export's own summary of what failed: "<class 'pkg.SomeError'>: what", and where in the user's code.
+EXCEPTION_CLASS = re.compile(r"^<class '(?:[\w.]+\.)?(\w+)'>:\s*")
+RAISING_CALL = re.compile(r'^File "([^"]+)", line (\d+), in (\S+)$')
+
+
 def conversion_error(fmt: str, error: BaseException) -> ConversionError:
-    """A one-paragraph error naming the op or module the converter choked on."""
-    text = str(error)
+    """A one-paragraph error naming why the converter stopped: the underlying exception, the op,
+    and the line of the model's source that torch.export names, when it names one."""
+    text = ANSI_ESCAPE.sub("", str(error))
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    culprit = next((line for line in lines if "aten." in line or "aten::" in line), None)
     headline = lines[0] if lines else type(error).__name__
-    message = f"{fmt} conversion failed: {type(error).__name__}: {headline}"
-    if culprit and culprit != headline:
-        message += f" (at {culprit[:200]})"
+    reason = _underlying_reason(lines, error)
+    message = f"{fmt} conversion failed: {type(error).__name__}: {reason or headline}"
+    source = _raising_source_line(lines)
+    if source:
+        message += f" (at {source})"
+    culprit = next((line for line in lines if "aten." in line or "aten::" in line), None)
+    if culprit and culprit not in (headline, reason):
+        message += f" (op: {culprit[:200]})"
     return ConversionError(message)
+
+
+def _underlying_reason(lines: list[str], error: BaseException) -> str | None:
+    """torch.export's "Exception summary" line, else the innermost cause of ``error``, else None."""
+    for index, line in enumerate(lines):
+        if line.startswith("## Exception summary") and index + 1 < len(lines):
+            return EXCEPTION_CLASS.sub(lambda match: f"{match.group(1)}: ", lines[index + 1])[:400]
+    cause, seen = error.__cause__, 0
+    while cause is not None and cause.__cause__ is not None and seen < 10:
+        cause, seen = cause.__cause__, seen + 1
+    if cause is not None and str(cause).strip():
+        first = ANSI_ESCAPE.sub("", str(cause)).strip().splitlines()[0]
+        return f"{type(cause).__name__}: {first[:400]}"
+    return None
+
+
+def _raising_source_line(lines: list[str]) -> str | None:
+    """'model.py:4 in forward: if x.sum() > 0:' from torch.export's "The following call raised this error"."""
+    for index, line in enumerate(lines):
+        match = RAISING_CALL.match(line)
+        if match and index > 0 and "raised this error" in lines[index - 1]:
+            code = lines[index + 1] if index + 1 < len(lines) else ""
+            return f"{match.group(1)}:{match.group(2)} in {match.group(3)}: {code}".rstrip(": ")
+    return None
 
 
 def export_onnx(

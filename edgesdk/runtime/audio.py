@@ -447,6 +447,14 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+# What --wav needs from a manifest, and how a user adds it to a bundle of their own module.
+AUDIO_SECTIONS = {"frontend": "how audio becomes the model's input: Kaldi fbank parameters and normalisation",
+                  "streaming": "frames per step and look-ahead"}
+AUDIO_SECTION_HOWTO = {"frontend": "a 'frontend' section (edgesdk.runtime.audio.KaldiFbankFrontend(...).to_manifest() "
+                                   "writes one)",
+                       "streaming": "a 'streaming' section (edgesdk.runtime.sections.StreamingFacts(...).to_manifest())"}
+
+
 def stream_wav(model: Any, wav_path: str | Path, *, early_exit: float | None = None,
                early_exit_frames: int = 10, hop_ms: float = 10.0) -> StreamResult:
     """Feed a WAV to a streaming bundle in ``hop_ms`` pieces, as a microphone would.
@@ -463,9 +471,12 @@ def stream_wav(model: Any, wav_path: str | Path, *, early_exit: float | None = N
     """
     manifest = model.manifest
     source = _manifest_source(model)
-    for key in ("frontend", "streaming"):
-        if key not in manifest:
-            raise BundleError(f"{source} has no {key!r} section; export with mode='stream'")
+    missing = [key for key in ("frontend", "streaming") if key not in manifest]
+    if missing:
+        raise BundleError(f"{source} cannot take audio: its manifest has no {' and no '.join(map(repr, missing))} "
+                          f"section ({'; '.join(AUDIO_SECTIONS[key] for key in missing)}). Feed the model's own "
+                          f"input instead (edgesdk run --inputs F.npz), or add to edgesdk.json "
+                          + " and ".join(AUDIO_SECTION_HOWTO[key] for key in missing))
     frontend = KaldiFbankFrontend.from_manifest(manifest["frontend"], source)
     streaming = StreamingFacts.from_manifest(manifest["streaming"], source)
     chunk, lookahead = streaming.frames_per_step, streaming.lookahead_frames

@@ -290,8 +290,38 @@ def _check_names_are_mapped(manifest: Mapping[str, Any], source: str) -> None:
                 raise BundleError(f"{source}: artifacts[{index}].{key} has no tensor for {', '.join(map(repr, missing))}")
 
 
+# Set by read_manifest: the files the manifest lists that the folder does not hold.
+MISSING_KEY = "missing_artifacts"
+RANDOM_WEIGHTS = ("seeded-random", "random")
+
+
+def weights_warning(manifest: Mapping[str, Any], source: Any) -> str | None:
+    """One sentence when the bundle's weights came from no checkpoint (``--random-weights``)."""
+    model = manifest.get("model")
+    weights = model.get("weights") if isinstance(model, Mapping) else None
+    if weights not in RANDOM_WEIGHTS:
+        return None
+    return (f"warning: {source} holds {weights} weights (exported with --random-weights, no checkpoint): "
+            "its outputs mean nothing")
+
+
+def bundle_notes(manifest: Mapping[str, Any], source: Any) -> list[str]:
+    """What every verb that reads a bundle says first: random weights, artifacts not copied along."""
+    notes = [weights_warning(manifest, source)]
+    missing = manifest.get(MISSING_KEY) or []
+    if missing:
+        present = ", ".join(a["file"] for a in manifest["artifacts"])
+        notes.append(f"note: {source} lacks {', '.join(missing)} (listed in its manifest); using what is there: {present}")
+    return [note for note in notes if note]
+
+
 def read_manifest(bundle: str | Path, verify_hashes: bool = True) -> dict[str, Any]:
-    """Read and check ``bundle/edgesdk.json``; with ``verify_hashes``, check every artifact."""
+    """Read and check ``bundle/edgesdk.json``; with ``verify_hashes``, check every artifact present.
+
+    A bundle may be copied without some of its artifacts (only ``model.onnx`` to a Jetson, say):
+    the artifacts that are there are kept (their hashes still checked), the missing ones are
+    dropped from ``artifacts`` and named under ``missing_artifacts``. BundleError when none is left.
+    """
     bundle = Path(bundle)
     path = bundle / MANIFEST_NAME
     if not path.is_file():
@@ -305,16 +335,24 @@ def read_manifest(bundle: str | Path, verify_hashes: bool = True) -> dict[str, A
     except (json.JSONDecodeError, RecursionError) as error:
         raise BundleError(f"{path} is not valid JSON: {error}") from None
     check_manifest(manifest, str(path))
+    present, missing = [], []
     for index, artifact in enumerate(manifest["artifacts"]):
         field = f"{path}: artifacts[{index}].file"
         file = inside_bundle(bundle, artifact["file"], field)
-        if verify_hashes:
-            if not file.is_file():
-                raise BundleError(f"{bundle}: artifact {artifact['file']} is missing")
-            if sha256_file(file) != artifact["sha256"]:
-                raise BundleError(
-                    f"{file}: sha256 no longer matches the manifest; the file was changed after export"
-                )
+        if not file.is_file():
+            missing.append(artifact["file"])
+            continue
+        if verify_hashes and sha256_file(file) != artifact["sha256"]:
+            raise BundleError(
+                f"{file}: sha256 no longer matches the manifest; the file was changed after export"
+            )
+        present.append(artifact)
+    if not present:
+        raise BundleError(f"{bundle}: none of its artifacts is there ({', '.join(missing)} missing); "
+                          "copy at least one of them beside edgesdk.json")
+    if missing:
+        manifest["artifacts"] = present
+        manifest[MISSING_KEY] = missing
     return manifest
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from edgesdk.errors import BackendUnavailable, BundleError, UsageError
+from edgesdk.errors import BackendUnavailable, BundleError, BundleWarning, UsageError
 from edgesdk.runtime.backends.base import (
     BACKEND_OF_FORMAT,
     BACKENDS,
@@ -25,7 +26,8 @@ from edgesdk.runtime.backends.base import (
     open_backend,
 )
 from edgesdk.runtime.contract import StreamContract, initial_states
-from edgesdk.runtime.manifest import MANIFEST_NAME, inside_bundle, manifest_from_onnx_metadata, read_manifest, read_npz
+from edgesdk.runtime.manifest import (MANIFEST_NAME, MISSING_KEY, bundle_notes, inside_bundle, manifest_from_onnx_metadata,
+                                      read_manifest, read_npz, weights_warning)
 from edgesdk.runtime.precision import IoQuantization, select_artifacts
 from edgesdk.runtime.sections import StreamingFacts
 
@@ -132,6 +134,32 @@ class Model:
         """Whether this artifact passed validation at export (None: the file does not say)."""
         value = self.artifact.get("valid", self.manifest.get("valid"))
         return value if isinstance(value, bool) else None
+
+    @property
+    def weights(self) -> str | None:
+        """Where the weights came from: "checkpoint", "seeded-random", "random" (None: not recorded)."""
+        model = self.manifest.get("model")
+        return model.get("weights") if isinstance(model, Mapping) else None
+
+    @property
+    def weights_warning(self) -> str | None:
+        """One sentence when the bundle was exported without a checkpoint, else None."""
+        return weights_warning(self.manifest, self.path)
+
+    @property
+    def missing_artifacts(self) -> list[str]:
+        """Files the manifest lists that the bundle folder does not hold (loaded without them)."""
+        return list(self.manifest.get(MISSING_KEY) or [])
+
+    @property
+    def notes(self) -> list[str]:
+        """The lines a report gives first: random weights, missing artifacts."""
+        return bundle_notes(self.manifest, self.path)
+
+    @property
+    def artifact_label(self) -> str:
+        """What runs, e.g. ``model.int8-dynamic.tflite (tflite, int8-dynamic) on litert``."""
+        return f"{self.artifact.get('file')} ({self.format}, {self.precision}) on {self.backend}"
 
     @property
     def is_streaming(self) -> bool:
@@ -454,19 +482,30 @@ def _shape_text(shape: Sequence[int | str]) -> str:
 
 
 # ---------------------------------------------------------------------- loading
-def _choose_backend(manifest: Mapping[str, Any], backend: str, source: Path) -> list[str]:
-    """Candidate backends, in order, for the artifacts the manifest lists."""
+def _choose_backend(manifest: Mapping[str, Any], backend: str, source: Path, providers_asked: bool = False) -> list[str]:
+    """Candidate backends, in order, for the artifacts the manifest lists (and the folder holds).
+
+    Execution providers (and their options) are onnxruntime's: asking for them rules LiteRT out
+    of ``auto``, rather than letting a faster LiteRT file quietly ignore the request.
+    """
     formats = [a["format"] for a in manifest["artifacts"]]
+    missing = manifest.get(MISSING_KEY) or []
     installed = available_backends()
     if backend != "auto":
         if backend not in BACKENDS:
             raise UsageError(f"unknown backend {backend!r}; one of: auto, {', '.join(BACKENDS)}")
         if FORMAT_OF_BACKEND[backend] not in formats:
-            raise BackendUnavailable(f"{source} has no {FORMAT_OF_BACKEND[backend]} artifact for {backend}")
+            lacking = f" ({', '.join(missing)} is not in the folder)" if missing else ""
+            raise BackendUnavailable(f"{source} has no {FORMAT_OF_BACKEND[backend]} artifact for {backend}{lacking}")
         if backend not in installed:
             raise BackendUnavailable(f"{backend} is not installed here")
         return [backend]
     candidates = [BACKEND_OF_FORMAT[f] for f in formats if BACKEND_OF_FORMAT.get(f) in installed]
+    if providers_asked:
+        if "onnxruntime" not in candidates:
+            raise BackendUnavailable(f"execution providers were asked for, which are onnxruntime's, but {source} "
+                                     f"has no ONNX artifact that onnxruntime here can run (artifacts: {', '.join(formats)})")
+        candidates = ["onnxruntime"]
     if not candidates:
         raise BackendUnavailable(
             f"no installed backend can run {source} (artifacts: {', '.join(formats)}; "
@@ -533,7 +572,8 @@ def load(
         raise UsageError(f"{path} is neither a bundle folder (with {MANIFEST_NAME}) nor a .onnx or .tflite file")
     manifest = select_artifacts(manifest, precision, path)
 
-    candidates = _choose_backend(manifest, backend, path)
+    providers_asked = bool(providers) or bool(provider_options)
+    candidates = _choose_backend(manifest, backend, path, providers_asked)
     artifacts = {a["format"]: a for a in manifest["artifacts"]}
     models = []
     for name in candidates:
@@ -554,9 +594,12 @@ def load(
         if refused:
             chosen.backend_choice = f"{chosen.backend}: the only artifact that takes these feeds ({refused})"
             return _warn_if_invalid(chosen)
-        chosen.backend_choice = (
-            f"{chosen.backend}: asked for" if backend != "auto" else f"{chosen.backend}: the only backend installed for this bundle's artifacts"
-        )
+        if backend != "auto":
+            chosen.backend_choice = f"{chosen.backend}: asked for"
+        elif providers_asked:
+            chosen.backend_choice = f"{chosen.backend}: execution providers were asked for (onnxruntime's)"
+        else:
+            chosen.backend_choice = f"{chosen.backend}: the only one of this bundle's artifacts a backend installed here can run"
         return _warn_if_invalid(chosen)
     timings = {m.backend: _time_one_call(m) for m in models}
     chosen = min(models, key=lambda m: timings[m.backend])
@@ -568,6 +611,9 @@ def load(
 
 
 def _warn_if_invalid(model: Model) -> Model:
+    """Say what the caller should know before trusting the outputs (a warning each, on stderr)."""
+    for note in model.notes:
+        warnings.warn(note, BundleWarning, stacklevel=3)
     if model.valid is False:
         log.warning("%s: the %s artifact %s FAILED validation at export; its outputs may be wrong "
                     "(see validation.json)", model.path, model.format, model.artifact.get("file"))

@@ -87,6 +87,8 @@ def selftest(bundle: str | Path, backends: Sequence[str] | None = None) -> dict[
         report["backends"][label] = {
             "passed": all(o["passed"] for o in outputs.values()),
             "precision": precision,
+            "artifact": model.artifact["file"],
+            "format": model.format,
             "providers": model.providers,
             "outputs": outputs,
         }

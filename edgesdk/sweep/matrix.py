@@ -87,6 +87,7 @@ class ModelEntry:
     Attributes:
         name: its label in the results (default: family-preset, or the factory's name).
         family, preset, checkpoint: a registered family (``edgesdk models``).
+        random_weights: a family without a checkpoint, asked for on purpose (``random_weights: true``).
         factory: ``package.module:function`` returning an nn.Module (with ``inputs``).
         inputs, states: factory only: name -> example shape.
         mode: ``full`` or ``stream``.
@@ -99,6 +100,7 @@ class ModelEntry:
     family: str | None = None
     preset: str | None = None
     checkpoint: str | None = None
+    random_weights: bool = False
     factory: str | None = None
     inputs: tuple[tuple[str, tuple[int, ...]], ...] = ()
     states: tuple[tuple[str, tuple[int, ...]], ...] = ()
@@ -216,7 +218,7 @@ def _model_entry(raw: Any, index: int, base_dir: Path) -> ModelEntry:
     where = f"matrix models[{index}]"
     if not isinstance(raw, Mapping):
         raise UsageError(f"{where} must be a mapping with family/preset or factory")
-    known = {"name", "family", "preset", "checkpoint", "factory", "inputs", "states", "mode", "options"}
+    known = {"name", "family", "preset", "checkpoint", "random_weights", "factory", "inputs", "states", "mode", "options"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise UsageError(f"{where}: unknown keys {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -238,6 +240,14 @@ def _model_entry(raw: Any, index: int, base_dir: Path) -> ModelEntry:
         checkpoint = (base_dir / str(raw["checkpoint"])).resolve()
         if not checkpoint.is_file():
             raise UsageError(f"{where}: checkpoint {checkpoint} does not exist")
+    random_weights = raw.get("random_weights", False)
+    if not isinstance(random_weights, bool):
+        raise UsageError(f"{where}: random_weights must be true or false, not {random_weights!r}")
+    if family is not None and (checkpoint is None) != random_weights:
+        raise UsageError(f"{where}: give {family} a checkpoint: FILE, or random_weights: true to export seeded "
+                         "random weights on purpose (not both)")
+    if factory is not None and random_weights:
+        raise UsageError(f"{where}: random_weights applies to a family without a checkpoint, not to a factory")
     inputs = tuple((str(k), _shape(v, where)) for k, v in (raw.get("inputs") or {}).items())
     states = tuple((str(k), _shape(v, where)) for k, v in (raw.get("states") or {}).items())
     if states and mode != "stream":
@@ -245,6 +255,7 @@ def _model_entry(raw: Any, index: int, base_dir: Path) -> ModelEntry:
     name = raw.get("name") or (f"{family}-{raw.get('preset')}" if family else str(factory).rpartition(":")[2])
     return ModelEntry(
         name=str(name), family=family, preset=raw.get("preset"), checkpoint=str(checkpoint) if checkpoint else None,
+        random_weights=random_weights,
         factory=factory, inputs=inputs, states=states, mode=mode, options=_freeze(dict(options)),
         source_sha256=_source_hashes(family, factory, checkpoint),
     )

@@ -129,6 +129,7 @@ def export_cell(request: ExportRequest) -> ExportSummary:
             options.update(example_inputs=dict(entry.inputs), states=dict(entry.states) or None, factory=entry.factory)
         else:
             model = create_model(entry.family, preset=entry.preset, checkpoint=entry.checkpoint)
+            options["random_weights"] = entry.random_weights
         result = export(model, output, formats=(request.format,), mode=entry.mode, force=True, **options)
         artifact = result.manifest["artifacts"][0]["file"]
         max_abs, sqnr = _errors(result.validation, request.format)

@@ -13,15 +13,16 @@ What it does:
   each frame through the stream, state carried inside it;
 * decides in windows of the model's training length (128 frames, 1.28 s): a keyword whose
   running probability stays >= ``--early-exit`` (0.98) for ``--early-exit-frames`` (30) frames decides at
-  once, otherwise the window's last frame decides (``examples/kws/spotter.py``, the rule of
+  once, otherwise the window's last frame decides (``edgesdk.runtime.spotter``, the rule of
   ``edgesdk demo``); keywords are printed, then the stream is reset;
 * logs power from the Jetson's INA3221 / INA238 monitors (``edgesdk.devices.sensors``: the module
   input rail as total, every rail in the CSV) in a background thread, and prints the mean board
   power and the energy per second of audio — labelled ``measured:ina3221``. Where no monitor
   can be read (not a Jetson, no permission) it says why and runs without.
 
-Needs only numpy, onnxruntime (the Jetson build, see README.md), edgesdk's runtime and the
-repository's examples/kws/spotter.py: no torch.
+Needs only numpy, onnxruntime (the Jetson build, see README.md) and edgesdk's runtime
+(``pip install edgesdk[runtime]``): no torch, no checkout. Copy this file and the bundle (even
+just its edgesdk.json and model.onnx) to the device.
 """
 from __future__ import annotations
 
@@ -33,24 +34,18 @@ import queue
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 import edgesdk
-from edgesdk.errors import EdgeSDKError, UsageError
+from edgesdk.errors import BundleWarning, EdgeSDKError, UsageError
 from edgesdk.runtime.audio import read_wav
 
-# The decision rule is shared with `edgesdk demo`: examples/kws/spotter.py (torch-free).
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from examples.kws.spotter import (  # noqa: E402
-    EARLY_EXIT_FRAMES,
-    EARLY_EXIT_PROBABILITY,
-    Detection,
-    Spotter,
-    is_filler,
-)
+# The decision rule is shared with `edgesdk demo` (torch-free, in the runtime).
+from edgesdk.runtime.spotter import EARLY_EXIT_FRAMES, EARLY_EXIT_PROBABILITY, Detection, Spotter, is_filler
 
 log = logging.getLogger("kws_jetson")
 
@@ -190,13 +185,17 @@ def main(argv: list[str] | None = None) -> int:
         print("error: onnxruntime is not installed (see README.md for the JetPack wheel)", file=sys.stderr)
         return 5
     available = onnxruntime.get_available_providers()
-    requested = args.providers.split(",") if args.providers else choose_providers(available)
+    requested = [p.strip() for p in args.providers.split(",") if p.strip()] if args.providers else choose_providers(available)
     try:
-        model = edgesdk.load(args.bundle, backend="onnxruntime", providers=requested, num_threads=args.threads)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", BundleWarning)  # printed below as plain lines
+            model = edgesdk.load(args.bundle, backend="onnxruntime", providers=requested, num_threads=args.threads)
         spotter = Spotter(model, args.early_exit, args.early_exit_frames)
     except EdgeSDKError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
+    for note in model.notes:  # random weights; artifacts not copied along (only model.onnx is needed)
+        print(note, file=sys.stderr)
     print(f"onnxruntime {onnxruntime.__version__}: available {', '.join(available)}", file=sys.stderr)
     print(f"requested providers: {', '.join(requested)}", file=sys.stderr)
     print(f"providers in use:    {', '.join(model.providers)}", file=sys.stderr)

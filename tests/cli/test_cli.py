@@ -39,7 +39,7 @@ def test_export_custom_stateless_module_then_inspect_run_validate(runner, tmp_pa
 
     validated = runner.invoke(cli, ["validate", str(out)])
     assert validated.exit_code == 0
-    assert "samples reproduce on onnxruntime, litert" in validated.stdout
+    assert "samples reproduce on onnxruntime (model.onnx, float32), litert (model.tflite, float32)" in validated.stdout
 
 
 def test_export_custom_streaming_module_and_stream_it(runner, tmp_path):

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from edgesdk.cli import cli
 
-BASE = ["export", "lmuformer", "--preset", "tiny", "--stream"]
+BASE = ["export", "lmuformer", "--preset", "tiny", "--random-weights", "--stream"]
 
 
 def _wavs(folder, count, rate_hz):

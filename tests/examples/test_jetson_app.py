@@ -8,6 +8,8 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +32,7 @@ def bundle(tmp_path_factory) -> Path:
     from examples.kws.model import load_kws_model
 
     out = tmp_path_factory.mktemp("bundle") / "kws"
-    edgesdk.export(load_kws_model(CHECKPOINT), out, formats=("onnx",), mode="stream")
+    edgesdk.export(load_kws_model(CHECKPOINT), out, formats=("onnx", "tflite"), mode="stream")  # as `edgesdk demo`
     return out
 
 
@@ -107,3 +109,38 @@ def test_wrong_wav_format_is_a_usage_error(bundle, tmp_path):
     done = run_app(str(bundle), "--wav", str(path))
     assert done.returncode == 2
     assert "has 2 channels" in done.stderr
+
+
+def test_the_app_runs_from_its_own_folder_with_the_two_files_its_readme_says_to_copy(bundle, tmp_path):
+    """What examples/jetson/README.md tells a user to copy: this script, edgesdk.json and model.onnx.
+
+    Only the edgesdk package is importable (as after `pip install edgesdk[runtime]`): no checkout,
+    no `examples` package.
+    """
+    device = tmp_path / "jetson"
+    (device / "kws").mkdir(parents=True)
+    shutil.copy(APP, device / "kws_jetson.py")
+    for name in ("edgesdk.json", "model.onnx"):
+        shutil.copy(bundle / name, device / "kws" / name)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "edgesdk").symlink_to(REPO / "edgesdk", target_is_directory=True)
+    environment = {**os.environ, "PYTHONPATH": str(site)}
+    done = subprocess.run([sys.executable, "kws_jetson.py", "kws", "--wav", str(CLIPS / "stop.wav"), "--json",
+                           "--providers", "CPUExecutionProvider,", "--sysfs-root", str(tmp_path / "none")],
+                          cwd=device, env=environment, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout[done.stdout.index("{"):])["keywords"] == ["stop"]
+    assert "requested providers: CPUExecutionProvider\n" in done.stderr  # the comma list, read as a list
+    # The manifest also lists model.tflite (and the samples), which were not copied: said, not fatal.
+    assert done.stderr.splitlines()[0] == "note: kws lacks model.tflite (listed in its manifest); using what is there: model.onnx"
+    checked = subprocess.run([sys.executable, "-c", "import sys; from edgesdk.cli import main; sys.argv[0] = 'edgesdk'; main()",
+                              "run", "kws", "--wav", str(CLIPS / "stop.wav")],
+                             cwd=device, env=environment, capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 0, checked.stderr
+    assert "stop.wav: stop" in checked.stdout
+    shutil.copytree(bundle / "samples", device / "kws" / "samples")  # what `edgesdk validate` re-runs
+    validated = subprocess.run([sys.executable, "-c", "from edgesdk.cli import main; main()", "validate", "kws"],
+                               cwd=device, env=environment, capture_output=True, text=True, timeout=300)
+    assert validated.returncode == 0, validated.stderr
+    assert "✓ kws: samples reproduce on onnxruntime (model.onnx, float32)" in validated.stderr

@@ -121,13 +121,25 @@ class DataDependent(torch.nn.Module):
         return -x
 
 
-def test_conversion_failure_is_exit_3_and_leaves_nothing(tmp_path):
+def test_conversion_failure_is_exit_3_names_the_reason_and_keeps_only_its_log(tmp_path):
     out = tmp_path / "nope"
     with pytest.raises(ConversionError) as caught:
         edgesdk.export(DataDependent(), out, formats=("onnx",), example_inputs={"x": (1, 4)})
     assert caught.value.exit_code == 3
-    assert "ONNX conversion failed" in str(caught.value)
-    assert list(tmp_path.iterdir()) == []
+    message = str(caught.value)
+    assert message.startswith("ONNX conversion failed: TorchExportError: GuardOnDataDependentSymNode: Could not guard "
+                              "on data-dependent expression")
+    # the line of the model's source that torch.export names
+    assert f"(at {__file__}:{DataDependent.forward.__code__.co_firstlineno + 1} in forward: if x.sum() > 0:" in message
+    assert "\x1b[" not in message and "Next steps" not in message
+    log = tmp_path / "nope.export.log"
+    assert message.endswith(f"nothing was written to {out}; the converters' output and the full error are in {log}")
+    assert [p.name for p in tmp_path.iterdir()] == ["nope.export.log"]  # no bundle, no partial folder
+    assert "GuardOnDataDependentSymNode" in log.read_text()
+    from examples.python.tiny_models import classifier
+
+    edgesdk.export(classifier(), out, formats=("onnx",), example_inputs={"features": (1, 40, 5)})
+    assert not log.exists()  # a later export that succeeds removes the stale log
 
 
 def test_existing_output_is_refused_unless_forced(stateless_bundle, tmp_path):

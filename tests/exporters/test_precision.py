@@ -27,7 +27,7 @@ def lmu_model():
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory, lmu_model):
     path = tmp_path_factory.mktemp("precision") / "tiny-stream"
-    edgesdk.export(lmu_model, path, formats=("onnx", "tflite"), mode="stream", precision=PRECISIONS)
+    edgesdk.export(lmu_model, path, formats=("onnx", "tflite"), mode="stream", precision=PRECISIONS, random_weights=True)
     return path
 
 
@@ -231,7 +231,7 @@ def test_selftest_keeps_the_backend_name_for_a_backends_only_artifact(tmp_path, 
     from edgesdk.runtime.selftest import selftest
 
     path = tmp_path / "int8-only"
-    edgesdk.export(lmu_model, path, formats=("tflite",), mode="stream", precision="int8-dynamic")
+    edgesdk.export(lmu_model, path, formats=("tflite",), mode="stream", precision="int8-dynamic", random_weights=True)
     report = selftest(path)
     assert set(report["backends"]) == {"litert"}
     assert report["backends"]["litert"]["precision"] == "int8-dynamic"

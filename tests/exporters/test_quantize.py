@@ -24,7 +24,7 @@ def lmu_model():
 @pytest.fixture(scope="module")
 def int8_stream_bundle(tmp_path_factory, lmu_model):
     path = tmp_path_factory.mktemp("int8") / "tiny-stream"
-    edgesdk.export(lmu_model, path, formats=("onnx", "tflite"), mode="stream", quantize="int8")
+    edgesdk.export(lmu_model, path, formats=("onnx", "tflite"), mode="stream", quantize="int8", random_weights=True)
     return path
 
 
@@ -74,7 +74,7 @@ def test_int8_file_holds_int8_weights_but_the_recurrence_in_float(int8_stream_bu
 
 def test_recurrence_is_found_by_content_in_the_float_file(tmp_path, lmu_model):
     path = tmp_path / "float"
-    edgesdk.export(lmu_model, path, formats=("tflite",), mode="stream")
+    edgesdk.export(lmu_model, path, formats=("tflite",), mode="stream", random_weights=True)
     keep = {"A": lmu_model.blocks[0].attn.lmu.A.float().numpy()}
     ops, found = ops_to_keep_float(path / "model.tflite", keep)
     assert found == ["A"] and len(ops) == 1
@@ -93,14 +93,14 @@ def test_int8_samples_reproduce_on_device_by_sqnr(int8_stream_bundle):
 def test_sqnr_floor_is_enforced(tmp_path, lmu_model):
     path = tmp_path / "strict"
     with pytest.raises(ValidationError) as caught:
-        edgesdk.export(lmu_model, path, formats=("tflite",), mode="stream", quantize="int8", min_sqnr_db=90.0)
+        edgesdk.export(lmu_model, path, formats=("tflite",), mode="stream", quantize="int8", min_sqnr_db=90.0, random_weights=True)
     assert "tflite" in str(caught.value)
     manifest = json.loads((path / "edgesdk.json").read_text())
     assert manifest["valid"] is False and manifest["validation"]["min_sqnr_db"] == 90.0
 
 
 def test_int8_full_mode_keeps_the_memory_kernel_float(tmp_path, lmu_model):
-    result = edgesdk.export(lmu_model, tmp_path / "full", formats=("tflite",), mode="full", quantize="int8")
+    result = edgesdk.export(lmu_model, tmp_path / "full", formats=("tflite",), mode="full", quantize="int8", random_weights=True)
     tflite = result.manifest["artifacts"][0]
     assert tflite["precision"] == "int8-dynamic" and tflite["kept_float"] == ["memory_kernel0"]
 
@@ -111,7 +111,7 @@ def test_int8_full_mode_keeps_the_memory_kernel_float(tmp_path, lmu_model):
 ])
 def test_bad_quantize_arguments_are_usage_errors(tmp_path, lmu_model, arguments, message):
     with pytest.raises(UsageError, match=message):
-        edgesdk.export(lmu_model, tmp_path / "x", mode="stream", **arguments)
+        edgesdk.export(lmu_model, tmp_path / "x", mode="stream", **arguments, random_weights=True)
     assert not (tmp_path / "x").exists()
 
 
@@ -122,14 +122,14 @@ def test_bad_quantize_arguments_are_usage_errors(tmp_path, lmu_model, arguments,
 def test_families_that_cannot_be_int8_say_why(tmp_path, family, preset, mode, message):
     model = edgesdk.create_model(family, preset=preset)
     with pytest.raises(UsageError, match=message):
-        edgesdk.export(model, tmp_path / "x", formats=("tflite",), mode=mode, quantize="int8")
+        edgesdk.export(model, tmp_path / "x", formats=("tflite",), mode=mode, quantize="int8", random_weights=True)
     assert not list(tmp_path.iterdir())
 
 
 def test_cli_quantize_and_min_sqnr(tmp_path):
     runner = CliRunner()
     out = tmp_path / "cli"
-    result = runner.invoke(cli, ["export", "lmuformer", "--preset", "tiny", "--stream", "--format", "tflite",
+    result = runner.invoke(cli, ["export", "lmuformer", "--preset", "tiny", "--random-weights", "--stream", "--format", "tflite",
                                   "--quantize", "int8", "--min-sqnr", "25", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "SQNR" in result.output and "needs 25" in result.output

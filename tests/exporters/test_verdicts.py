@@ -65,7 +65,7 @@ def test_a_failing_int8_bundle_gets_the_same_verdict(tmp_path):
 def ecoformer_bundle(tmp_path_factory):
     model = edgesdk.create_model("ecoformer", preset="tiny", seed=0)
     path = tmp_path_factory.mktemp("eco") / "tiny"
-    edgesdk.export(model, path, formats=("onnx",), mode="full")
+    edgesdk.export(model, path, formats=("onnx",), mode="full", random_weights=True)
     return path
 
 

@@ -553,7 +553,7 @@ def test_bit_agreement_check_counts_flips():
 
 def test_export_both_formats_against_the_faithful_model(tmp_path):
     model = build("tiny")
-    result = edgesdk.export(model, tmp_path / "eco", formats=("onnx", "tflite"), mode="full")
+    result = edgesdk.export(model, tmp_path / "eco", formats=("onnx", "tflite"), mode="full", random_weights=True)
     assert result.valid
     validation = json.loads((tmp_path / "eco" / "validation.json").read_text())
     for fmt in ("onnx", "tflite"):
@@ -580,7 +580,7 @@ def test_export_both_formats_against_the_faithful_model(tmp_path):
 
 def test_export_twins_both_formats_without_hash_outputs(tmp_path):
     model = build("tiny-twins")
-    result = edgesdk.export(model, tmp_path / "twins", formats=("onnx", "tflite"), mode="full", hash_outputs=False, image_size=(64, 96))
+    result = edgesdk.export(model, tmp_path / "twins", formats=("onnx", "tflite"), mode="full", hash_outputs=False, image_size=(64, 96), random_weights=True)
     assert result.valid
     x = image((64, 96), seed=12)
     with torch.no_grad():
@@ -596,7 +596,7 @@ def test_export_twins_both_formats_without_hash_outputs(tmp_path):
 def test_fullsize_b0_export_bit_agreement(tmp_path, seed, check_validation):
     """PVTv2-B0 at 224x224, random-init weights (no released checkpoint is available here)."""
     model = build("pvtv2-b0", seed=seed)
-    result = edgesdk.export(model, tmp_path / "b0", formats=("onnx", "tflite"), mode="full")
+    result = edgesdk.export(model, tmp_path / "b0", formats=("onnx", "tflite"), mode="full", random_weights=True)
     check_validation(result, ("onnx", "tflite"))
     rng = np.random.default_rng(21)
     images = [torch.from_numpy(rng.standard_normal((1, 3, 224, 224)).astype(np.float32)) for _ in range(4)]

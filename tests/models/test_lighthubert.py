@@ -472,7 +472,7 @@ def seeded_supernet():
 def bundle(seeded_supernet, tmp_path_factory):
     output = tmp_path_factory.mktemp("bundles") / "tiny"
     # 1 s TFLite window (49 frames); ONNX keeps the number of samples dynamic
-    return edgesdk.export(seeded_supernet, output, formats=("onnx", "tflite"), subnet="tiny", layers="all", window_seconds=1.0)
+    return edgesdk.export(seeded_supernet, output, formats=("onnx", "tflite"), subnet="tiny", layers="all", window_seconds=1.0, random_weights=True)
 
 
 def test_export_validates_and_describes_itself(bundle):
@@ -570,6 +570,6 @@ def test_sample_rate_silence_and_clipping(bundle):
 @pytest.mark.parametrize("preset,name", [("small-supernet", "small"), ("small-supernet", "min"), ("base-supernet", "base")])
 def test_full_size_subnet_exports_to_both_formats(preset, name, tmp_path, check_validation):
     model = edgesdk.create_model("lighthubert", preset=preset, seed=0)
-    result = edgesdk.export(model, tmp_path / name, formats=("onnx", "tflite"), subnet=name, layers="0,6,last")
+    result = edgesdk.export(model, tmp_path / name, formats=("onnx", "tflite"), subnet=name, layers="0,6,last", random_weights=True)
     check_validation(result, ("onnx", "tflite"))
     assert result.manifest["model"]["parameters"] == lh.authors_parameter_count(model.config, lh.resolve_subnet(model.config, name)) - 768

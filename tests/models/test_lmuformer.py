@@ -439,7 +439,7 @@ def tiny_stream_bundle(tmp_path_factory):
     model = edgesdk.create_model("lmuformer", preset="tiny")
     randomize(model, 7, spiking=False)
     out = tmp_path_factory.mktemp("bundles") / "tiny-stream"
-    edgesdk.export(model, out, formats=("onnx", "tflite"), mode="stream")
+    edgesdk.export(model, out, formats=("onnx", "tflite"), mode="stream", random_weights=True)
     return model, out
 
 
@@ -505,7 +505,7 @@ def test_runtime_stream_end_returns_the_full_models_last_frames(tiny_stream_bund
 def test_chunked_spiking_stream_export(tmp_path):
     model = edgesdk.create_model("lmuformer", preset="tiny-spiking")
     randomize(model, 8, spiking=True)
-    result = edgesdk.export(model, tmp_path / "b", formats=("onnx",), mode="stream", chunk_frames=4, validation_steps=10)
+    result = edgesdk.export(model, tmp_path / "b", formats=("onnx",), mode="stream", chunk_frames=4, validation_steps=10, random_weights=True)
     assert result.valid
     manifest = result.manifest
     assert manifest["streaming"]["frames_per_step"] == 4
@@ -531,7 +531,7 @@ def test_chunked_spiking_stream_export(tmp_path):
 def test_full_export_dynamic_frames(tmp_path):
     model = edgesdk.create_model("lmuformer", preset="tiny")
     randomize(model, 9, spiking=False)
-    result = edgesdk.export(model, tmp_path / "full", formats=("onnx",), mode="full")
+    result = edgesdk.export(model, tmp_path / "full", formats=("onnx",), mode="full", random_weights=True)
     assert result.valid
     assert result.manifest["inputs"][0]["shape"] == ["batch", "frames", 128]
     runtime = edgesdk.load(tmp_path / "full")
@@ -548,7 +548,7 @@ def test_full_export_spiking_fixed_frames(tmp_path):
     randomize(model, 10, spiking=True)
     # The LIF recursion is unrolled over a fixed number of frames (exporters take ~3 s per frame
     # here), so the default run exports 8 frames to ONNX; test_fullsize_exports does 128 and TFLite.
-    result = edgesdk.export(model, tmp_path / "full", formats=("onnx",), mode="full", frames=8)
+    result = edgesdk.export(model, tmp_path / "full", formats=("onnx",), mode="full", frames=8, random_weights=True)
     assert result.valid
     assert result.manifest["inputs"][0]["shape"] == ["batch", 8, 128]
     runtime = edgesdk.load(tmp_path / "full")

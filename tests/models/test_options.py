@@ -139,7 +139,7 @@ def test_recipe_receives_the_typed_options():
 
 def test_model_info_reaches_the_manifest_and_a_custom_module_needs_none(tmp_path):
     model = edgesdk.create_model("lmuformer", preset="tiny", seed=5)
-    result = edgesdk.export(model, tmp_path / "kws", formats=("onnx",), mode="full", frames=16)
+    result = edgesdk.export(model, tmp_path / "kws", formats=("onnx",), mode="full", frames=16, random_weights=True)
     section = result.manifest["model"]
     info = model_info(model)
     assert {key: section[key] for key in info.to_manifest()} == info.to_manifest()
@@ -158,9 +158,9 @@ def test_export_takes_typed_options_or_keywords_not_both(tmp_path):
     model = edgesdk.create_model("lmuformer", preset="tiny")
     with pytest.raises(UsageError, match="not both"):
         edgesdk.export(model, tmp_path / "b", formats=("onnx",), mode="stream",
-                       export_options=lmuformer.LMUFormerExportOptions(chunk_frames=2), validation_steps=4)
+                       export_options=lmuformer.LMUFormerExportOptions(chunk_frames=2), validation_steps=4, random_weights=True)
     with pytest.raises(UsageError, match="unknown lmuformer export options: subnet"):
-        edgesdk.export(model, tmp_path / "c", formats=("onnx",), subnet="min")
+        edgesdk.export(model, tmp_path / "c", formats=("onnx",), subnet="min", random_weights=True)
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
 
 

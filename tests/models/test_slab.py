@@ -622,7 +622,7 @@ def tiny_swin_bundle(tmp_path_factory):
 
     model = edgesdk.create_model("slab", preset="tiny-swin")
     path = tmp_path_factory.mktemp("slab") / "tiny-swin"
-    result = edgesdk.export(model, path, formats=("onnx", "tflite"))
+    result = edgesdk.export(model, path, formats=("onnx", "tflite"), random_weights=True)
     return model, path, result
 
 
@@ -659,13 +659,13 @@ def test_cli_no_fold_keeps_norms_and_bad_image_size_exits_2(tmp_path):
 
     runner = CliRunner()
     out = tmp_path / "unfolded"
-    result = runner.invoke(cli, ["export", "slab", "--preset", "tiny", "--no-fold", "--format", "onnx",
+    result = runner.invoke(cli, ["export", "slab", "--preset", "tiny", "--random-weights", "--no-fold", "--format", "onnx",
                                   "-o", str(out)])
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "edgesdk.json").read_text())
     facts = manifest["extra"]["slab"]
     assert facts["folded"] is False and facts["norms_left"] == facts["norms"] == 5
-    result = runner.invoke(cli, ["export", "slab", "--preset", "tiny", "--image-size", "48", "--format", "onnx",
+    result = runner.invoke(cli, ["export", "slab", "--preset", "tiny", "--random-weights", "--image-size", "48", "--format", "onnx",
                                   "-o", str(tmp_path / "bad")])
     assert result.exit_code == 2
     assert "image_size 48 does not match this model's 32" in result.output
@@ -717,5 +717,5 @@ def test_full_size_export_validates(tmp_path, preset, check_validation):
     import edgesdk
 
     model = edgesdk.create_model("slab", preset=preset)
-    result = edgesdk.export(model, tmp_path / preset, formats=("onnx", "tflite"))
+    result = edgesdk.export(model, tmp_path / preset, formats=("onnx", "tflite"), random_weights=True)
     check_validation(result, ("onnx", "tflite"))

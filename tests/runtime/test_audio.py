@@ -136,7 +136,7 @@ def stream_bundle(tmp_path_factory):
     with torch.no_grad():  # a larger head, so that classes separate and sigmoid scores move
         model.head.weight.copy_(torch.randn(model.head.weight.shape, generator=generator) * 0.5)
     out = tmp_path_factory.mktemp("audio") / "tiny-stream"
-    edgesdk.export(model, out, formats=("onnx",), mode="stream")
+    edgesdk.export(model, out, formats=("onnx",), mode="stream", random_weights=True)
     return model, out
 
 
@@ -192,7 +192,7 @@ def test_stream_wav_with_chunked_step_decides_like_single_frames(stream_bundle, 
 
     model, out = stream_bundle
     chunked = tmp_path / "chunk3"
-    edgesdk.export(model, chunked, formats=("onnx",), mode="stream", chunk_frames=3, validation_steps=12)
+    edgesdk.export(model, chunked, formats=("onnx",), mode="stream", chunk_frames=3, validation_steps=12, random_weights=True)
     single = stream_wav(edgesdk.load(out), FIXTURES / "no.wav")
     triple = stream_wav(edgesdk.load(chunked), FIXTURES / "no.wav")
     assert triple.frames_used == single.frames_used == 128

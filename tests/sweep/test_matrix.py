@@ -8,7 +8,7 @@ import pytest
 from edgesdk.errors import UsageError
 from edgesdk.sweep.matrix import load_matrix, parse_matrix
 
-BASE = {"models": [{"family": "lmuformer", "preset": "tiny"},
+BASE = {"models": [{"family": "lmuformer", "preset": "tiny", "random_weights": True},
                    {"factory": "examples.python.tiny_models:classifier", "inputs": {"features": "1x40x17"}}],
         "formats": ["onnx", "tflite"], "precisions": ["fp32", "int8"], "devices": ["local", "fake-board"]}
 
@@ -34,7 +34,7 @@ def test_keys_change_with_what_decides_the_result_and_only_with_it():
     assert matrix.measure_key(onnx, "x86-64") != matrix.measure_key(onnx_board, "fake-board")
     assert matrix.export_key(tflite_int8) != matrix.export_key(tflite_fp32)
     assert parse_matrix(BASE).export_key(onnx) == matrix.export_key(onnx)  # stable across reads
-    changed = parse_matrix({**BASE, "models": [{"family": "lmuformer", "preset": "tiny", "options": {"chunk_frames": 4}}]})
+    changed = parse_matrix({**BASE, "models": [{"family": "lmuformer", "preset": "tiny", "random_weights": True, "options": {"chunk_frames": 4}}]})
     assert changed.export_key(changed.cells()[0]) != matrix.export_key(onnx)
     reprofiled = parse_matrix({**BASE, "profile": {"runs": 7}})
     same_cell = next(c for c in reprofiled.cells() if c.cell_id == onnx.cell_id)
@@ -47,8 +47,10 @@ def test_keys_change_with_what_decides_the_result_and_only_with_it():
     ({**BASE, "precisions": ["fp16"]}, "unknown fp16"),
     ({**BASE, "models": [{"family": "lmuformer", "factory": "a:b"}]}, "exactly one of family"),
     ({**BASE, "models": [{"factory": "a:b"}]}, "needs inputs"),
-    ({**BASE, "models": [{"family": "lmuformer", "preset": "tiny", "colour": 1}]}, "unknown keys colour"),
-    ({**BASE, "models": [{"family": "lmuformer", "preset": "tiny"}] * 2}, "repeated: lmuformer-tiny"),
+    ({**BASE, "models": [{"family": "lmuformer", "preset": "tiny", "random_weights": True, "colour": 1}]}, "unknown keys colour"),
+    ({**BASE, "models": [{"family": "lmuformer", "preset": "tiny", "random_weights": True}] * 2}, "repeated: lmuformer-tiny"),
+    ({**BASE, "models": [{"family": "lmuformer", "preset": "tiny"}]}, "give lmuformer a checkpoint: FILE, or random_weights: true"),
+    ({**BASE, "models": [{"family": "lmuformer", "preset": "tiny", "random_weights": "yes"}]}, "random_weights must be true or false"),
     ({**BASE, "profile": {"runs": 0}}, "runs must be"),
     ({**BASE, "export": {"fold": False}}, "recipe options go under"),
     ({**BASE, "device": ["x"]}, "unknown keys device"),
@@ -62,7 +64,7 @@ def test_bad_matrices_are_usage_errors_naming_the_problem(data, message):
 
 def test_yaml_file_reads_and_bad_yaml_is_a_usage_error(tmp_path):
     good = tmp_path / "m.yaml"
-    good.write_text("models:\n  - family: lmuformer\n    preset: tiny\nformats: [onnx]\n")
+    good.write_text("models:\n  - family: lmuformer\n    preset: tiny\n    random_weights: true\nformats: [onnx]\n")
     matrix = load_matrix(good)
     assert [c.cell_id for c in matrix.cells()] == ["lmuformer-tiny/onnx/fp32/local"]
     assert matrix.base_dir == tmp_path
