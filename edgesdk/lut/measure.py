@@ -120,11 +120,16 @@ def measure_bundle(request: MeasureRequest) -> Measurement:
     if request.bundle is None and request.archive is None:
         raise BundleError("a measurement needs a bundle folder or its archive")
     with tempfile.TemporaryDirectory(prefix="edgesdk-lut-") as scratch:
-        bundle = Path(request.bundle) if request.bundle is not None else None
-        if request.archive is not None:
-            from edgesdk.sweep.tasks import unpack_bundle
+        bundle = Path(request.bundle) if request.bundle is not None else Path(scratch)
+        if request.archive is not None:  # sent by value (Ray): unpacked with tarfile's data filter
+            import io
+            import tarfile
 
-            bundle = unpack_bundle(request.archive, Path(scratch) / "bundle")
+            bundle = Path(scratch) / "bundle"
+            with tarfile.open(fileobj=io.BytesIO(request.archive), mode="r:gz") as archive:
+                archive.extractall(bundle, filter="data")  # refuses links and paths out of the folder
+            if request.bundle is not None:  # a lone model file inside the archive
+                bundle = bundle / request.bundle
         return _measure_folder(request, bundle)
 
 

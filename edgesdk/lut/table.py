@@ -340,6 +340,7 @@ class LatencyTable:
             with os.fdopen(handle, "w", encoding="utf-8") as out:
                 json.dump(data, out, indent=1)
                 out.write("\n")
+            os.chmod(temporary, 0o644)  # mkstemp makes it private; a table is for sharing
             os.replace(temporary, path)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
@@ -442,7 +443,9 @@ def _request(key: str, folder: Path, input_name: str, shape: tuple[int, ...], fm
     if archive:  # the executor's workers may not share this file system (Ray)
         from edgesdk.sweep.tasks import pack_bundle
 
-        return MeasureRequest(key, None, pack_bundle(folder), input_name, shape, fmt, precision, threads, runs, warmup, energy)
+        inner = None if folder.is_dir() else folder.name  # a lone model file: named inside the archive
+        packed = pack_bundle(folder if folder.is_dir() else folder.parent)
+        return MeasureRequest(key, inner, packed, input_name, shape, fmt, precision, threads, runs, warmup, energy)
     return MeasureRequest(key, str(folder), None, input_name, shape, fmt, precision, threads, runs, warmup, energy)
 
 
