@@ -35,7 +35,7 @@ def command(family, table_path, max_latency_ms, max_energy_mj, max_params, audio
             margin, budget, population, remeasure, seed, use_ray, ray_address, output) -> None:
     """Search FAMILY's subnets scored on your audio (no labels), within the limits, measured on this device."""
     from edgesdk.lut.score import DistillationScorer, load_audio_folder
-    from edgesdk.lut.search import Limits, search_subnet, subnet_json
+    from edgesdk.lut.search import Limits, check_search, search_subnet, subnet_json
     from edgesdk.lut.table import LatencyTable
 
     started = time.perf_counter()
@@ -45,6 +45,9 @@ def command(family, table_path, max_latency_ms, max_energy_mj, max_params, audio
     if table.supernet.checkpoint_sha256 and checkpoint is None:
         raise UsageError(f"{table_path} was built from a checkpoint: give it with --checkpoint")
     supernet = load_supernet(table.supernet.preset if checkpoint is None else None, checkpoint)
+    with _executor(use_ray, ray_address) as executor:  # refusals before the scores are prepared
+        check_search(supernet, table, limits, format=fmt, precision=precision, seconds=seconds,
+                     table_path=str(table_path), executor=executor, say=_say)
     human.print(f"→ scoring on {len(clips.names)} clips from {audio}", markup=False)
     prepared = time.perf_counter()
     scorer = DistillationScorer(supernet, clips)

@@ -283,37 +283,51 @@ class SearchResult:
         return self.conditions.get("_spread", {}).get(str(self.chosen.subnet.to_dict()))
 
 
+def check_search(supernet, table, limits: Limits, *, format: str | None = None, precision: str | None = None,
+                 seconds: float | None = None, table_path: str | None = None, executor=None, exporter=None,
+                 say: Callable[[str], None] = lambda m: None) -> float:
+    """Refuse what no search can answer (exit 2, or 6 for energy without a sensor); returns the
+    smallest subnet's measured latency (from the validation, else measured now)."""
+    from edgesdk.devices.detect import detect_device
+    from edgesdk.errors import MeasurementUnavailable
+    from edgesdk.lut.table import check_supernet, export_subnet, measure_subnets
+    from edgesdk.models.lighthubert import min_subnet
+
+    name = table_path or "the table"
+    check_supernet(table, supernet, name)
+    table.conditions.check(device_profile=detect_device().profile.name, format=format, precision=precision,
+                           seconds=seconds, table=name)
+    if limits.max_energy_mj is not None and not table.has_energy:
+        raise MeasurementUnavailable(f"--max-energy-mj needs a table with measured energy; this one has none "
+                                     f"({table.conditions.energy})")
+    if table.validation is not None:
+        min_ms = table.validation.min_subnet_ms
+    else:
+        say("measuring the smallest subnet (the table is not validated)")
+        min_ms = measure_subnets(supernet, [min_subnet(supernet.config.search_space)], table, executor=executor,
+                                 exporter=exporter or export_subnet)[0].latency.median_ms
+    if limits.max_latency_ms < min_ms:
+        raise UsageError(f"--max-latency-ms {limits.max_latency_ms:g} is below the smallest subnet's measured latency "
+                         f"on this device ({min_ms:.2f} ms at {table.conditions.seconds:g} s of audio, "
+                         f"{table.conditions.format} {table.conditions.precision}): no subnet can meet it")
+    return min_ms
+
+
 def search_subnet(supernet, table, score: ScoreFunction, limits: Limits, *, budget: int = 200, population: int = 24,
                   remeasure: int = 3, seed: int = 0, executor=None, table_path: str | None = None,
                   format: str | None = None, precision: str | None = None, seconds: float | None = None,
                   say: Callable[[str], None] = lambda m: None, exporter=None) -> SearchResult:
     """Search ``supernet``'s space for the best-scoring subnet that fits ``limits`` on this device."""
-    from edgesdk.devices.detect import detect_device
-    from edgesdk.errors import MeasurementUnavailable
-    from edgesdk.lut.table import check_supernet, export_subnet, measure_subnets
-    from edgesdk.models.lighthubert import authors_parameter_count, min_subnet
+    from edgesdk.lut.table import export_subnet, measure_subnets
+    from edgesdk.models.lighthubert import authors_parameter_count
 
     timings: dict[str, float] = {}
     exporter = exporter or export_subnet
-    check_supernet(table, supernet, table_path or "the table")
-    table.conditions.check(device_profile=detect_device().profile.name, format=format, precision=precision,
-                           seconds=seconds, table=table_path or "the table")
-    if limits.max_energy_mj is not None and not table.has_energy:
-        raise MeasurementUnavailable(f"--max-energy-mj needs a table with measured energy; this one has none "
-                                     f"({table.conditions.energy})")
-    config = supernet.config
     started = time.perf_counter()
-    if table.validation is not None:
-        min_ms = table.validation.min_subnet_ms
-    else:
-        say("measuring the smallest subnet (the table is not validated)")
-        min_ms = measure_subnets(supernet, [min_subnet(config.search_space)], table, executor=executor,
-                                 exporter=exporter)[0].latency.median_ms
-    timings["min_subnet_check"] = time.perf_counter() - started
-    if limits.max_latency_ms < min_ms:
-        raise UsageError(f"--max-latency-ms {limits.max_latency_ms:g} is below the smallest subnet's measured latency "
-                         f"on this device ({min_ms:.2f} ms at {table.conditions.seconds:g} s of audio, "
-                         f"{table.conditions.format} {table.conditions.precision}): no subnet can meet it")
+    min_ms = check_search(supernet, table, limits, format=format, precision=precision, seconds=seconds,
+                          table_path=table_path, executor=executor, exporter=exporter, say=say)
+    timings["checks"] = time.perf_counter() - started
+    config = supernet.config
 
     def params_of(subnet) -> int:
         return authors_parameter_count(config, subnet) - config.embed_dim  # standalone: no mask_emb

@@ -136,3 +136,20 @@ def test_limits_are_checked():
         Limits(100.0, margin=1.0)
     with pytest.raises(UsageError, match="max-latency-ms"):
         Limits(0.0)
+
+
+def test_a_subnet_json_names_the_subnet_to_export(supernet, tmp_path):
+    """`edgesdk export lighthubert --subnet subnet.json` (and subnet="file.json") take the search's file."""
+    import json
+
+    from edgesdk.models.lighthubert import extract_subnet, resolve_subnet
+
+    chosen = {"embed_dim": 96, "layer_num": 10, "heads_num": [1, 2] * 5, "ffn_embed": [288, 336] * 5}
+    (tmp_path / "subnet.json").write_text(json.dumps({"family": "lighthubert", "subnet": chosen, "params": 1}))
+    (tmp_path / "upstream.json").write_text(json.dumps(chosen))
+    expected = resolve_subnet(supernet.config, chosen)
+    assert resolve_subnet(supernet.config, str(tmp_path / "subnet.json")) == expected
+    assert resolve_subnet(supernet.config, str(tmp_path / "upstream.json")) == expected
+    assert extract_subnet(supernet, str(tmp_path / "subnet.json")).subnet == expected
+    with pytest.raises(UsageError, match="does not exist"):
+        resolve_subnet(supernet.config, str(tmp_path / "missing.json"))

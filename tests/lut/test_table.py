@@ -117,3 +117,35 @@ def test_real_build_and_validation_on_the_tiny_supernet(supernet, tmp_path):
     assert report.predictor.kind in ("table-sum-fit", "regression")
     path = validated.save(tmp_path / "lut.json")
     assert LatencyTable.load(path).validation.predictor == report.predictor
+
+
+def test_search_refuses_a_limit_below_the_smallest_subnet_and_a_table_of_another_setting(supernet, tmp_path):
+    """Through the CLI: exit 2 with the smallest subnet's measured latency; exit 2 naming the mismatch;
+    exit 2 for an empty audio folder and for audio at another sample rate."""
+    import soundfile
+    from click.testing import CliRunner
+
+    from edgesdk.cli import cli
+    from edgesdk.lut.table import ErrorFigures, Predictor, ValidationReport
+
+    table = constructed_table(supernet, block_cost, device_profile=detect_device().profile.name)
+    figures = ErrorFigures(1.0, 1.0, 1.0)
+    report = ValidationReport((), figures, figures, figures, Predictor(), "constructed", 12.5, 40.0, 0, "now")
+    path = LatencyTable(table.supernet, table.conditions, table.blocks, report).save(tmp_path / "lut.json")
+    base = ["search", "lighthubert", "--lut", str(path), "-o", str(tmp_path / "subnet.json")]
+    kws = str(__import__("pathlib").Path(__file__).resolve().parents[2] / "examples" / "kws" / "clips")
+    runner = CliRunner()
+    low = runner.invoke(cli, base + ["--max-latency-ms", "10", "--audio", kws])
+    assert low.exit_code == 2, low.output
+    assert "below the smallest subnet's measured latency on this device (12.50 ms" in " ".join(low.output.split())
+    other = runner.invoke(cli, base + ["--max-latency-ms", "30", "--audio", kws, "--format", "tflite", "--seconds", "1"])
+    assert other.exit_code == 2 and "format 'onnx', asked 'tflite'" in other.output and "input length 0.5 s, asked 1 s" in other.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert runner.invoke(cli, base + ["--max-latency-ms", "30", "--audio", str(empty)]).exit_code == 2
+    eight = tmp_path / "eight"
+    eight.mkdir()
+    soundfile.write(eight / "a.wav", np.zeros(8000, dtype=np.float32), 8000)
+    result = runner.invoke(cli, base + ["--max-latency-ms", "30", "--audio", str(eight)])
+    assert result.exit_code == 2 and "8000 Hz" in result.output
+    assert not (tmp_path / "subnet.json").exists()
