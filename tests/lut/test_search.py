@@ -80,6 +80,7 @@ def test_an_infeasible_best_is_never_returned(supernet):
     assert evolution.best.score.mean >= baseline.best.score.mean
 
 
+@pytest.mark.fullsize  # minutes on a loaded 2-core machine: exports and measures whole subnets
 def test_whole_search_remeasures_and_returns_a_subnet_that_fits(supernet, tmp_path):
     """A real run end to end on the tiny supernet: constructed table scaled to this machine,
     real scores on the KWS clips, candidates exported and measured whole through the executor."""
