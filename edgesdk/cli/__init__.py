@@ -20,7 +20,8 @@ from edgesdk import interrupts
 from edgesdk._version import __version__
 from edgesdk.errors import BundleWarning, EdgeSDKError
 
-VERBS = ("export", "run", "validate", "inspect", "profile", "devices", "models", "demo", "wrap", "sweep", "map")
+VERBS = ("export", "run", "validate", "inspect", "profile", "devices", "models", "demo", "wrap", "sweep", "map",
+         "lut", "search")
 
 
 class EdgeSDKClickError(click.ClickException):

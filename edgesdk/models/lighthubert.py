@@ -332,6 +332,8 @@ def resolve_subnet(config: LightHuBERTConfig, subnet: "SubnetConfig | str | Mapp
         chosen = subnet
     elif isinstance(subnet, Mapping):
         chosen = SubnetConfig.from_dict(subnet)
+    elif isinstance(subnet, str) and subnet.strip().lower().endswith(".json") and not subnet.lstrip().startswith("{"):
+        chosen = SubnetConfig.from_dict(read_subnet_file(subnet))
     elif isinstance(subnet, str) and subnet.lstrip().startswith("{"):
         try:
             data = json.loads(subnet)
@@ -351,6 +353,23 @@ def resolve_subnet(config: LightHuBERTConfig, subnet: "SubnetConfig | str | Mapp
         raise UsageError(f"subnet must be a name, a JSON string or a dict, not {type(subnet).__name__}")
     check_subnet(config, chosen)
     return chosen
+
+
+def read_subnet_file(path: str) -> dict[str, Any]:
+    """The subnet dict of a JSON file: upstream's dict itself, or ``edgesdk search``'s
+    subnet.json (its ``subnet`` entry)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        raise UsageError(f"subnet file {path} does not exist") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UsageError(f"subnet file {path} is not readable JSON: {error}") from None
+    if isinstance(data, Mapping) and isinstance(data.get("subnet"), Mapping):
+        data = data["subnet"]
+    if not isinstance(data, Mapping):
+        raise UsageError(f"subnet file {path} holds no subnet dict (expected upstream's keys or a 'subnet' entry)")
+    return dict(data)
 
 
 def check_subnet(config: LightHuBERTConfig, subnet: SubnetConfig) -> None:
@@ -627,9 +646,14 @@ class LightHuBERTSupernet(nn.Module):
         return self.feature_norm(self.feature_extractor(waveform).transpose(1, 2))
 
     def forward(self, waveform: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.forward_encoder(self.forward_features(waveform))
+
+    def forward_encoder(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The active subnet after the CNN: features [B, frames, C] -> the L+1 hidden states.
+        (The CNN is the same in every subnet, so a search computes it once per clip.)"""
         subnet = self.subnet
         e = subnet.embed_dim
-        x = F.linear(self.forward_features(waveform), self.feature_projection.weight[:e], self.feature_projection.bias[:e])
+        x = F.linear(features, self.feature_projection.weight[:e], self.feature_projection.bias[:e])
         hidden_states = [x]
         # Weight norm over the *full* stored tensor first, then slice (slicing g and v apart
         # gives a different W).
@@ -668,10 +692,14 @@ class LightHuBERTSubnet(nn.Module):
         """CNN features after the 512-wide LayerNorm: [B, samples] -> [B, frames, C]."""
         return self.feature_norm(self.feature_extractor(waveform).transpose(1, 2))
 
+    def forward_positional(self, x: torch.Tensor) -> torch.Tensor:
+        """Positional conv and encoder LayerNorm: projected features [B, frames, e] -> layer 1's input."""
+        return self.encoder_norm(_positional_conv(x, self.pos_conv.weight, self.pos_conv.bias, self.pos_conv.groups))
+
     def forward(self, waveform: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = self.feature_projection(self.forward_features(waveform))
         hidden_states = [x]
-        x = self.encoder_norm(_positional_conv(x, self.pos_conv.weight, self.pos_conv.bias, self.pos_conv.groups))
+        x = self.forward_positional(x)
         for block in self.blocks:
             x = block(x)
             hidden_states.append(x)
@@ -1103,7 +1131,7 @@ class LightHuBERTExportOptions(ExportOptions):
     family: ClassVar[str] = "lighthubert"
 
     subnet: "str | Mapping[str, Any] | SubnetConfig | None" = option(
-        None, f"subnet to extract: a name ({', '.join(NAMED_SUBNETS)}) or a JSON config",
+        None, f"subnet to extract: a name ({', '.join(NAMED_SUBNETS)}), a JSON config, or a .json file (e.g. edgesdk search's subnet.json)",
         OptionType("name or JSON", _subnet_option), default_text="the supernet's default")
     layers: "str | tuple[int, ...]" = option(
         "last", "hidden states to output: last, all, or indices i,j (0 = projected CNN features)",
