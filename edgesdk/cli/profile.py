@@ -5,32 +5,34 @@ from pathlib import Path
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-
-from edgesdk.cli.common import emit_json, human, print_bundle_notes
+from edgesdk.cli.common import ResultsTable, emit_json, human, print_bundle_notes, results
 from edgesdk.profiler.report import figure_rows, summary_notes
 from edgesdk.profiler.session import BACKEND_CHOICES, ENERGY_CHOICES, ProfileOptions, parse_shape
 
 _PHASES = {"warmup": "warm-up", "latency": "timed runs", "energy": "energy windows"}
 
 
-def _print_summary(result: dict, written: dict[str, str]) -> None:
+def _print_summary(result: dict, written: dict[str, str], as_json: bool) -> None:
+    """The figures are the result (stdout); notes, warnings and file paths go to stderr.
+
+    With --json, stdout holds the JSON alone, so the figures go to stderr too."""
+    out = human if as_json else results
     backend = result["backend"]
     artifact = result.get("artifact") or {}
     threads = result.get("threads")
-    human.print(
+    out.print(
         f"[bold]{result['bundle']['path']}[/bold] on {result['device']['model']} "
         f"(profile {result['device']['profile']}), {backend['name']} "
         f"[{', '.join(backend['providers_in_use'])}], artifact {artifact.get('file')} "
         f"({artifact.get('format')}, {artifact.get('precision')}), "
         f"threads {threads if threads else 'backend default'}, mode {result['mode']}"
     )
-    table = Table(show_edge=False)
+    table = ResultsTable()
     for column in ("figure", "value", "provenance"):
         table.add_column(column)
     for row in figure_rows(result):
         table.add_row(row.figure, row.value, row.provenance)
-    human.print(table)
+    out.print(table)
     for kind, text in summary_notes(result):
         if kind == "estimate":
             human.print(f"[yellow]energy is an estimate, not a measurement[/yellow]: {text}")
@@ -130,4 +132,4 @@ def command(
         written = write_report(outcome.result, report_dir, outcome.latency_times_s, outcome.measurement)
     if as_json:
         emit_json(outcome.result)
-    _print_summary(outcome.result, written)
+    _print_summary(outcome.result, written, as_json)

@@ -101,3 +101,14 @@ def test_bad_option_values(bundle):
     assert result.exit_code == 2
     result = CliRunner().invoke(cli, ["profile", str(bundle), "--runs", "0"])
     assert result.exit_code == 2
+
+
+def test_the_figures_go_to_stdout_whole_and_the_notes_to_stderr(bundle, no_sensors):
+    result = CliRunner().invoke(cli, ["profile", str(bundle), "--runs", "10", "--warmup", "1"],
+                                env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    # A pipe is as wide as the longest row: every figure's whole line is on stdout.
+    for label in ("latency p50 / p90 / p99 (10 runs)", "estimated:ops+memory", "measured:perf_counter"):
+        assert label in result.stdout, label
+    assert "…" not in result.stdout
+    assert "estimate, not a measurement" in result.stderr and "estimate, not a measurement" not in result.stdout
