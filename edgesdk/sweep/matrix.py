@@ -9,7 +9,7 @@
         name: classifier
         inputs: {features: 1x40x17}
     formats: [onnx, tflite]
-    precisions: [fp32, int8]           # int8: TFLite dynamic-range weights (ONNX int8 is not exported yet)
+    precisions: [fp32, int8-dynamic]   # as `edgesdk export --precision` (int8 = int8-dynamic)
     devices: [local]                   # device profiles; `local` is this machine's own
     export: {atol: 1.0e-4}             # options for every export
     profile: {runs: 50, warmup: 5, energy: auto}
@@ -34,7 +34,10 @@ from edgesdk._version import __version__
 from edgesdk.errors import UsageError
 
 FORMATS = ("onnx", "tflite")
-PRECISIONS = ("fp32", "int8")
+# `edgesdk export --precision` names; int8-static is left out (it needs calibration data per model).
+PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-weight-only")
+# Older matrices said int8 for TFLite dynamic-range weights, which is int8-dynamic.
+PRECISION_ALIASES = {"int8": "int8-dynamic"}
 ENERGY_SOURCES = ("auto", "estimate", "rapl", "ina3221", "nvml", "android")
 LOCAL_DEVICE = "local"
 EXPORT_PACKAGES = ("torch", "onnx", "onnxscript", "litert-torch", "ai-edge-quantizer")
@@ -137,8 +140,11 @@ class Cell:
     @property
     def unsupported(self) -> str | None:
         """Why this combination cannot be exported today (None: it can)."""
-        if self.precision == "int8" and self.format != "tflite":
-            return "int8 is exported for TFLite only today (dynamic-range weights); ONNX stays fp32"
+        from edgesdk.exporters.precision import SUPPORTED, UNSUPPORTED_REASON
+
+        if self.precision not in SUPPORTED[self.format]:
+            return UNSUPPORTED_REASON.get((self.format, self.precision),
+                                          f"{self.format} has no {self.precision} export")
         return None
 
 
@@ -202,6 +208,11 @@ def _source_hashes(family: str | None, factory: str | None, checkpoint: Path | N
     if checkpoint is not None:
         hashes.append((checkpoint.name, _sha256_file(checkpoint)))
     return tuple(hashes)
+
+
+def _precision_names(raw: Any) -> Any:
+    values = [raw] if isinstance(raw, str) else raw
+    return [PRECISION_ALIASES.get(value, value) for value in values] if isinstance(values, list) else raw
 
 
 def _choices(raw: Any, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -299,7 +310,7 @@ def parse_matrix(data: Any, base_dir: Path = Path(".")) -> Matrix:
     return Matrix(
         name=str(data.get("name") or "sweep"), models=models,
         formats=_choices(data.get("formats", list(FORMATS)), FORMATS, "formats"),
-        precisions=_choices(data.get("precisions", ["fp32"]), PRECISIONS, "precisions"),
+        precisions=_choices(_precision_names(data.get("precisions", ["fp32"])), PRECISIONS, "precisions"),
         devices=tuple(dict.fromkeys(devices)), export_options=_freeze(dict(export_options)),
         profile=profile, base_dir=base_dir,
     )

@@ -102,7 +102,10 @@ def _errors(validation: dict, fmt: str) -> tuple[float | None, float | None]:
             for value in node:
                 walk(value)
 
-    walk(validation.get("formats", {}).get(fmt, {}))
+    # A reduced-precision artifact is validated under "format/precision" ("onnx/int8-dynamic").
+    for label, report in validation.get("formats", {}).items():
+        if label == fmt or label.startswith(f"{fmt}/"):
+            walk(report)
     return (max(max_abs) if max_abs else None), (min(sqnr) if sqnr else None)
 
 
@@ -118,8 +121,8 @@ def export_cell(request: ExportRequest) -> ExportSummary:
     started = time.perf_counter()
     options: dict[str, Any] = dict(request.export_options)
     options.update(dict(entry.options))
-    if request.precision == "int8":
-        options["quantize"] = "int8"
+    if request.precision != "fp32":
+        options["precision"] = request.precision  # the bundle holds this one artifact
     with tempfile.TemporaryDirectory(prefix="edgesdk-sweep-") as scratch:
         output = Path(request.output) if request.output else Path(scratch) / "bundle"
         if entry.factory is not None:

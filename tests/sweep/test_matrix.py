@@ -13,13 +13,17 @@ BASE = {"models": [{"family": "lmuformer", "preset": "tiny", "random_weights": T
         "formats": ["onnx", "tflite"], "precisions": ["fp32", "int8"], "devices": ["local", "fake-board"]}
 
 
-def test_cells_are_the_product_and_onnx_int8_is_marked_unsupported():
+def test_cells_are_the_product_and_int8_is_int8_dynamic_on_both_formats():
     matrix = parse_matrix(BASE)
     cells = matrix.cells()
     assert len(cells) == 2 * 2 * 2 * 2
-    unsupported = [c.cell_id for c in cells if c.unsupported]
-    assert sorted(unsupported) == sorted(f"{m}/onnx/int8/{d}" for m in ("lmuformer-tiny", "classifier")
+    assert matrix.precisions == ("fp32", "int8-dynamic")  # the older spelling, read as the export's name
+    assert [c.cell_id for c in cells if c.unsupported] == []
+    weight_only = parse_matrix({**BASE, "precisions": ["int8-weight-only"]}).cells()
+    unsupported = {c.cell_id: c.unsupported for c in weight_only if c.unsupported}
+    assert sorted(unsupported) == sorted(f"{m}/onnx/int8-weight-only/{d}" for m in ("lmuformer-tiny", "classifier")
                                          for d in ("local", "fake-board"))
+    assert all("onnxruntime has no int8 weight-only path" in why for why in unsupported.values())
     assert matrix.models[1].inputs == (("features", (1, 40, 17)),)
 
 
@@ -28,7 +32,7 @@ def test_keys_change_with_what_decides_the_result_and_only_with_it():
     cells = {c.cell_id: c for c in matrix.cells()}
     onnx = cells["lmuformer-tiny/onnx/fp32/local"]
     onnx_board = cells["lmuformer-tiny/onnx/fp32/fake-board"]
-    tflite_int8 = cells["lmuformer-tiny/tflite/int8/local"]
+    tflite_int8 = cells["lmuformer-tiny/tflite/int8-dynamic/local"]
     tflite_fp32 = cells["lmuformer-tiny/tflite/fp32/local"]
     assert matrix.export_key(onnx) == matrix.export_key(onnx_board)  # one bundle, measured on two devices
     assert matrix.measure_key(onnx, "x86-64") != matrix.measure_key(onnx_board, "fake-board")
@@ -44,7 +48,7 @@ def test_keys_change_with_what_decides_the_result_and_only_with_it():
 
 @pytest.mark.parametrize("data, message", [
     ({**BASE, "formats": ["coreml"]}, "unknown coreml"),
-    ({**BASE, "precisions": ["fp16"]}, "unknown fp16"),
+    ({**BASE, "precisions": ["int4"]}, "unknown int4"),
     ({**BASE, "models": [{"family": "lmuformer", "factory": "a:b"}]}, "exactly one of family"),
     ({**BASE, "models": [{"factory": "a:b"}]}, "needs inputs"),
     ({**BASE, "models": [{"family": "lmuformer", "preset": "tiny", "random_weights": True, "colour": 1}]}, "unknown keys colour"),
@@ -79,5 +83,5 @@ def test_the_example_matrix_reads_as_the_readme_says():
     matrix = load_matrix(root / "examples" / "sweeps" / "small.yaml")
     assert [(m.family, m.preset) for m in matrix.models] == [("lmuformer", "tiny"), ("slab", "tiny")]
     cells = matrix.cells()
-    assert len(cells) == 8 and sum(1 for c in cells if c.unsupported) == 2
+    assert len(cells) == 8 and not any(c.unsupported for c in cells)  # int8-dynamic exists for both formats
     assert {c.device for c in cells} == {"local"}

@@ -87,7 +87,7 @@ def test_a_sweep_on_ray_measures_on_the_device_node_and_reuses_the_cache(cluster
     shutil.copytree(folder / "out" / "cache", out / "cache",
                     ignore=shutil.ignore_patterns("measure-*"))
     (tmp_path / "matrix.yaml").write_text(MATRIX.replace("devices: [local, fake-board]", f"devices: [{DEVICE}]")
-                                          .replace("precisions: [fp32, int8]", "precisions: [fp32]"))
+                                          .replace("precisions: [fp32, int8-dynamic]", "precisions: [fp32]"))
     matrix = load_matrix(tmp_path / "matrix.yaml")
     first = run_sweep(matrix, out, executor, local_profile="unused", shared_filesystem=False)
     rows = {r.cell: r for r in first.rows}
@@ -111,7 +111,7 @@ def test_killing_a_worker_mid_sweep_fails_only_its_cell_after_one_retry(cluster,
     (tmp_path / "matrix.yaml").write_text(
         MATRIX.replace("tests.sweep.workloads:missing_model\n    name: broken\n    inputs: {x: 1x4}",
                        "tests.sweep.workloads:held_classifier\n    name: held\n    inputs: {features: 1x40x17}")
-        .replace("devices: [local, fake-board]", f"devices: [{DEVICE}]").replace("precisions: [fp32, int8]", "precisions: [fp32]"))
+        .replace("devices: [local, fake-board]", f"devices: [{DEVICE}]").replace("precisions: [fp32, int8-dynamic]", "precisions: [fp32]"))
     held = Path(os.environ[HELD_FOLDER])
     killed: list[int] = []
 

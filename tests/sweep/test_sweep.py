@@ -33,7 +33,7 @@ def test_each_cell_gets_one_row_with_its_figures_or_its_error(first_sweep):
     broken = rows["broken/onnx/fp32/local"]
     assert (broken["status"], broken["stage"], broken["exit_code"]) == ("failed", "export", 2)
     assert "missing_model" in broken["error"]
-    assert rows["classifier/onnx/int8/local"]["status"] == "skipped"
+    assert rows["classifier/onnx/int8-weight-only/local"]["status"] == "skipped"
     assert (summary.computed, summary.cached, summary.failed, summary.skipped) == (1, 0, 3, 4)
 
 
@@ -122,3 +122,14 @@ def test_an_interrupt_keeps_the_rows_already_finished_and_still_writes_the_repor
             run_sweep(load_matrix(tmp_path / "matrix.yaml"), out, executor, local_profile=local, say=say)
     assert list(read_rows(out)) == seen  # every row said before the interrupt, and no other
     assert "3 cells:" in (out / "report.md").read_text()
+
+
+def test_a_reduced_precision_cell_reports_the_error_of_its_own_artifact():
+    from edgesdk.sweep.tasks import _errors
+
+    validation = {"formats": {
+        "onnx/int8-dynamic": {"cases": [{"outputs": {"logits": {"max_abs": 0.02, "sqnr_db": 41.6}}}]},
+        "tflite": {"cases": [{"outputs": {"logits": {"max_abs": 1e-6, "sqnr_db": 120.0}}}]},
+    }}
+    assert _errors(validation, "onnx") == (0.02, 41.6)
+    assert _errors(validation, "tflite") == (1e-6, 120.0)
