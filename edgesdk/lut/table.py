@@ -432,9 +432,13 @@ def export_subnet(supernet, subnet, folder: Path, conditions: "TableConditions")
     """The default whole-subnet exporter: the family recipe (what `edgesdk export` ships), last
     hidden state, input ``waveform`` of the table's length."""
     from edgesdk.exporters.bundle import export
+    from edgesdk.models.info import model_info
 
+    # Latency does not depend on the weights: a supernet without a checkpoint is measured as it is,
+    # and its bundles (scratch, never shipped) say so in their manifests.
     export(supernet, folder, formats=(conditions.format,), precision=conditions.precision, force=True,
-           subnet=subnet, layers="last", window_seconds=conditions.seconds)
+           subnet=subnet, layers="last", window_seconds=conditions.seconds,
+           random_weights=model_info(supernet).random_weights)
     return folder
 
 

@@ -896,7 +896,8 @@ def build(config: SlabConfig) -> nn.Module:
     # Follows the authors' init and BN recalibration, so seeded models are conditioned like theirs.
     _init_weights(model)
     side = config.image_size
-    recalibrate_repbn(model, torch.randn(CALIBRATION_IMAGES, config.in_channels, side, side))
+    if next(model.parameters()).device.type != "meta":  # a meta build only counts parameters
+        recalibrate_repbn(model, torch.randn(CALIBRATION_IMAGES, config.in_channels, side, side))
     return model
 
 
