@@ -74,7 +74,8 @@ def export_small(folder: Path) -> Path:
     import edgesdk
 
     model = edgesdk.create_model("lighthubert", preset="small-supernet", seed=0)
-    return Path(edgesdk.export(model, folder / "small", formats=("onnx",), subnet="small", layers="last").path)
+    return Path(edgesdk.export(model, folder / "small", formats=("onnx",), subnet="small", layers="last",
+                                     random_weights=True).path)
 
 
 def load_average() -> str:
