@@ -84,6 +84,7 @@ def export(
     calibration_data: str | Path | None = None,
     keep_float: Sequence[str] = (),
     activation_bits: int = 8,
+    random_weights: bool = False,
     **recipe_options: Any,
 ) -> "ExportResult":
     """Export ``model`` to a validated bundle folder ``output`` (written atomically).
@@ -129,6 +130,9 @@ def export(
         calibration_data: int8-static: a folder of WAVs or images.
         keep_float: reduced precision: regexes of ops to keep float.
         activation_bits: int8-static TFLite: 8 or 16-bit activations.
+        random_weights: a registered family built without a checkpoint has seeded-random
+            weights; export refuses it unless this says they are wanted (the manifest then
+            records ``weights: seeded-random``, and every verb says so first).
 
     Raises UsageError (exit 2: bad arguments, existing output), ConversionError (exit 3: a
     converter failed), ValidationError (exit 4: an artifact disagrees with PyTorch; the bundle
@@ -142,7 +146,7 @@ def export(
         force=force, opset=opset, sample_inputs=sample_inputs, verbose=verbose, progress=progress,
         factory=factory, command_line=command_line, quantize=quantize, min_sqnr_db=min_sqnr_db,
         export_options=export_options, precision=precision, calibration_data=calibration_data,
-        keep_float=keep_float, activation_bits=activation_bits, **recipe_options,
+        keep_float=keep_float, activation_bits=activation_bits, random_weights=random_weights, **recipe_options,
     )
 
 

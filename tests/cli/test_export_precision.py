@@ -97,7 +97,7 @@ def test_wavs_for_a_vision_model_are_the_wrong_modality(tmp_path):
     folder = _wavs(tmp_path / "wavs", 4, 16000)
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, ["export", "slab", "--preset", "tiny", "--precision", "int8-static",
-                                      "--calibration-data", str(folder), "-o", str(out)])
+                                      "--calibration-data", str(folder), "--random-weights", "-o", str(out)])
     assert result.exit_code == 2, result.output
     assert "holds WAV files; this model takes images" in result.output
     assert not out.exists()

@@ -143,4 +143,4 @@ def test_the_app_runs_from_its_own_folder_with_the_two_files_its_readme_says_to_
     validated = subprocess.run([sys.executable, "-c", "from edgesdk.cli import main; main()", "validate", "kws"],
                                cwd=device, env=environment, capture_output=True, text=True, timeout=300)
     assert validated.returncode == 0, validated.stderr
-    assert "✓ kws: samples reproduce on onnxruntime (model.onnx, float32)" in validated.stderr
+    assert "✓ kws: samples reproduce on onnxruntime (model.onnx, float32)" in validated.stdout

@@ -57,4 +57,4 @@ def test_the_verbs_work_with_what_the_bundle_holds(stateless_bundle, tmp_path):
         assert result.stderr.splitlines()[0] == f"note: {bundle} lacks model.tflite (listed in its manifest); " \
                                                 "using what is there: model.onnx", arguments
     validated = runner.invoke(cli, ["validate", str(bundle)])
-    assert f"✓ {bundle}: samples reproduce on onnxruntime (model.onnx, float32)" in validated.stderr
+    assert f"✓ {bundle}: samples reproduce on onnxruntime (model.onnx, float32)" in validated.stdout
