@@ -84,6 +84,27 @@ def markdown(rows: Sequence["CellRow"], title: str, plot: str | None, task_plot:
 def plot_latency_vs_size(rows: Sequence["CellRow"], path: Path) -> Path | None:
     """p50 latency against artifact size, one series per device, the Pareto front circled."""
     measured = [r for r in rows if r.status == "ok" and r.p50_ms is not None and r.size_bytes]
+    return _scatter_per_device(
+        measured, path, point=lambda r: (r.size_bytes / 1024, r.p50_ms),
+        better=lambda x, y: (x, y),  # smaller and faster
+        labels=("artifact size (KiB)", "p50 latency (ms)", "latency vs size per device (circled: Pareto front)"))
+
+
+def plot_latency_vs_task(rows: Sequence["CellRow"], path: Path) -> Path | None:
+    """p50 latency against the task figure (accuracy, top-1 agreement), per device, the Pareto
+    front (faster and at least as accurate) circled; cells without a task figure are left out."""
+    measured = [r for r in rows if r.status == "ok" and r.p50_ms is not None and r.task_value is not None]
+    return _scatter_per_device(
+        measured, path, point=lambda r: (r.p50_ms, r.task_value * 100),
+        better=lambda x, y: (x, -y),  # lower latency, higher figure
+        labels=("p50 latency (ms)", "task figure (%): KWS accuracy / top-1 agreement",
+                "latency vs task figure per device (circled: Pareto front)"),
+        y_limits=(0, 105))
+
+
+def _scatter_per_device(measured: Sequence["CellRow"], path: Path, point, better, labels: tuple[str, str, str],
+                        y_limits: tuple[float, float] | None = None) -> Path | None:
+    """One labelled series per device, its Pareto front (by ``better``: smaller is better) circled."""
     if not measured:
         return None
     try:
@@ -97,51 +118,20 @@ def plot_latency_vs_size(rows: Sequence["CellRow"], path: Path) -> Path | None:
     axes = figure.add_subplot()
     for device in sorted({r.device for r in measured}):
         series = [r for r in measured if r.device == device]
-        points = [(r.size_bytes / 1024, r.p50_ms) for r in series]
+        points = [point(r) for r in series]
         axes.scatter([p[0] for p in points], [p[1] for p in points], label=device)
         for r, (x, y) in zip(series, points):
             axes.annotate(f"{r.model} {r.format} {r.precision}", (x, y), fontsize=7, xytext=(3, 3),
                           textcoords="offset points")
-        front = pareto_front(points)
+        front = pareto_front([better(x, y) for x, y in points])
         axes.scatter([points[i][0] for i in front], [points[i][1] for i in front], s=160, facecolors="none",
                      edgecolors="black", linewidths=1)
-    axes.set_xlabel("artifact size (KiB)")
-    axes.set_ylabel("p50 latency (ms)")
-    axes.set_title("latency vs size per device (circled: Pareto front)")
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(path)
-    return path
-
-
-def plot_latency_vs_task(rows: Sequence["CellRow"], path: Path) -> Path | None:
-    """p50 latency against the task figure (accuracy, top-1 agreement), per device, the Pareto
-    front (faster and at least as accurate) circled; cells without a task figure are left out."""
-    measured = [r for r in rows if r.status == "ok" and r.p50_ms is not None and r.task_value is not None]
-    if not measured:
-        return None
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        return None
-    figure = Figure(figsize=(7, 4.5), dpi=110)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    for device in sorted({r.device for r in measured}):
-        series = [r for r in measured if r.device == device]
-        points = [(r.p50_ms, r.task_value * 100) for r in series]
-        axes.scatter([p[0] for p in points], [p[1] for p in points], label=device)
-        for r, (x, y) in zip(series, points):
-            axes.annotate(f"{r.model} {r.format} {r.precision}", (x, y), fontsize=7, xytext=(3, 3),
-                          textcoords="offset points")
-        front = pareto_front([(x, -y) for x, y in points])  # lower latency, higher figure
-        axes.scatter([points[i][0] for i in front], [points[i][1] for i in front], s=160, facecolors="none",
-                     edgecolors="black", linewidths=1)
-    axes.set_xlabel("p50 latency (ms)")
-    axes.set_ylabel("task figure (%): KWS accuracy / top-1 agreement")
-    axes.set_ylim(0, 105)
-    axes.set_title("latency vs task figure per device (circled: Pareto front)")
+    x_label, y_label, title = labels
+    axes.set_xlabel(x_label)
+    axes.set_ylabel(y_label)
+    if y_limits:
+        axes.set_ylim(*y_limits)
+    axes.set_title(title)
     axes.legend()
     figure.tight_layout()
     figure.savefig(path)
