@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from edgesdk.cli.common import StepProgress, emit_json, human
+from edgesdk.cli.common import StepProgress, emit_json
 
 
 @click.command("wrap")

@@ -53,7 +53,6 @@ from edgesdk.profiler.latency import (
     peak_rss_mib,
     summarize_latency,
     time_calls,
-    time_once,
 )
 from edgesdk.profiler.opcount import count_onnx_macs
 from edgesdk.profiler.report import FigureRow, figure_rows
