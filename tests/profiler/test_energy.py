@@ -105,7 +105,8 @@ def test_net_energy_per_inference_matches_the_extra_power(sensor_class, toleranc
 def test_idle_workload_is_reported_unresolved():
     board = Board()
     measurement = _measure(PowerSensor(board), lambda: time.sleep(0.002), idle_s=0.05, active_s=0.05)
-    assert measurement.summary["energy_per_inference_j"] == pytest.approx(0.0, abs=1e-9)
+    # Nothing but the sensor's 1 µW dither over a 50 ms window can show up as net energy.
+    assert measurement.summary["energy_per_inference_j"] == pytest.approx(0.0, abs=1e-6 * 0.05)
     assert any(flag["flag"] == "not-resolved" for flag in measurement.summary["flags"])
 
 
