@@ -125,21 +125,3 @@ def logging_level(name: str) -> int:
     import logging
 
     return logging.getLevelName(name)
-
-
-def test_load_warns_about_an_artifact_that_failed_validation(stateless_bundle, tmp_path, caplog):
-    import logging
-
-    import edgesdk
-
-    bundle = tmp_path / "invalid"
-    shutil.copytree(stateless_bundle, bundle)
-    manifest = json.loads((bundle / "edgesdk.json").read_text())
-    manifest["valid"] = False
-    for artifact in manifest["artifacts"]:
-        artifact["valid"] = False
-    (bundle / "edgesdk.json").write_text(json.dumps(manifest))
-    with caplog.at_level(logging.WARNING, logger="edgesdk.runtime.model"):
-        model = edgesdk.load(bundle, backend="onnxruntime")
-    assert model.valid is False
-    assert "the onnx artifact model.onnx FAILED validation at export" in caplog.text

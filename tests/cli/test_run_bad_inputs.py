@@ -93,8 +93,9 @@ def test_auto_chooses_only_among_artifacts_that_take_the_feeds(runner, stateless
     assert "feed 'features' has shape (1, 41, 33)" in refused.output
 
 
-def test_an_artifact_that_failed_validation_warns_and_require_valid_refuses(runner, stateless_bundle, tmp_path):
+def test_an_artifact_that_failed_validation_warns_and_require_valid_refuses(runner, stateless_bundle, tmp_path, caplog):
     import json
+    import logging
     import shutil
 
     import edgesdk
@@ -106,7 +107,9 @@ def test_an_artifact_that_failed_validation_warns_and_require_valid_refuses(runn
     for artifact in manifest["artifacts"]:
         artifact["valid"] = False
     (bundle / "edgesdk.json").write_text(json.dumps(manifest))
-    assert edgesdk.load(bundle, backend="onnxruntime").valid is False
+    with caplog.at_level(logging.WARNING, logger="edgesdk.runtime.model"):
+        assert edgesdk.load(bundle, backend="onnxruntime").valid is False
+    assert "the onnx artifact model.onnx FAILED validation at export" in caplog.text
     assert edgesdk.load(stateless_bundle, backend="onnxruntime").valid is True
     feeds = tmp_path / "x.npz"
     np.savez(feeds, features=np.ones((1, 40, 17), np.float32))
