@@ -27,10 +27,11 @@ def _dynamic_shapes(spec: ExportSpec) -> tuple[dict[int, Any] | None, ...] | Non
 
     When every symbolic axis has an example size of 1 (a batch axis alone, as in the image
     classifiers), the axes get ``Dim.DYNAMIC``: a named Dim cannot start from 1 there, since
-    torch.export specializes sizes 0 and 1 ("Invalid ranges [2:1]"), and a batch-2 example would
-    also fix the TFLite file (exported at the example shapes) to 2. ``_name_dynamic_axes`` names
-    them after the spec afterwards. Specs with a longer symbolic axis (frames, samples) keep
-    named Dims throughout: mixing the two broke LightHuBERT's ``samples`` constraints.
+    torch.export specializes sizes 0 and 1 ("Invalid ranges [2:1]"). ``export_onnx`` also traces
+    the "batch" axes at size 2 (only the ONNX trace: TFLite keeps the example shapes), and
+    ``_name_dynamic_axes`` names the axes after the spec afterwards. Specs with a longer symbolic
+    axis (frames, samples) keep named Dims throughout: mixing the two broke LightHuBERT's
+    ``samples`` constraints.
     """
     if not spec.dynamic_axes:
         return None
