@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(BIN)/edgesdk demo
 
 test: $(STAMP)
+	ci/system_packages.sh
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
