@@ -301,6 +301,12 @@ class InProcessExecutor(Executor):
 
 def import_ray() -> Any:
     """The ray module, or BackendUnavailable (exit 5) naming the extra to install."""
+    # Ray Data's usage collection starts a driver thread that queries a Prometheus on
+    # localhost every 10 s for the rest of the process, formatting a traceback each time it is
+    # unreachable. On CPython 3.11 that races with ast use elsewhere (torch's exporters):
+    # "SystemError: AST constructor recursion depth mismatch" (python/cpython#106905). A user's
+    # explicit setting wins.
+    os.environ.setdefault("RAY_DATA_USAGE_DISABLED", "1")
     try:
         import ray
     except ImportError:

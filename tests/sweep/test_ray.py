@@ -156,6 +156,9 @@ def test_map_on_ray_data_equals_the_bundle_in_a_loop(cluster, stateless_bundle, 
     (out / "x3.npy").unlink(missing_ok=True)
     resumed = map_corpus(stateless_bundle, inputs, out, backend="onnxruntime", ray=executor.ray, workers=1)
     assert (resumed.done, resumed.skipped) == (1, 5)
+    # Ray Data's usage poller would format a traceback every 10 s for the rest of the process,
+    # racing torch's ast use on CPython 3.11 (see import_ray).
+    assert "data-usage-metrics-poller" not in {thread.name for thread in threading.enumerate()}
 
 
 def test_the_verb_with_ray_starts_its_own_instance_and_ignores_an_inherited_address(first_sweep, tmp_path):
