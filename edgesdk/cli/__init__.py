@@ -52,6 +52,15 @@ class VerbGroup(click.Group):
             raise
         return module.command
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Click cuts each verb's first sentence to the terminal's width with "..."; show it whole
+        # (wrapped), since it is the only place a newcomer reads what each verb is for.
+        rows = [(verb, command.get_short_help_str(limit=400)) for verb in self.list_commands(ctx)
+                if (command := self.get_command(ctx, verb)) is not None and not command.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)

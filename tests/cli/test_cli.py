@@ -125,6 +125,9 @@ def test_help_lists_the_verbs(runner):
     assert result.exit_code == 0
     for verb in ("export", "run", "validate", "inspect", "models", "demo"):
         assert verb in result.output
+    commands = result.output.split("Commands:")[1].split("Exit codes:")[0]
+    assert "..." not in commands  # each verb's first sentence whole, not cut to the width
+    assert " ".join(commands.split()).count("to a validated bundle.") == 1
 
 
 def test_inspect_a_lone_onnx_reads_its_metadata(runner, streaming_bundle):
