@@ -155,32 +155,67 @@ def test_java_state_feeding_follows_the_manifest(classes, bundle, tmp_path):
                                   recorded["last_mean_logits"])
 
 
-def test_java_decider_decides_as_the_python_spotter(classes, bundle, tmp_path):
+def record_first_decision(bundle: Path, pcm: np.ndarray, folder: Path) -> object:
+    """Run edgesdk's Python spotter over the clip as spot_wav does, writing the feeds and outputs
+    of every step up to its first decision (the end-of-window steps of Stream.end() included);
+    returns that decision."""
     import edgesdk
+    from edgesdk.runtime.spotter import EARLY_EXIT_FRAMES, EARLY_EXIT_PROBABILITY, Spotter
+
+    model = edgesdk.load(bundle, backend="onnxruntime")
+    calls: list[tuple[dict, dict]] = []
+    run_backend = model._run_backend
+
+    def recording(feeds, engine=None):
+        results = run_backend(feeds, engine)
+        calls.append(({k: np.array(v) for k, v in feeds.items()}, {k: np.array(v) for k, v in results.items()}))
+        return results
+
+    model._run_backend = recording
+    spotter = Spotter(model, EARLY_EXIT_PROBABILITY, EARLY_EXIT_FRAMES)
+    detections = []
+    for start in range(0, pcm.size, 160):
+        detections = spotter.push_audio(pcm[start: start + 160])
+        if detections:
+            break
+    detections = detections or spotter.finish()
+    for step, (feeds, outputs) in enumerate(calls):
+        for kind, tensors in (("in", feeds), ("out", outputs)):
+            (folder / f"step_{step}" / kind).mkdir(parents=True, exist_ok=True)
+            for name, value in tensors.items():
+                value.astype("<f4").tofile(folder / f"step_{step}" / kind / f"{name}.f32")
+    return detections[0]
+
+
+def test_java_decider_decides_as_the_python_spotter(classes, bundle, tmp_path):
     from edgesdk.runtime.audio import read_wav
 
     from examples.kws.common import CLIPS_DIR
-    from examples.kws.spotter import EARLY_EXIT_FRAMES, EARLY_EXIT_PROBABILITY, spot_wav
+    from examples.kws.spotter import EARLY_EXIT_FRAMES, EARLY_EXIT_PROBABILITY
 
-    model = edgesdk.load(bundle, backend="onnxruntime")
-    early = 0
+    window, lookahead = 128, 5
+    early = ended = 0
     for clip in json.loads((CLIPS_DIR / "clips.json").read_text()):
         wav = CLIPS_DIR / clip["file"]
         pcm = read_wav(wav)
-        python = spot_wav(model, wav, EARLY_EXIT_PROBABILITY, EARLY_EXIT_FRAMES)[0][0]
         folder = tmp_path / clip["file"]
-        record_python_stream(bundle, pcm, folder / "replay")
+        python = record_first_decision(bundle, pcm, folder / "replay")
         pcm.astype("<i2").tofile(folder / "in.pcm")
         report = json.loads(java(classes, "ReplayCli", str(bundle / "edgesdk.json"), str(folder / "replay"),
                                  str(folder / "in.pcm"), str(EARLY_EXIT_PROBABILITY), str(EARLY_EXIT_FRAMES)))
-        # The Java replay covers the audio's own frames only (no end-of-clip padding), so it
-        # decides exactly when the Python spotter exited early within them.
-        if python.early_exit and python.window_frame <= report["steps"]:
-            assert report.get("decision") is not None, clip["file"]
-            assert report["decision"]["label"] == python.label
-            assert report["decision"]["window_frame"] == python.window_frame
-            assert report["decision"]["early_exit"] is True
+        # Java fed every step what Python fed (features, padding, the end input, state) ...
+        assert report["problems"] == [], (clip["file"], report["problems"])
+        assert report["feature_max_abs_diff"] <= 1e-6 and report["end_input_max_abs_diff"] == 0.0, clip["file"]
+        assert all(diff == 0.0 for diff in report["state_max_abs_diff"].values()), clip["file"]
+        # ... and decided the same, early or at the window's end.
+        decision = report["decision"]
+        assert (decision["label"], decision["window_frame"], decision["early_exit"]) == \
+            (python.label, python.window_frame, python.early_exit), clip["file"]
+        assert abs(decision["probability"] - python.probability) <= 1e-6, clip["file"]
+        if python.early_exit:
             early += 1
         else:
-            assert report.get("decision") is None, (clip["file"], report.get("decision"))
-    assert early >= 3, f"Java KeywordDecider decided early on only {early} bundled clips"
+            # The window closed at its 128th frame; Stream.end() took 5 more steps, no more audio.
+            assert python.window_frame == window and report["steps"] == window + lookahead, clip["file"]
+            ended += 1
+    assert early >= 3 and ended >= 2, f"{early} early and {ended} ended windows among the bundled clips"

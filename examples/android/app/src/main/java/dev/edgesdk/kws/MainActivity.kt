@@ -96,7 +96,14 @@ class MainActivity : AppCompatActivity() {
                     return@listen
                 }
                 val outputs = session.push(mapOf(feature.name to Tensor.ofFloats(featureShape, frame)))
-                val decision = decider.update(outputs.getValue("mean_logits").floats)
+                val meanLogits = outputs.getValue("mean_logits").floats
+                var decision = decider.update(meanLogits)
+                if (decision == null && decider.windowFull()) {
+                    // The window's last frame is in: the answers owed for its look-ahead frames,
+                    // as the full-clip model computes them (no later audio is consumed).
+                    val owed = session.end()["mean_logits"]?.floats
+                    decision = decider.decideWindow(owed?.copyOfRange(owed.size - meanLogits.size, owed.size))
+                }
                 if (decision != null) {
                     session.reset()
                     if (decision.earlyExit) skip = REFRACTORY_FRAMES

@@ -190,6 +190,15 @@ public final class BundleManifest {
                 2.0 * number(f, "frontend.normalize_std"));
     }
 
+    /**
+     * The model-input value of a padded (all-zero fbank) frame, (0 - mean) / (2 std): what
+     * training appended to clips shorter than {@link #clipFrames()}.
+     */
+    public double padValue() {
+        Map<String, Object> f = section("frontend");
+        return -number(f, "frontend.normalize_mean") / (2.0 * number(f, "frontend.normalize_std"));
+    }
+
     /** Frames the model was trained on per clip (the decision window), from the frontend section. */
     public int clipFrames() {
         return number(section("frontend"), "frontend.clip_frames").intValue();

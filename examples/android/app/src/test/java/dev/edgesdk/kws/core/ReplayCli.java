@@ -23,7 +23,9 @@ import java.util.Map;
  * computes its own features from IN.pcm with StreamingFbank and runs StreamingSession with a
  * runner that, instead of a model, compares every feed with the recording and returns the
  * recorded outputs. So each state input the Java loop sends must be exactly the state output the
- * previous step returned under the manifest's pairing. Prints one JSON object with the findings.
+ * previous step returned under the manifest's pairing. After the clip's own frames it pads, and
+ * at a full window ends the stream, as edgesdk's Python spotter does, where the recording goes
+ * on. Prints one JSON object with the findings.
  */
 public final class ReplayCli {
     public static void main(String[] args) throws IOException {
@@ -81,27 +83,44 @@ public final class ReplayCli {
         KeywordDecider decider = new KeywordDecider(manifest.labels(), manifest.lookaheadFrames(),
                 manifest.clipFrames(), args.length == 5 ? Double.parseDouble(args[3]) : 0.98,
                 args.length == 5 ? Integer.parseInt(args[4]) : 30);
-        KeywordDecider.Decision decision = null;
         BundleManifest.TensorEntry featureEntry = manifest.streamInputs().get(0);
         int[] featureShape = featureEntry.concreteShape(1);
+        // The app's loop (MainActivity.kt) over the clip's own frames, then, as edgesdk's Python
+        // spotter finishes a clip, padded frames until the window is full and the stream ends.
+        // Only the first decision is made; the clip's frames go on through the stream after it
+        // (no reset) as long as the recording does.
+        List<float[]> frames = new ArrayList<>();
+        for (int start = 0; start < pcm.length; start += 160) {
+            frames.addAll(fbank.push(java.util.Arrays.copyOfRange(pcm, start, Math.min(pcm.length, start + 160))));
+        }
+        int audioFrames = frames.size();
+        float[] pad = new float[Tensor.size(featureShape)];
+        java.util.Arrays.fill(pad, (float) manifest.padValue());
+        KeywordDecider.Decision decision = null;
         float[] lastMean = null;
-        for (int start = 0; start < pcm.length && session.steps() < steps; start += 160) {
-            short[] hop = java.util.Arrays.copyOfRange(pcm, start, Math.min(pcm.length, start + 160));
-            for (float[] frame : fbank.push(hop)) {
-                if (session.steps() >= steps) {
-                    break;
+        int pushed = 0;
+        while (step[0] < steps && (decision == null || pushed < audioFrames)) {
+            Map<String, Tensor> inputs = new LinkedHashMap<>();
+            inputs.put(featureEntry.name, Tensor.ofFloats(featureShape, pushed < audioFrames ? frames.get(pushed) : pad));
+            pushed++;
+            lastMean = session.push(inputs).get("mean_logits").floats;
+            if (decision != null) {
+                continue;
+            }
+            decision = decider.update(lastMean);
+            if (decision == null && decider.windowFull()) {
+                Tensor owed = session.end().get("mean_logits");
+                float[] last = null;
+                if (owed != null) {
+                    last = java.util.Arrays.copyOfRange(owed.floats, owed.floats.length - lastMean.length, owed.floats.length);
+                    lastMean = last;
                 }
-                Map<String, Tensor> inputs = new LinkedHashMap<>();
-                inputs.put(featureEntry.name, Tensor.ofFloats(featureShape, frame));
-                Map<String, Tensor> out = session.push(inputs);
-                lastMean = out.get("mean_logits").floats;
-                if (decision == null) {
-                    decision = decider.update(lastMean);
-                }
+                decision = decider.decideWindow(last);
             }
         }
         StringBuilder json = new StringBuilder("{");
-        json.append("\"steps\": ").append(session.steps());
+        json.append("\"steps\": ").append(step[0]);
+        json.append(", \"audio_frames\": ").append(audioFrames);
         json.append(", \"feed_order\": ").append(quoted(session.feedOrder()));
         List<String> pairs = new ArrayList<>();
         for (BundleManifest.StateEntry s : manifest.states) {
