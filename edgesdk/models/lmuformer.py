@@ -1049,10 +1049,10 @@ def recipe(model: LMUFormer, mode: str, options: LMUFormerExportOptions) -> Expo
         example = torch.randn(1, frames, mel, generator=generator)
         if config.spiking:
             module = FullExport(model, kernel_frames=frames)
-            dynamic = {"features": {0: "batch"}}
+            dynamic = {"features": {0: "batch"}, "logits": {0: "batch"}}
         else:
             module = FullExport(model, kernel_frames=max(frames, int(math.ceil(2 * config.theta_frames))))
-            dynamic = {"features": {0: "batch", 1: "frames"}}
+            dynamic = {"features": {0: "batch", 1: "frames"}, "logits": {0: "batch"}}
         ops_full = dict(ops, per="inference")
         ops_full["macs"] = ops["macs"] * frames
         ops_full["accumulates"] = ops["accumulates"] * frames

@@ -1,4 +1,4 @@
-"""Batched exports: the ONNX files of SLAB and EcoFormer take any batch.
+"""Batched exports: the ONNX files of SLAB, EcoFormer and whole-utterance LMUFormer take any batch.
 
 Three crops of a real photograph (Grace Hopper, US Navy, public domain; matplotlib's sample
 image, shipped as examples/images/grace_hopper.jpg) run as one batch of 3 in the runtime must
@@ -72,3 +72,26 @@ def test_the_kws_figure_is_the_accuracy_pytorch_gets_on_the_twelve_clips(tmp_pat
     right = sum(labels[p] == c["label"] for p, c in zip(predicted, clips))
     assert right >= 9  # a trained spotter: most of the clips, so the figure is not chance
     assert (figure.value, figure.text) == (right / 12, f"KWS accuracy {right}/12 clips of examples/kws/clips")
+
+
+def test_the_kws_whole_utterance_file_takes_a_batch_of_clips_and_says_so(tmp_path):
+    """LMUFormer's whole-utterance export: logits carry the batch axis in the manifest too."""
+    import json
+
+    from edgesdk.runtime.audio import KaldiFbankFrontend, read_wav
+    from edgesdk.sweep.figures import KWS_CLIPS
+    from examples.kws.model import load_kws_model
+
+    model = load_kws_model(KWS_CLIPS.parent / "kws_lmuformer.pt")
+    result = edgesdk.export(model, tmp_path / "kws", formats=("onnx",), mode="full")
+    assert result.manifest["outputs"][0]["name"] == "logits"
+    assert result.manifest["outputs"][0]["shape"][0] == "batch"
+    frontend = KaldiFbankFrontend.from_manifest(result.manifest["frontend"])
+    clips = json.loads((KWS_CLIPS / "clips.json").read_text())[:4]
+    features = np.stack([frontend.model_input(read_wav(KWS_CLIPS / c["file"], frontend.sample_rate_hz)) for c in clips])
+    runtime = edgesdk.load(tmp_path / "kws", backend="onnxruntime")
+    batched = runtime.run({"features": features})["logits"]
+    with torch.no_grad():
+        reference = model(torch.from_numpy(features)).numpy()
+    assert batched.shape == reference.shape == (4, len(result.manifest["extra"]["labels"]))
+    np.testing.assert_allclose(batched, reference, rtol=1e-4, atol=1e-4)
