@@ -66,6 +66,7 @@ def test_every_precision_lives_in_one_bundle_with_its_recipe_and_validation(bund
     for name in ("model.int8-dynamic.onnx", "model.int8-dynamic.tflite", "model.int8-weight-only.tflite"):
         reasons = " ".join(k["reason"] for k in files[name]["recipe"]["kept_float"])
         assert "recurrence" in reasons, name
+        assert "the family's recipe keeps" not in reasons, name  # each kept weight says its own why
     assert manifest["validation"]["min_sqnr_db"] == 30.0
 
 

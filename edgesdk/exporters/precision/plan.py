@@ -8,11 +8,13 @@ of the same format on this machine, and removes a float file the user did not as
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -32,11 +34,24 @@ from edgesdk.spec import ExportSpec, as_numpy, call_module
 
 log = logging.getLogger(__name__)
 
-# Why a family's weights stay float, by the name its recipe gives them (spec.keep_float).
+# Why a family's weights stay float, by a pattern (re.search) on the name its recipe gives them
+# (spec.keep_float), so every block's copy of a weight gets the same reason.
 KEEP_FLOAT_REASONS = {
-    "blocks.0.attn.lmu.A": "LMU recurrence: eigenvalues next to 1, a rounding error compounds frame after frame",
-    "memory_kernel0": "LMU memory kernel: the recurrence unrolled; its error compounds over frames",
+    r"attn\.lmu\.A$": "LMU recurrence: eigenvalues next to 1, a rounding error compounds frame after frame",
+    r"attn\.lmu\.B$": "LMU input matrix: it feeds the recurrence every frame, so its rounding error is carried "
+                      "forward in the memory",
+    r"^memory_kernel\d+$": "LMU memory kernel: the recurrence unrolled; its error compounds over frames",
 }
+
+
+def keep_float_reasons(names: Iterable[str]) -> dict[str, str]:
+    """The reason of each kept-float weight name that a KEEP_FLOAT_REASONS pattern matches."""
+    reasons = {}
+    for name in names:
+        reason = next((text for pattern, text in KEEP_FLOAT_REASONS.items() if re.search(pattern, name)), None)
+        if reason is not None:
+            reasons[name] = reason
+    return reasons
 SLOWER_THAN_FLOAT = 1.0  # a reduced-precision artifact below this speed ratio gets a warning
 
 
@@ -89,7 +104,7 @@ class PrecisionPlan:
                 if fmt == "onnx":
                     state_pairs = [(float_facts["inputs"][s.input_name], float_facts["outputs"][s.output_name])
                                    for s in spec.states]
-                    recipe = quantize_onnx(float_path, target, precision, converter_log, workdir, keep, KEEP_FLOAT_REASONS,
+                    recipe = quantize_onnx(float_path, target, precision, converter_log, workdir, keep, keep_float_reasons(keep),
                                            self.keep_patterns, feeds, facts_of_calibration, state_pairs,
                                            self.activation_bits)
                     io = None
@@ -97,7 +112,7 @@ class PrecisionPlan:
                     backend_feeds = None if feeds is None else [
                         {float_facts["inputs"][n]: v for n, v in f.items()} for f in feeds]
                     recipe = quantize_tflite_precision(float_path, target, precision, converter_log, keep,
-                                                       KEEP_FLOAT_REASONS, self.keep_patterns, backend_feeds,
+                                                       keep_float_reasons(keep), self.keep_patterns, backend_feeds,
                                                        facts_of_calibration, self.activation_bits,
                                                        stateless=not spec.states)
                     io = io_quantization(target, float_facts["inputs"], float_facts["outputs"])
