@@ -113,16 +113,19 @@ def _scatter_per_device(measured: Sequence["CellRow"], path: Path, point, better
     except ImportError:
         logger.info("matplotlib is not installed: no sweep plot")
         return None
-    figure = Figure(figsize=(7, 4.5), dpi=110)
+    # Cells sit close together (one model at several precisions), so points carry a number and
+    # the key beside the axes names each cell: full labels on the points overlapped.
+    figure = Figure(figsize=(10, 4.8), dpi=110)
     FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
+    axes = figure.add_axes((0.08, 0.11, 0.55, 0.8))
+    key: list[str] = []
     for device in sorted({r.device for r in measured}):
         series = [r for r in measured if r.device == device]
         points = [point(r) for r in series]
         axes.scatter([p[0] for p in points], [p[1] for p in points], label=device)
         for r, (x, y) in zip(series, points):
-            axes.annotate(f"{r.model} {r.format} {r.precision}", (x, y), fontsize=7, xytext=(3, 3),
-                          textcoords="offset points")
+            key.append(f"{len(key) + 1}  {r.model} {r.format} {r.precision} ({device})")
+            axes.annotate(str(len(key)), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
         front = pareto_front([better(x, y) for x, y in points])
         axes.scatter([points[i][0] for i in front], [points[i][1] for i in front], s=160, facecolors="none",
                      edgecolors="black", linewidths=1)
@@ -131,9 +134,9 @@ def _scatter_per_device(measured: Sequence["CellRow"], path: Path, point, better
     axes.set_ylabel(y_label)
     if y_limits:
         axes.set_ylim(*y_limits)
-    axes.set_title(title)
-    axes.legend()
-    figure.tight_layout()
+    axes.set_title(title, fontsize=10)
+    axes.legend(fontsize=8)
+    figure.text(0.66, 0.91, "\n".join(key), fontsize=7, va="top", family="monospace")
     figure.savefig(path)
     return path
 
