@@ -7,11 +7,13 @@ exported whole and measured on the device; the best one whose measured median tr
 returned. A random search with the same number of scored subnets runs beside it, so the result
 says what the evolution bought.
 
-Evolution (as OFA and HAT search): a population of feasible subnets; each generation keeps the
-best quarter as parents and fills the rest with mutations (each gene redrawn with probability
-``mutation_rate``) and crossovers (each gene from either parent), keeping only feasible children.
-Genes: the width e, the depth L, and heads and FFN ratio for each of the deepest depth's layers
-(the first L are used), so a depth change keeps the layers it has.
+Evolution (as OFA and HAT search): the first generation is the baseline's own first feasible
+random draws; each generation takes the best quarter of every subnet scored so far as parents and
+adds mutations (each gene redrawn with probability ``mutation_rate``, raised while the best
+stalls) and crossovers (each gene from either parent), redrawn until feasible. Genes: the width e,
+the depth L, and heads and FFN ratio for each of the deepest depth's layers (the first L are used),
+so a depth change keeps the layers it has. Both searches share one score cache, so the draws they
+have in common are scored once.
 """
 from __future__ import annotations
 
@@ -129,12 +131,28 @@ class Space:
         return None
 
 
+class ScoreCache:
+    """Scores shared by the searches of one run: a subnet both searches draw is scored once (the
+    evolution's first generation is the baseline's first draws), while each search still counts
+    it against its own budget."""
+
+    def __init__(self, score: ScoreFunction):
+        self.score = score
+        self.values: dict[Any, Score] = {}
+
+    def __call__(self, subnet) -> Score:
+        if subnet not in self.values:
+            self.values[subnet] = self.score(subnet)
+        return self.values[subnet]
+
+
 class _Evaluator:
-    """Scores each distinct subnet once and counts the budget."""
+    """Scores each distinct subnet once and counts the budget; remembers each subnet's genome."""
 
     def __init__(self, score: ScoreFunction, describe: Callable[[Any, Score], Candidate], budget: int):
         self.score, self.describe, self.budget = score, describe, budget
         self.seen: dict[Any, Candidate] = {}
+        self.genomes: dict[Any, Genome] = {}
 
     @property
     def spent(self) -> bool:
@@ -146,64 +164,80 @@ class _Evaluator:
             if self.spent:
                 return None
             self.seen[subnet] = self.describe(subnet, self.score(subnet))
+            self.genomes[subnet] = genome
         return self.seen[subnet]
 
     def ranked(self) -> tuple[Candidate, ...]:
         return tuple(sorted(self.seen.values(), key=lambda c: c.score.mean, reverse=True))
 
+    def best_genomes(self, count: int) -> list[Genome]:
+        return [self.genomes[candidate.subnet] for candidate in self.ranked()[:count]]
+
+
+def _random_stream(space: Space, seed: int):
+    """Feasible random genomes as the baseline draws them (its generator and seed): the evolution
+    starts from the same draws, so it can only lose to the baseline by what it does afterwards."""
+    rng = random.Random(seed + 1)
+    while True:
+        yield space.feasible_draw(lambda: space.random(rng))
+
 
 def evolutionary_search(space: Space, score: ScoreFunction, describe, *, budget: int, population: int = 24,
                         mutation_rate: float = 0.1, seed: int = 0, say: Callable[[str], None] = lambda m: None) -> SearchTrace:
-    """Evolve feasible subnets until ``budget`` distinct subnets have been scored."""
+    """Evolve feasible subnets until ``budget`` distinct subnets have been scored.
+
+    The first generation is the baseline's first ``population`` feasible random draws. Parents are
+    the best quarter of *every* subnet scored so far (elitist: the best is never lost); children
+    are mutations and crossovers redrawn until they are feasible. When the best has not improved
+    for two generations the mutation rate doubles (up to 0.5) to leave a local region, and falls
+    back once the best improves.
+    """
     if population < 4:
         raise UsageError(f"--population must be at least 4, not {population}")
     started = time.perf_counter()
     rng = random.Random(seed)
     evaluate = _Evaluator(score, describe, budget)
-    members: list[tuple[Genome, Candidate]] = []
-    for _ in range(population):
-        genome = space.feasible_draw(lambda: space.random(rng))
+    draws = _random_stream(space, seed)
+    for _ in range(min(population, budget)):
+        genome = next(draws)
         if genome is None:
             break
-        candidate = evaluate(genome)
-        if candidate is not None:
-            members.append((genome, candidate))
-    if not members:
+        evaluate(genome)
+    if not evaluate.seen:
         raise UsageError("no random subnet meets the limits (predicted): the limit is too close to the smallest subnet's latency; "
                          "raise it or lower --margin")
-    generation, stale = 0, 0
+    generation, stale, flat, rate = 0, 0, 0, mutation_rate
+    best = evaluate.ranked()[0].score.mean
     while not evaluate.spent and stale < 50:
         generation += 1
-        members.sort(key=lambda member: member[1].score.mean, reverse=True)
-        parents = members[:max(2, population // 4)]
-        children: list[tuple[Genome, Candidate]] = []
+        parents = evaluate.best_genomes(max(2, population // 4))
         before = len(evaluate.seen)
         for index in range(population - len(parents)):
             if index % 2 == 0:
-                parent = rng.choice(parents)[0]
-                genome = space.feasible_draw(lambda: space.mutate(parent, rng, mutation_rate), tries=50)
+                parent = rng.choice(parents)
+                genome = space.feasible_draw(lambda: space.mutate(parent, rng, rate), tries=50)
             else:
-                a, b = rng.choice(parents)[0], rng.choice(parents)[0]
-                genome = space.feasible_draw(lambda: space.mutate(space.crossover(a, b, rng), rng, mutation_rate / 2), tries=50)
-            if genome is None:
-                continue
-            candidate = evaluate(genome)
-            if candidate is not None:
-                children.append((genome, candidate))
+                a, b = rng.choice(parents), rng.choice(parents)
+                genome = space.feasible_draw(lambda: space.mutate(space.crossover(a, b, rng), rng, rate / 2), tries=50)
+            if genome is not None:
+                evaluate(genome)
         stale = stale + 1 if len(evaluate.seen) == before else 0
-        members = parents + children
-        say(f"generation {generation}: best score {members[0][1].score.mean:.4f}, {len(evaluate.seen)}/{budget} scored")
+        leader = evaluate.ranked()[0].score.mean
+        flat = 0 if leader > best else flat + 1
+        best = max(best, leader)
+        rate = min(0.5, rate * 2) if flat >= 2 else mutation_rate
+        say(f"generation {generation}: best score {best:.4f}, {len(evaluate.seen)}/{budget} scored")
     return SearchTrace("evolutionary", evaluate.ranked(), len(evaluate.seen), time.perf_counter() - started)
 
 
 def random_search(space: Space, score: ScoreFunction, describe, *, budget: int, seed: int = 0) -> SearchTrace:
     """Score ``budget`` distinct feasible random subnets (upstream's sampling): the baseline."""
     started = time.perf_counter()
-    rng = random.Random(seed + 1)
     evaluate = _Evaluator(score, describe, budget)
+    draws = _random_stream(space, seed)
     misses = 0
     while not evaluate.spent and misses < 20:
-        genome = space.feasible_draw(lambda: space.random(rng))
+        genome = next(draws)
         if genome is None:
             misses += 1
             continue
@@ -346,9 +380,10 @@ def search_subnet(supernet, table, score: ScoreFunction, limits: Limits, *, budg
         return Candidate(subnet, value, table.predict_ms(subnet), table.energy_mj(subnet), params_of(subnet))
 
     space = Space(config.search_space, feasible)
-    evolution = evolutionary_search(space, score, describe, budget=budget, population=population, seed=seed, say=say)
+    cached = ScoreCache(score)
+    evolution = evolutionary_search(space, cached, describe, budget=budget, population=population, seed=seed, say=say)
     say(f"evolutionary search: {evolution.evaluations} subnets in {evolution.seconds:.1f} s, best score {evolution.best.score.mean:.4f}")
-    baseline = random_search(space, score, describe, budget=evolution.evaluations, seed=seed)
+    baseline = random_search(space, cached, describe, budget=evolution.evaluations, seed=seed)
     say(f"random baseline: {baseline.evaluations} subnets in {baseline.seconds:.1f} s, best score {baseline.best.score.mean:.4f}")
     timings["evolutionary_search"], timings["random_search"] = evolution.seconds, baseline.seconds
 
