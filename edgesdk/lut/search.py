@@ -309,8 +309,18 @@ class SearchResult:
                 "remeasured": [brief(candidate, figure) for candidate, figure in self.remeasured],
                 "score_gain_over_random": chosen.score.mean - random_best.score.mean,
             },
+            "export": self._export,
             "timings_s": self.timings_s,
         }
+
+    @property
+    def _export(self) -> dict[str, Any]:
+        """How to ship the very graph that was measured (fixed shape at the table's length)."""
+        seconds, fmt, precision = (self.conditions[key] for key in ("seconds", "format", "precision"))
+        precision_flag = "" if precision == "fp32" else f" --precision {precision}"
+        return {"options": {"layers": "last", "window_seconds": seconds, "fixed_shape": True},
+                "command": f"edgesdk export lighthubert --subnet subnet.json --layers last --window-seconds {seconds:g} "
+                           f"--option fixed_shape=true --format {fmt}{precision_flag} -o OUT"}
 
     @property
     def _predicted_spread(self) -> float | None:
@@ -347,7 +357,7 @@ def check_search(supernet, table, limits: Limits, *, format: str | None = None, 
     return min_ms
 
 
-def search_subnet(supernet, table, score: ScoreFunction, limits: Limits, *, budget: int = 200, population: int = 24,
+def search_subnet(supernet, table, score: ScoreFunction, limits: Limits, *, budget: int = 100, population: int = 16,
                   remeasure: int = 3, seed: int = 0, executor=None, table_path: str | None = None,
                   format: str | None = None, precision: str | None = None, seconds: float | None = None,
                   say: Callable[[str], None] = lambda m: None, exporter=None) -> SearchResult:
@@ -390,16 +400,15 @@ def search_subnet(supernet, table, score: ScoreFunction, limits: Limits, *, budg
     started = time.perf_counter()
     remeasured: list[tuple[Candidate, Any]] = []
     chosen = None
-    ranked = list(evolution.ranked)
-    for round_start in range(0, min(len(ranked), 3 * remeasure), remeasure):
-        batch = ranked[round_start:round_start + remeasure]
-        say(f"re-measuring {len(batch)} candidates whole")
-        measured = measure_subnets(supernet, [c.subnet for c in batch], table, executor=executor, exporter=exporter)
-        for candidate, measurement in zip(batch, measured):
-            remeasured.append((candidate, measurement.latency))
-            if chosen is None and measurement.latency.median_ms <= limits.max_latency_ms:
-                chosen = (candidate, measurement)
-        if chosen is not None:
+    # Best score first, one at a time: the answer is the best-scoring candidate that truly fits,
+    # so the ones after it need no export or measurement.
+    for candidate in evolution.ranked[:remeasure]:
+        say(f"re-measuring candidate {len(remeasured) + 1} whole (score {candidate.score.mean:.4f}, "
+            f"predicted {candidate.predicted_ms:.2f} ms)")
+        measurement = measure_subnets(supernet, [candidate.subnet], table, executor=executor, exporter=exporter)[0]
+        remeasured.append((candidate, measurement.latency))
+        if measurement.latency.median_ms <= limits.max_latency_ms:
+            chosen = (candidate, measurement)
             break
     timings["remeasure"] = time.perf_counter() - started
     if chosen is None:
