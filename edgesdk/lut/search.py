@@ -10,7 +10,11 @@ says what the evolution bought.
 Evolution (as OFA and HAT search): the first generation is the baseline's own first feasible
 random draws; each generation takes the best quarter of every subnet scored so far as parents and
 adds mutations (each gene redrawn with probability ``mutation_rate``, raised while the best
-stalls) and crossovers (each gene from either parent), redrawn until feasible. Genes: the width e,
+stalls) and crossovers (each gene from either parent), redrawn until feasible. A width change
+alters every layer's cost, so per-gene mutation rarely makes one that fits (on the Small supernet
+at a mid limit the evolution stayed at width 384 while random draws found width 512): one child
+of each generation is a parent at another width, shrunk in depth and layers until it fits
+(``Space.repair``). Genes: the width e,
 the depth L, and heads and FFN ratio for each of the deepest depth's layers (the first L are used),
 so a depth change keeps the layers it has. Both searches share one score cache, so the draws they
 have in common are scored once.
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 from edgesdk.errors import UsageError
@@ -116,12 +120,47 @@ class Space:
         return Genome(pick(genome.embed_dim, s.embed_dims), pick(genome.layer_num, s.layer_nums),
                       tuple(pick(h, s.heads) for h in genome.heads), tuple(pick(r, s.ffn_ratios) for r in genome.ratios))
 
+    def change_width(self, genome: Genome, rng: random.Random) -> Genome:
+        """The genome at another width (its layers as they are; ``repair`` makes it fit)."""
+        others = [e for e in self.space.embed_dims if e != genome.embed_dim]
+        return replace(genome, embed_dim=rng.choice(others)) if others else genome
+
     @staticmethod
     def crossover(a: Genome, b: Genome, rng: random.Random) -> Genome:
         either = lambda x, y: x if rng.random() < 0.5 else y  # noqa: E731
         return Genome(either(a.embed_dim, b.embed_dim), either(a.layer_num, b.layer_num),
                       tuple(either(x, y) for x, y in zip(a.heads, b.heads)),
                       tuple(either(x, y) for x, y in zip(a.ratios, b.ratios)))
+
+    def repair(self, genome: Genome, rng: random.Random) -> Genome | None:
+        """Shrink an infeasible genome one step at a time until it fits, keeping its width: a
+        random gene kind (depth, or one used layer's heads or FFN ratio), one choice smaller.
+
+        A child that changes width usually overshoots the limit; redrawing it rarely lands in the
+        new width's feasible region (it must shrink depth and layers together), so without repair
+        the evolution stays at the width it started with. None when even the smallest layers miss.
+        """
+        s = self.space
+        smaller = lambda value, choices: max(c for c in choices if c < value)  # noqa: E731
+        while not self.feasible(genome.subnet()):
+            L, heads, ratios = genome.layer_num, list(genome.heads), list(genome.ratios)
+            moves = {"depth": [0] if L > min(s.layer_nums) else [],
+                     "heads": [i for i in range(L) if heads[i] > min(s.heads)],
+                     "ratio": [i for i in range(L) if ratios[i] > min(s.ffn_ratios)]}
+            kinds = [kind for kind, where in moves.items() if where]
+            if not kinds:
+                return None
+            kind = rng.choice(kinds)
+            if kind == "depth":
+                L = smaller(L, s.layer_nums)
+            elif kind == "heads":
+                i = rng.choice(moves["heads"])
+                heads[i] = smaller(heads[i], s.heads)
+            else:
+                i = rng.choice(moves["ratio"])
+                ratios[i] = smaller(ratios[i], s.ffn_ratios)
+            genome = Genome(genome.embed_dim, L, tuple(heads), tuple(ratios))
+        return genome
 
     def feasible_draw(self, make: Callable[[], Genome], tries: int = 500) -> Genome | None:
         for _ in range(tries):
@@ -188,7 +227,8 @@ def evolutionary_search(space: Space, score: ScoreFunction, describe, *, budget:
 
     The first generation is the baseline's first ``population`` feasible random draws. Parents are
     the best quarter of *every* subnet scored so far (elitist: the best is never lost); children
-    are mutations and crossovers redrawn until they are feasible. When the best has not improved
+    are mutations and crossovers redrawn until they are feasible, and one parent moved to another
+    width and shrunk until it fits (``Space.repair``). When the best has not improved
     for two generations the mutation rate doubles (up to 0.5) to leave a local region, and falls
     back once the best improves.
     """
@@ -213,7 +253,9 @@ def evolutionary_search(space: Space, score: ScoreFunction, describe, *, budget:
         parents = evaluate.best_genomes(max(2, population // 4))
         before = len(evaluate.seen)
         for index in range(population - len(parents)):
-            if index % 2 == 0:
+            if index == 0:  # one child a generation changes width, the move per-gene mutation rarely makes
+                genome = space.repair(space.change_width(rng.choice(parents), rng), rng)
+            elif index % 2 == 0:
                 parent = rng.choice(parents)
                 genome = space.feasible_draw(lambda: space.mutate(parent, rng, rate), tries=50)
             else:
