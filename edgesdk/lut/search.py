@@ -311,6 +311,7 @@ class SearchResult:
     conditions: dict[str, Any]
     supernet: dict[str, Any]
     timings_s: dict[str, float] = field(default_factory=dict)
+    measured_load_average: tuple[float, float, float] | None = None  # 1/5/15-min load while re-measuring
 
     def to_dict(self) -> dict[str, Any]:
         chosen = self.chosen
@@ -332,6 +333,8 @@ class SearchResult:
                 "predicted_spread_ms": self._predicted_spread,
                 "predictor": self.conditions.get("predictor"),
                 "measured": self.measured.to_dict(),
+                "measured_load_average": self.measured_load_average,
+                "table_load_average": self.conditions.get("load_average"),
                 "limit_ms": self.limits.max_latency_ms,
                 "fits": self.measured.median_ms <= self.limits.max_latency_ms,
             },
@@ -441,6 +444,7 @@ def search_subnet(supernet, table, score: ScoreFunction, limits: Limits, *, budg
 
     started = time.perf_counter()
     remeasured: list[tuple[Candidate, Any]] = []
+    loads: list[tuple[float, float, float] | None] = []
     chosen = None
     # Best score first, one at a time: the answer is the best-scoring candidate that truly fits,
     # so the ones after it need no export or measurement.
@@ -449,14 +453,18 @@ def search_subnet(supernet, table, score: ScoreFunction, limits: Limits, *, budg
             f"predicted {candidate.predicted_ms:.2f} ms)")
         measurement = measure_subnets(supernet, [candidate.subnet], table, executor=executor, exporter=exporter)[0]
         remeasured.append((candidate, measurement.latency))
+        loads.append(measurement.load_average)
         if measurement.latency.median_ms <= limits.max_latency_ms:
             chosen = (candidate, measurement)
             break
     timings["remeasure"] = time.perf_counter() - started
     if chosen is None:
         figures = ", ".join(f"{c.predicted_ms:.1f} predicted / {m.median_ms:.1f} measured" for c, m in remeasured)
+        # A device busier now than when the table was measured runs every subnet slower: say so.
+        now, then = _load_text(next((load for load in reversed(loads) if load), None)), _load_text(table.conditions.load_average)
         raise UsageError(f"none of the {len(remeasured)} best candidates fits {limits.max_latency_ms:g} ms when measured "
-                         f"({figures} ms): raise --margin (now {limits.margin:g}) or re-validate the table")
+                         f"({figures} ms; load average {now} now, {then} when the table was measured): raise --margin "
+                         f"(now {limits.margin:g}), measure on a quieter device, or re-validate the table")
     candidate, measurement = chosen
     conditions = dict(table.conditions.to_dict(), predictor=table.predictor.to_dict())
     spread = table.table_spread_ms(candidate.subnet)
@@ -464,8 +472,13 @@ def search_subnet(supernet, table, score: ScoreFunction, limits: Limits, *, budg
         spread *= abs(table.predictor.coefficients[0])
     conditions["_spread"] = {str(candidate.subnet.to_dict()): spread}
     result = SearchResult(candidate, measurement.latency, measurement.energy, tuple(remeasured), evolution, baseline,
-                          limits, min_ms, table.digest(), table_path, conditions, table.supernet.to_dict(), timings)
+                          limits, min_ms, table.digest(), table_path, conditions, table.supernet.to_dict(), timings,
+                          measurement.load_average)
     return result
+
+
+def _load_text(load) -> str:
+    return "/".join(f"{value:.1f}" for value in load) if load else "unknown"
 
 
 def clean_conditions(data: dict[str, Any]) -> dict[str, Any]:
