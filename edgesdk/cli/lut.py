@@ -51,13 +51,15 @@ def command() -> None:
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Runtime threads.")
 @click.option("--repeats", type=click.IntRange(min=3), default=20, show_default=True, help="Timed runs per block.")
 @click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True)
+@click.option("--rounds", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Split the runs into rounds over all blocks, so a passing load falls on all alike.")
 @click.option("--energy", type=click.Choice(["auto", "off"]), default="auto", show_default=True,
               help="auto: measure energy per block where a power sensor works (else absent, said in the table).")
 @_executor_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="lut.json to write.")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON on stdout.")
-def build(family, preset, checkpoint, fmt, precision, seconds, threads, repeats, warmup, energy, use_ray, ray_address,
-          output, as_json) -> None:
+def build(family, preset, checkpoint, fmt, precision, seconds, threads, repeats, warmup, rounds, energy, use_ray,
+          ray_address, output, as_json) -> None:
     """Measure every block FAMILY's search space can produce, on this device."""
     from edgesdk.lut.table import build_table
 
@@ -66,7 +68,8 @@ def build(family, preset, checkpoint, fmt, precision, seconds, threads, repeats,
     human.print(f"→ building the {supernet.config.supernet_type} supernet's table ({fmt} {precision}, {seconds:g} s)", markup=False)
     with _executor(use_ray, ray_address) as executor:
         table = build_table(supernet, format=fmt, precision=precision, seconds=seconds, threads=threads, repeats=repeats,
-                            warmup=warmup, energy=energy, preset=preset, checkpoint=checkpoint, executor=executor, say=_say)
+                            warmup=warmup, energy=energy, preset=preset, checkpoint=checkpoint, executor=executor, say=_say,
+                            rounds=rounds)
     table.save(output)
     if as_json:
         emit_json(table.content())

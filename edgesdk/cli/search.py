@@ -25,9 +25,10 @@ from edgesdk.errors import UsageError
 @click.option("--precision", help="Must match the table's [default: the table's].")
 @click.option("--seconds", type=float, help="Input length; must match the table's [default: the table's].")
 @click.option("--margin", type=float, default=0.05, show_default=True, help="Search below (1 - margin) x the limit.")
-@click.option("--budget", type=click.IntRange(min=4), default=200, show_default=True, help="Subnets scored by each search.")
-@click.option("--population", type=click.IntRange(min=4), default=24, show_default=True)
-@click.option("--remeasure", type=click.IntRange(min=1), default=3, show_default=True, help="Best candidates measured whole.")
+@click.option("--budget", type=click.IntRange(min=4), default=100, show_default=True, help="Subnets scored by each search.")
+@click.option("--population", type=click.IntRange(min=4), default=16, show_default=True)
+@click.option("--remeasure", type=click.IntRange(min=1), default=3, show_default=True,
+              help="At most this many of the best candidates are measured whole, best first, until one fits.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @_executor_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="subnet.json to write.")

@@ -97,6 +97,28 @@ class Measurement:
     providers: tuple[str, ...]
     runtime_versions: tuple[tuple[str, str | None], ...]
     load_average: tuple[float, float, float] | None
+    times_ms: tuple[float, ...] = ()  # every timed call, so rounds of one key can be pooled
+
+
+def latency_of(times_ms, warmup: int) -> LatencyFigure:
+    """Median, IQR and p10/p90 of timed calls."""
+    from edgesdk.profiler.latency import latency_label
+
+    times = np.asarray(times_ms, dtype=float)
+    p10, p25, p50, p75, p90 = np.percentile(times, [10, 25, 50, 75, 90])
+    return LatencyFigure(float(p50), float(p75 - p25), float(p10), float(p90), int(times.size), warmup,
+                         latency_label().provenance)
+
+
+def pooled(rounds: "list[Measurement]") -> "Measurement":
+    """One measurement from rounds of the same key: the latency of all their calls together."""
+    from dataclasses import replace
+
+    first = rounds[0]
+    times = tuple(t for measurement in rounds for t in measurement.times_ms)
+    loads = [m.load_average for m in rounds if m.load_average]
+    load = tuple(float(np.mean([l[i] for l in loads])) for i in range(3)) if loads else None
+    return replace(first, latency=latency_of(times, first.latency.warmup), times_ms=times, load_average=load)
 
 
 def runtime_versions() -> tuple[tuple[str, str | None], ...]:
@@ -136,7 +158,7 @@ def measure_bundle(request: MeasureRequest) -> Measurement:
 
 def _measure_folder(request: MeasureRequest, bundle: Path) -> Measurement:
     from edgesdk.devices.detect import detect_device
-    from edgesdk.profiler.latency import latency_label, time_calls
+    from edgesdk.profiler.latency import time_calls
     from edgesdk.profiler.session import select_sensor
     from edgesdk.runtime import load
 
@@ -150,9 +172,7 @@ def _measure_folder(request: MeasureRequest, bundle: Path) -> Measurement:
     call = lambda: model.run(feeds)  # noqa: E731 - the call being timed
     load_average = _load_average()
     times_ms = time_calls(call, runs=request.runs, warmup=request.warmup) * 1e3
-    p10, p25, p50, p75, p90 = np.percentile(times_ms, [10, 25, 50, 75, 90])
-    latency = LatencyFigure(float(p50), float(p75 - p25), float(p10), float(p90), request.runs, request.warmup,
-                            latency_label().provenance)
+    latency = latency_of(times_ms, request.warmup)
     device = detect_device()
     energy, absent = None, "energy not asked for (--energy off)"
     if request.energy != "off":
@@ -166,7 +186,7 @@ def _measure_folder(request: MeasureRequest, bundle: Path) -> Measurement:
         key=request.key, latency=latency, energy=energy, energy_absent_reason=absent,
         device_profile=device.profile.name, device_model=device.model, backend=model.backend,
         providers=tuple(str(p) for p in model.providers), runtime_versions=runtime_versions(),
-        load_average=load_average,
+        load_average=load_average, times_ms=tuple(float(t) for t in times_ms),
     )
 
 

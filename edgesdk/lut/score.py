@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -92,16 +92,25 @@ def load_audio_folder(folder: str | Path, sample_rate_hz: int = 16000, max_clip_
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     """Linear CKA between [n, a] and [n, b] (rows: the same frames): ||Yc^T Xc||_F^2 /
     (||Xc^T Xc||_F ||Yc^T Yc||_F) with column-centred Xc, Yc. In [0, 1]; 1 for x = y R s."""
-    x = x - x.mean(axis=0, keepdims=True)
-    y = y - y.mean(axis=0, keepdims=True)
-    cross = np.linalg.norm(y.T @ x) ** 2
-    denominator = np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)
-    return float(cross / denominator) if denominator > 0 else 0.0
+    return cka_of_grams(centred_gram(x), centred_gram(y))
+
+
+def centred_gram(x: np.ndarray) -> np.ndarray:
+    """Xc Xc^T [n, n]: CKA in its kernel form (<Kx, Ky> = ||Yc^T Xc||^2), cheaper than the feature
+    form while frames n < widths a + b, and the teacher's is computed once."""
+    centred = x - x.mean(axis=0, keepdims=True)
+    return centred @ centred.T
+
+
+def cka_of_grams(kx: np.ndarray, ky: np.ndarray) -> float:
+    denominator = np.linalg.norm(kx) * np.linalg.norm(ky)
+    return float(np.vdot(kx, ky) / denominator) if denominator > 0 else 0.0
 
 
 class DistillationScorer:
-    """Scores subnets of ``supernet`` on ``clips``; the CNN (shared by all subnets) and the largest
-    subnet's hidden states are computed once per clip."""
+    """Scores subnets of ``supernet`` on ``clips``. The CNN (shared by all subnets) and the largest
+    subnet's hidden states are computed once per clip; clips of one length run as one batch (the
+    encoder has no padding mask, so only equal lengths batch)."""
 
     def __init__(self, supernet, clips: AudioClips):
         import torch
@@ -113,28 +122,40 @@ class DistillationScorer:
         self.supernet = supernet.eval()
         self.clips = clips
         self._torch = torch
-        self._features = []
+        by_length: dict[int, list[int]] = {}
+        for index, waveform in enumerate(clips.waveforms):
+            by_length.setdefault(waveform.size, []).append(index)
+        self._batches: list[tuple[list[int], Any]] = []  # (clip indices, CNN features [n, frames, C])
         with torch.no_grad():
-            for waveform in clips.waveforms:
-                if supernet.config.normalize:  # the checkpoint's task setting: per utterance
-                    waveform = (waveform - waveform.mean()) / np.sqrt(waveform.var() + LAYER_NORM_EPS)
-                batch = torch.from_numpy(np.asarray(waveform, dtype=np.float32)).unsqueeze(0)
-                self._features.append(supernet.forward_features(batch))
+            for indices in by_length.values():
+                waveforms = []
+                for index in indices:
+                    waveform = clips.waveforms[index]
+                    if supernet.config.normalize:  # the checkpoint's task setting: per utterance
+                        waveform = (waveform - waveform.mean()) / np.sqrt(waveform.var() + LAYER_NORM_EPS)
+                    waveforms.append(np.asarray(waveform, dtype=np.float32))
+                self._batches.append((indices, supernet.forward_features(torch.from_numpy(np.stack(waveforms)))))
         self.teacher_subnet = max_subnet(supernet.config.search_space)
-        self._teacher = self._last_hidden(self.teacher_subnet)
+        self._teacher = [centred_gram(hidden) for hidden in self._last_hidden(self.teacher_subnet)]
 
     def _last_hidden(self, subnet) -> list[np.ndarray]:
+        """The subnet's last hidden state [frames, e] per clip, in the clips' order."""
         previous = self.supernet.subnet
+        hidden: list[Any] = [None] * len(self.clips.waveforms)
         try:
             self.supernet.set_subnet(subnet)
             with self._torch.no_grad():
-                return [self.supernet.forward_encoder(features)[-1][0].double().numpy() for features in self._features]
+                for indices, features in self._batches:
+                    last = self.supernet.forward_encoder(features)[-1].double().numpy()
+                    for row, index in enumerate(indices):
+                        hidden[index] = last[row]
+            return hidden
         finally:
             self.supernet.subnet = previous
 
     def __call__(self, subnet) -> Score:
         hidden = self._last_hidden(subnet)
-        values = np.array([linear_cka(h, t) for h, t in zip(hidden, self._teacher)])
+        values = np.array([cka_of_grams(centred_gram(h), t) for h, t in zip(hidden, self._teacher)])
         return Score(float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else 0.0, int(values.size))
 
 

@@ -129,6 +129,7 @@ class TableConditions:
     load_average: tuple[float, float, float] | None
     energy: str  # "measured:<sensor>" or why energy is absent
     built_utc: str
+    rounds: int = 1  # the runs were split into this many rounds over all blocks (``measure_all``)
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -139,7 +140,8 @@ class TableConditions:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TableConditions":
-        values = {name: data[name] for name in cls.__dataclass_fields__}
+        values = {name: data[name] for name in cls.__dataclass_fields__ if name != "rounds"}
+        values["rounds"] = int(data.get("rounds", 1))  # tables written before rounds existed
         values["providers"] = tuple(values["providers"])
         values["runtime_versions"] = tuple(values["runtime_versions"].items())
         values["load_average"] = tuple(values["load_average"]) if values["load_average"] else None
@@ -395,29 +397,42 @@ def regression_features(table: LatencyTable, subnet) -> np.ndarray:
 
 
 def measure_all(requests: Sequence[MeasureRequest], executor=None, device: str | None = None,
-                say: Say = _quiet) -> dict[str, Measurement]:
+                say: Say = _quiet, rounds: int = 1) -> dict[str, Measurement]:
     """Measure each request through ``executor`` (default: in-process), one at a time per device.
 
+    ``rounds`` > 1 splits each request's runs into that many rounds over all requests (A B C A B
+    C ...) and pools each key's calls: a load that comes and goes on the machine then falls on
+    every block or subnet alike instead of on the few measured at that moment.
     Any failed measurement is raised (with its exit code): a table with a hole is no table.
     """
+    from dataclasses import replace as replaced
+
     from edgesdk.executor import InProcessExecutor, Task
+    from edgesdk.lut.measure import pooled
 
     own = executor is None
     executor = executor or InProcessExecutor(device=device)
-    results: dict[str, Measurement] = {}
+    rounds = max(1, min(rounds, min((r.runs for r in requests), default=1) // 3))  # at least 3 runs a round
+    parts: dict[str, list[Measurement]] = {request.key: [] for request in requests}
     try:
-        tasks = [Task(request.key, measure_bundle, (request,), kind="measure", device=device) for request in requests]
+        tasks = [Task(f"{request.key}@{round_}", measure_bundle,
+                      (replaced(request, runs=request.runs // rounds + (round_ < request.runs % rounds)),),
+                      kind="measure", device=device)
+                 for round_ in range(rounds) for request in requests]
         for outcome in executor.run(tasks):
+            key = outcome.key.rpartition("@")[0]
             if not outcome.ok:
-                error = EdgeSDKError(f"measuring {outcome.key} failed: {outcome.error}")
+                error = EdgeSDKError(f"measuring {key} failed: {outcome.error}")
                 error.exit_code = outcome.exit_code
                 raise error
-            results[outcome.key] = outcome.value
-            say(f"{outcome.key}: {outcome.value.latency.median_ms:.3f} ms (IQR {outcome.value.latency.spread_ms:.3f})")
+            parts[key].append(outcome.value)
+            if len(parts[key]) == rounds:
+                figure = pooled(parts[key]).latency
+                say(f"{key}: {figure.median_ms:.3f} ms (IQR {figure.spread_ms:.3f}, {figure.runs} runs in {rounds} rounds)")
     finally:
         if own:
             executor.close()
-    return results
+    return {key: pooled(measurements) for key, measurements in parts.items()}
 
 
 def export_block(module, example, folder: Path, fmt: str, precision: str) -> Path:
@@ -428,17 +443,28 @@ def export_block(module, example, folder: Path, fmt: str, precision: str) -> Pat
     return folder
 
 
+def subnet_export_options(subnet, conditions: "TableConditions") -> dict[str, Any]:
+    """The lighthubert recipe options of a whole-subnet measurement: last hidden state, input fixed
+    at the table's length (``fixed_shape``). `edgesdk export` with these options ships the very
+    graph that was measured; subnet.json records them."""
+    return {"subnet": subnet.to_dict(), "layers": "last", "window_seconds": conditions.seconds, "fixed_shape": True}
+
+
 def export_subnet(supernet, subnet, folder: Path, conditions: "TableConditions") -> Path:
-    """The default whole-subnet exporter: the family recipe (what `edgesdk export` ships), last
-    hidden state, input ``waveform`` of the table's length."""
+    """The default whole-subnet exporter: the family recipe (validated, as `edgesdk export` writes
+    it) with ``subnet_export_options``.
+
+    The fixed shape matters twice: blocks are measured at fixed shapes, and onnxruntime fuses a
+    fixed graph differently (MatMul+Add into Gemm, the GELU pattern) than the default
+    batch/length-dynamic one; and torch.export traces a fixed graph several times faster
+    (a Small subnet: ~15 s against ~2-3 min here)."""
     from edgesdk.exporters.bundle import export
     from edgesdk.models.info import model_info
 
     # Latency does not depend on the weights: a supernet without a checkpoint is measured as it is,
     # and its bundles (scratch, never shipped) say so in their manifests.
     export(supernet, folder, formats=(conditions.format,), precision=conditions.precision, force=True,
-           subnet=subnet, layers="last", window_seconds=conditions.seconds,
-           random_weights=model_info(supernet).random_weights)
+           random_weights=model_info(supernet).random_weights, **subnet_export_options(subnet, conditions))
     return folder
 
 
@@ -548,7 +574,8 @@ def _block_modules(supernet, samples: int) -> dict[BlockKey, tuple[Any, Any]]:
 def build_table(supernet, *, format: str = "onnx", precision: str = "fp32", seconds: float = 1.0,
                 threads: int = 1, repeats: int = 20, warmup: int = 3, energy: str = "auto",
                 preset: str | None = None, checkpoint: str | Path | None = None, executor=None,
-                work_dir: str | Path | None = None, say: Say = _quiet, exporter=export_block) -> LatencyTable:
+                work_dir: str | Path | None = None, say: Say = _quiet, exporter=export_block,
+                rounds: int = 1) -> LatencyTable:
     """Export and measure every block of ``supernet``'s search space; returns the table.
 
     Exports run here (they need torch); the measurements go through ``executor`` (default:
@@ -582,8 +609,8 @@ def build_table(supernet, *, format: str = "onnx", precision: str = "fp32", seco
                 artifact = exporter(module.eval(), example, folder, format, precision)
                 requests.append(_request(key.name, artifact, "x", tuple(example.shape), format, precision, threads,
                                          repeats, warmup, energy, archive))
-        say(f"measuring {len(requests)} blocks ({repeats} runs each, {threads} thread(s))")
-        measured = measure_all(requests, executor, device, say)
+        say(f"measuring {len(requests)} blocks ({repeats} runs each in {rounds} round(s), {threads} thread(s))")
+        measured = measure_all(requests, executor, device, say, rounds=rounds)
     first = measured[keys[0].name]
     blocks = tuple(BlockEntry(key, measured[key.name].latency, measured[key.name].energy) for key in keys)
     loads = [m.load_average for m in measured.values() if m.load_average]
@@ -593,7 +620,7 @@ def build_table(supernet, *, format: str = "onnx", precision: str = "fp32", seco
         backend=first.backend, providers=first.providers, runtime_versions=first.runtime_versions,
         load_average=tuple(float(np.mean([load[i] for load in loads])) for i in range(3)) if loads else None,
         energy=first.energy.provenance if first.energy else (first.energy_absent_reason or "absent"),
-        built_utc=_now(),
+        built_utc=_now(), rounds=rounds,
     )
     return LatencyTable(supernet_facts(supernet, preset, checkpoint), conditions, blocks)
 
@@ -608,7 +635,8 @@ def _now() -> str:
 
 
 def measure_subnets(supernet, subnets: Sequence, table: LatencyTable, *, executor=None, repeats: int | None = None,
-                    work_dir: str | Path | None = None, say: Say = _quiet, exporter=export_subnet) -> list[Measurement]:
+                    work_dir: str | Path | None = None, say: Say = _quiet, exporter=export_subnet,
+                    rounds: int | None = None) -> list[Measurement]:
     """Export each subnet whole (the family recipe: what `edgesdk export` ships, last hidden state)
     at the table's format, precision and input length, then measure each under the table's settings."""
     from edgesdk.devices.detect import detect_device
@@ -627,7 +655,7 @@ def measure_subnets(supernet, subnets: Sequence, table: LatencyTable, *, executo
                                      conditions.precision, conditions.threads, repeats or conditions.runs,
                                      conditions.warmup, "auto" if table.has_energy else "off", archive))
         say(f"measuring {len(requests)} whole subnets")
-        measured = measure_all(requests, executor, device, say)
+        measured = measure_all(requests, executor, device, say, rounds=conditions.rounds if rounds is None else rounds)
     return [measured[f"subnet-{index}"] for index in range(len(subnets))]
 
 

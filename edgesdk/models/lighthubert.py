@@ -45,7 +45,7 @@ from edgesdk.errors import CheckpointError, UsageError
 from edgesdk.models.checkpoints import strip_prefix
 from edgesdk.models.info import attach_model_info, model_info
 from edgesdk.models.layers import feed_forward, init_linear_, merge_heads, softmax_attention, split_heads
-from edgesdk.models.options import ExportOptions, OptionType, integer, number, option
+from edgesdk.models.options import BOOLEAN, ExportOptions, OptionType, integer, number, option
 from edgesdk.models.registry import Family, Preset
 from edgesdk.spec import ExportSpec
 
@@ -1141,6 +1141,9 @@ class LightHuBERTExportOptions(ExportOptions):
         number(minimum=0.0, exclusive=True), default_text="the chunk window, 4.565 s")
     context_frames: int = option(DEFAULT_CONTEXT_FRAMES, "chunking context recorded in the manifest, frames per side",
                                  integer(minimum=0))
+    fixed_shape: bool = option(
+        False, "ONNX input fixed at batch 1 and window_seconds, as TFLite's: onnxruntime fuses more on fixed shapes "
+        "(what edgesdk search measures)", BOOLEAN)
 
 
 def recipe(model: nn.Module, mode: str, options: LightHuBERTExportOptions) -> ExportSpec:
@@ -1181,8 +1184,10 @@ def recipe(model: nn.Module, mode: str, options: LightHuBERTExportOptions) -> Ex
     generator = torch.Generator().manual_seed(0)
     example = torch.randn(1, samples, generator=generator)
     output_names = [f"hidden_state_{i}" for i in layers]
-    dynamic_axes: dict[str, dict[int, str]] = {"waveform": {0: "batch", 1: "samples"}}
-    dynamic_axes.update({name: {0: "batch", 1: "frames"} for name in output_names})
+    dynamic_axes: dict[str, dict[int, str]] = {}
+    if not options.fixed_shape:  # a fixed graph lets onnxruntime fuse MatMul+Add and GELU (faster, not resizable)
+        dynamic_axes = {"waveform": {0: "batch", 1: "samples"}}
+        dynamic_axes.update({name: {0: "batch", 1: "frames"} for name in output_names})
     macs = count_macs(config, subnet, samples)
     from edgesdk.runtime.sections import OpsCount, WaveformFrontend
 
@@ -1232,6 +1237,7 @@ def recipe(model: nn.Module, mode: str, options: LightHuBERTExportOptions) -> Ex
                 },
                 "extractor_mode": config.extractor_mode,
                 "example_window_samples": samples,
+                "fixed_shape": bool(options.fixed_shape),
             }
         },
     }

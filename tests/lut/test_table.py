@@ -103,11 +103,13 @@ def test_conditions_mismatch_is_named(supernet):
 def test_real_build_and_validation_on_the_tiny_supernet(supernet, tmp_path):
     """Measured through edgesdk.runtime in the executor's measurement worker (ONNX files written
     by the fast TorchScript exporter of the tests)."""
-    table = build_table(supernet, seconds=0.25, repeats=3, warmup=1, exporter=fast_block_exporter, preset="tiny-supernet")
+    table = build_table(supernet, seconds=0.25, repeats=7, warmup=1, exporter=fast_block_exporter, preset="tiny-supernet",
+                        rounds=2)
     conditions = table.conditions
     assert conditions.device_profile == detect_device().profile.name and conditions.backend == "onnxruntime"
     assert dict(conditions.runtime_versions)["onnxruntime"] and conditions.samples == 4000 and conditions.frames == 12
-    assert all(entry.latency.median_ms > 0 and entry.latency.runs == 3 for entry in table.blocks)
+    assert conditions.rounds == 2  # 4 + 3 runs, pooled
+    assert all(entry.latency.median_ms > 0 and entry.latency.runs == 7 for entry in table.blocks)
     assert conditions.energy.startswith("measured:") or "no power sensor" in conditions.energy
     validated = validate_table(table, supernet, count=4, exporter=fast_subnet_exporter, repeats=3)
     report = validated.validation
@@ -149,3 +151,18 @@ def test_search_refuses_a_limit_below_the_smallest_subnet_and_a_table_of_another
     result = runner.invoke(cli, base + ["--max-latency-ms", "30", "--audio", str(eight)])
     assert result.exit_code == 2 and "8000 Hz" in result.output
     assert not (tmp_path / "subnet.json").exists()
+
+
+def test_rounds_are_pooled_call_by_call():
+    """The pooled median is that of all calls, not the median of the rounds' medians."""
+    from dataclasses import replace
+
+    from edgesdk.lut.measure import Measurement, latency_of, pooled
+
+    base = Measurement("b", latency_of([1.0], 1), None, "", "x86-64", "m", "onnxruntime", (), (), (1.0, 1.0, 1.0))
+    first = replace(base, latency=latency_of([1.0, 1.0, 9.0], 1), times_ms=(1.0, 1.0, 9.0))
+    second = replace(base, latency=latency_of([9.0, 9.0, 9.0, 2.0], 1), times_ms=(9.0, 9.0, 9.0, 2.0),
+                     load_average=(3.0, 3.0, 3.0))
+    both = pooled([first, second])
+    assert both.latency.median_ms == 9.0 and both.latency.runs == 7  # medians 1 and 9 would average to 5
+    assert both.times_ms == (1.0, 1.0, 9.0, 9.0, 9.0, 9.0, 2.0) and both.load_average == (2.0, 2.0, 2.0)
