@@ -210,3 +210,22 @@ def test_a_result_reads_back_from_its_record():
     assert back.passed == result.passed and back.per_step_max_abs == (0.0, 1.0) and back.check == result.check
     assert back.notes == {"pytorch_step_max_abs": 0.25}
     assert tick_line(back, [("onnx", 6)]) == tick_line(result, [("onnx", 6)])
+
+
+def test_reduced_precision_codes_are_judged_by_bit_agreement_and_logits_by_sqnr_and_class():
+    codes = np.ones((1, 2, 500, 2), dtype=np.float32)  # 2000 bits
+    one_flip = codes.copy()
+    one_flip[0, 1, 9, 0] = -1.0  # 99.95 % agreement; as a signal, 10*log10(2000 / 4) = 27 dB
+    rule = OutputRule(Tolerance(1e-4, 0.0), SqnrRule(30.0), BitAgreement(0.999))
+    result = compare_output("codes", codes, one_flip, rule)
+    assert result.passed and result.sqnr_db == pytest.approx(10 * np.log10(500)) and result.sqnr_db < 30
+    one_flip[0, 0, :3, 1] = -1.0  # 4 flips: 99.8 %
+    assert not compare_output("codes", codes, one_flip, rule).passed
+    logits = np.array([[0.0, 1.0, 0.998], [2.0, 0.0, 0.0]])
+    noisy = logits + np.array([[1e-3, -5e-4, -1e-3], [-1e-3, 1e-3, 0.0]])  # 62 dB, outside atol 1e-4
+    rule = OutputRule(Tolerance(1e-4, 0.0), SqnrRule(30.0), TopOneAgreement())
+    assert compare_output("logits", logits, noisy, rule).passed
+    swapped = logits.copy()
+    swapped[0, 2] += 4e-3  # 55 dB, but row 0 now picks class 2
+    result = compare_output("logits", logits, swapped, rule)
+    assert not result.passed and result.sqnr_db > 50 and result.check["top1_agreement"] == 0.5
