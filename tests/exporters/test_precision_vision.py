@@ -165,3 +165,53 @@ def test_ecoformer_onnx_fp16_fails_on_flipped_bits_and_says_where(ecoformer_bund
     assert failed and all(name.startswith("hash_codes_") for name in failed)
     assert all(facts["check"]["bit_agreement"] < 0.999 for case in report["onnx/fp16"]["cases"]
                for name, facts in case["outputs"].items() if name in failed and not facts["passed"])
+
+
+# SLAB swin-t at full size (224x224, 28 M parameters, random weights: no trained checkpoint here).
+# Run once with: pytest -m fullsize tests/exporters/test_precision_vision.py -k swin --junitxml=FILE
+# (the figures are recorded as properties of the test case, pass or fail).
+
+MORE_PHOTOGRAPHS = ("cat", "cell", "clock", "page", "text", "microaneurysms")  # 19 with PHOTOGRAPHS
+
+
+@pytest.mark.fullsize
+def test_slab_swin_t_int8_dynamic_on_real_photographs(tmp_path, record_property):
+    import torch
+    from PIL import Image
+    from skimage import data
+
+    from edgesdk.errors import ValidationError
+    from edgesdk.runtime.compare import sqnr_db
+
+    names = PHOTOGRAPHS + MORE_PHOTOGRAPHS
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in names:
+        Image.fromarray(getattr(data, name)()).convert("RGB").save(photos / f"{name}.png")
+    model = edgesdk.create_model("slab", preset="swin-t")
+    path = tmp_path / "bundle"
+    try:
+        edgesdk.export(model, path, formats=("onnx", "tflite"), precision="int8-dynamic", random_weights=True)
+        exported_valid = True
+    except ValidationError:  # judged below on every photograph; the files are kept
+        exported_valid = False
+    record_property("export_validation_passed", exported_valid)
+    read = _image_reader(tuple(read_manifest(path)["inputs"][0]["shape"]))
+    images = [read(photos / f"{name}.png") for name in names]
+    with torch.no_grad():
+        want = np.concatenate([model(torch.from_numpy(image)).numpy() for image in images])
+    assert len(set(want.argmax(1).tolist())) > 3  # the photographs are told apart
+    failures = []
+    for backend in ("onnxruntime", "litert"):
+        loaded = edgesdk.load(path, backend=backend, precision="int8-dynamic")
+        got = np.concatenate([loaded.run({"image": image})["logits"] for image in images])
+        per_image = [sqnr_db(w, g) for w, g in zip(want, got)]
+        agreement = float(np.mean(got.argmax(1) == want.argmax(1)))
+        kept = [op for k in loaded.artifact["recipe"]["kept_float"] for op in k["ops"]]
+        record_property(f"{backend}_sqnr_db_all", round(sqnr_db(want, got), 2))
+        record_property(f"{backend}_sqnr_db_worst_image", round(min(per_image), 2))
+        record_property(f"{backend}_top1_agreement", f"{int(round(agreement * len(names)))}/{len(names)}")
+        record_property(f"{backend}_kept_float_ops", len(kept))
+        if min(per_image) < 30.0 or agreement < 0.99:
+            failures.append(f"{backend}: worst {min(per_image):.1f} dB, top-1 {agreement:.3f}")
+    assert not failures, "; ".join(failures)
