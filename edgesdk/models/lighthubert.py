@@ -1194,7 +1194,7 @@ def fit_linear_probe(frames: np.ndarray, labels: np.ndarray, classes: int, ridge
 
 
 def fit_probes(module: nn.Module, output_names: Sequence[str], clips: np.ndarray, about: str,
-               units: int = PROBE_UNITS) -> dict[str, "Any"]:
+               units: int = PROBE_UNITS) -> dict[str, Any]:
     """One ``ProbeAgreement`` per hidden-state output, fitted on the float32 ``module``'s frames of ``clips``."""
     from edgesdk.runtime.compare import ProbeAgreement
 
@@ -1364,6 +1364,7 @@ def recipe(model: nn.Module, mode: str, options: LightHuBERTExportOptions) -> Ex
         },
     }
     module = HiddenStatesExport(standalone, layers).eval()
+    convolutions = convolution_weights(module)
     checks, held_out = {}, []
     if options.probe_data is not None:
         fit_names, held_names, fit, held = read_speech_clips(options.probe_data, samples, config.sample_rate_hz,
@@ -1384,8 +1385,8 @@ def recipe(model: nn.Module, mode: str, options: LightHuBERTExportOptions) -> Ex
         rtol=1e-3,
         output_checks=checks,
         sample_inputs=held_out,
-        keep_float=convolution_weights(module),
-        keep_float_reasons={name: CONV_REASON for name in convolution_weights(module)},
+        keep_float=convolutions,
+        keep_float_reasons={name: CONV_REASON for name in convolutions},
         metadata=metadata,
     )
 
