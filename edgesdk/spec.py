@@ -86,6 +86,9 @@ class ExportSpec:
         keep_float: int8 export only: name -> weight that must stay float32 (e.g. a recurrence
             whose rounding error would accumulate over frames).
         quantization_refused: why this export cannot be int8-quantized (None: it can).
+        keep_float_reasons: name in ``keep_float`` -> why it stays float (recorded in the recipe).
+        find_keep_float: reduced precision only (never called for a float export): measures the
+            model and returns more weights to keep float and why, as (keep_float, reasons).
     """
 
     module: torch.nn.Module
@@ -105,6 +108,8 @@ class ExportSpec:
     metadata: dict[str, Any] = field(default_factory=dict)
     keep_float: dict[str, torch.Tensor] = field(default_factory=dict)
     quantization_refused: str | None = None
+    keep_float_reasons: dict[str, str] = field(default_factory=dict)
+    find_keep_float: Callable[[], tuple[dict[str, torch.Tensor], dict[str, str]]] | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

@@ -41,13 +41,18 @@ def _precision_table(entries: list[dict[str, Any]]) -> ResultsTable:
     """Every artifact's precision side by side: size, speed and agreement with fp32 PyTorch, recipe."""
     table = ResultsTable(title="precisions")
     for column in ("file", "precision", "size vs float", "speed vs float32", "SQNR dB (min)", "cosine (min)",
-                   "quantized ops", "kept float", "tool"):
+                   "task agreement (min)", "quantized ops", "kept float", "tool"):
         table.add_column(column)
     for artifact in entries:
         recipe = artifact.get("recipe") or {}
         outputs = (artifact.get("validation") or {}).get("outputs", {})
         sqnrs = [o["sqnr_db"] for o in outputs.values() if isinstance(o.get("sqnr_db"), (int, float))]
         cosines = [o["cosine_similarity"] for o in outputs.values() if isinstance(o.get("cosine_similarity"), (int, float))]
+        agreements: dict[str, float] = {}  # the family checks' figures (bit, top-1, probe agreement)
+        for facts in outputs.values():
+            for key, value in facts.items():
+                if key.endswith("agreement") and isinstance(value, (int, float)):
+                    agreements[key] = min(agreements.get(key, value), value)
         size, float_size = artifact.get("size_bytes"), artifact.get("float_size_bytes")
         speed = artifact.get("speed_vs_float32")
         table.add_row(
@@ -55,6 +60,7 @@ def _precision_table(entries: list[dict[str, Any]]) -> ResultsTable:
             f"{size / float_size:.2f}x" if size and float_size else "1.00x" if not recipe else "?",
             f"{speed:.2f}x" if isinstance(speed, (int, float)) else "",
             f"{min(sqnrs):.1f}" if sqnrs else "", f"{min(cosines):.5f}" if cosines else "",
+            ", ".join(f"{key.replace('_agreement', '').replace('_', ' ')} {value:.2%}" for key, value in agreements.items()),
             escape(", ".join(f"{op} {count}" for op, count in (recipe.get("quantized_ops") or {}).items())),
             escape("; ".join(f"{len(k['ops'])} op(s): {k['reason']}" for k in recipe.get("kept_float", []))),
             escape(recipe.get("tool", "")),

@@ -423,12 +423,35 @@ def export(
     result = ExportResult(output, manifest, report)
     if not result.valid:
         failed = [fmt for fmt, facts in report["formats"].items() if not facts["passed"]]
+        figures = "; ".join(f"{fmt}: {_failure_figures(report['formats'][fmt])}" for fmt in failed)
         raise ValidationError(
             f"validation failed for {', '.join(failed)}; files kept in {output}, manifest marked invalid "
-            f"(details in {output / VALIDATION_NAME})",
+            f"(details in {output / VALIDATION_NAME}){' (' + figures + ')' if figures else ''}",
             report,
         )
     return result
+
+
+def _failure_figures(format_report: Mapping[str, Any], most: int = 4) -> str:
+    """The worst figure of each failed output over the cases ("hash_codes_s1b0 bit_agreement 0.9974
+    needs 0.999"): SQNR below its floor, or a family check's agreement below what it requires."""
+    worst: dict[tuple[str, str], tuple[str, float, float]] = {}
+    for case in format_report.get("cases", []):
+        for name, facts in (case.get("outputs") or {}).items():
+            if facts.get("passed", True):
+                continue
+            check = facts.get("check") or {}
+            figures = [(k, v, check.get("required")) for k, v in check.items() if k.endswith("agreement")
+                       and not check.get("passed", True)]
+            # (binary codes are judged by their bit agreement alone: a failed check is the figure)
+            if not figures and isinstance(facts.get("sqnr_db"), (int, float)) and facts["sqnr_db"] < (facts.get("min_sqnr_db") or 0):
+                figures.append(("SQNR dB", facts["sqnr_db"], facts["min_sqnr_db"]))
+            for key, value, required in figures:
+                if isinstance(value, (int, float)) and isinstance(required, (int, float)):
+                    if (name, key) not in worst or value < worst[(name, key)][1]:
+                        worst[(name, key)] = (key, value, required)
+    shown = [f"{name} {key} {value:.4g} needs {required:.4g}" for (name, _), (key, value, required) in worst.items()]
+    return ", ".join(shown[:most]) + (f" and {len(shown) - most} more" if len(shown) > most else "")
 
 
 def failed_log_path(output: Path) -> Path:

@@ -35,8 +35,10 @@ import math
 import random
 import re
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -45,7 +47,7 @@ from edgesdk.errors import CheckpointError, UsageError
 from edgesdk.models.checkpoints import strip_prefix
 from edgesdk.models.info import attach_model_info, model_info
 from edgesdk.models.layers import feed_forward, init_linear_, merge_heads, softmax_attention, split_heads
-from edgesdk.models.options import BOOLEAN, ExportOptions, OptionType, integer, number, option
+from edgesdk.models.options import BOOLEAN, TEXT, ExportOptions, OptionType, integer, number, option
 from edgesdk.models.registry import Family, Preset
 from edgesdk.spec import ExportSpec
 
@@ -1106,6 +1108,128 @@ class HiddenStatesExport(nn.Module):
         return tuple(hidden_states[i] for i in self.layers)
 
 
+# ----------------------------------------------------------------------------------------------
+# Task figure of a reduced-precision artifact: a linear probe on real speech
+# ----------------------------------------------------------------------------------------------
+# Hidden states are features for a downstream task, so besides their SQNR an artifact is judged
+# by whether a linear classifier on them decides as it does on float32. Without labelled data the
+# probe predicts acoustic units, as HuBERT's own training targets are: k-means clusters of the
+# float32 model's frames of the fitting clips, one probe per exported hidden state, fitted by
+# ridge least squares on one-hot units. Clips: a folder of 16 kHz WAVs (the ``probe_data``
+# option); every fourth (sorted by name) is held out and becomes a validation case.
+PROBE_UNITS = 8
+PROBE_HELD_OUT_EVERY = 4
+PROBE_RIDGE = 1e-2
+# Floor of the share of frames on which the artifact's probe agrees with float32's. Measured
+# (tiny supernet, random weights, 12 KWS clips; small subnet, espeak-ng words): see
+# benchmarks/results/precision.notes.md.
+PROBE_MIN_AGREEMENT = 0.9
+
+
+def read_speech_clips(folder: str | Path, samples: int, sample_rate_hz: int, normalize: bool
+                      ) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+    """The WAVs of ``folder`` as model inputs [clips, samples]: (fit names, held-out names, fit, held out).
+
+    Each clip is int16 / 32768, utterance-normalised where the model's front end does it, then
+    centred in the window (zero-padded) or centre-cropped to it.
+    """
+    from edgesdk.runtime.audio import read_wav
+    from edgesdk.runtime.chunking import normalize_waveform
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UsageError(f"probe_data {folder} is not a folder (give a folder of 16 kHz WAV files of speech)")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".wav")
+    if len(files) < PROBE_HELD_OUT_EVERY:
+        raise UsageError(f"probe_data {folder} holds {len(files)} WAV file(s); at least {PROBE_HELD_OUT_EVERY} "
+                         "are needed (every fourth is held out to validate)")
+    clips = []
+    for path in files:
+        waveform = read_wav(path, sample_rate_hz).astype(np.float32) / np.float32(32768.0)
+        if normalize:
+            waveform = normalize_waveform(waveform)
+        if len(waveform) >= samples:
+            start = (len(waveform) - samples) // 2
+            clips.append(waveform[start:start + samples])
+        else:
+            left = (samples - len(waveform)) // 2
+            clips.append(np.pad(waveform, (left, samples - len(waveform) - left)))
+    held_out = [i for i in range(len(files)) if i % PROBE_HELD_OUT_EVERY == PROBE_HELD_OUT_EVERY - 1]
+    fit = [i for i in range(len(files)) if i not in held_out]
+    stacked = np.stack(clips).astype(np.float32)
+    return [files[i].name for i in fit], [files[i].name for i in held_out], stacked[fit], stacked[held_out]
+
+
+def kmeans_units(frames: np.ndarray, units: int, seed: int = 0, iterations: int = 50) -> np.ndarray:
+    """k-means (k-means++ start, Lloyd iterations) of frames [n, e]; returns each frame's unit [n]."""
+    rng = np.random.default_rng(seed)
+    x = frames.astype(np.float64)
+    centres = [x[rng.integers(len(x))]]
+    for _ in range(1, units):
+        distance = np.min(((x[:, None, :] - np.asarray(centres)[None]) ** 2).sum(-1), axis=1)
+        centres.append(x[rng.choice(len(x), p=distance / distance.sum())] if distance.sum() > 0 else x[rng.integers(len(x))])
+    centres = np.asarray(centres)
+    labels = np.zeros(len(x), dtype=np.int64)
+    for _ in range(iterations):
+        labels = ((x[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
+        moved = np.asarray([x[labels == k].mean(0) if np.any(labels == k) else centres[k] for k in range(units)])
+        if np.allclose(moved, centres):
+            break
+        centres = moved
+    return labels
+
+
+def fit_linear_probe(frames: np.ndarray, labels: np.ndarray, classes: int, ridge: float = PROBE_RIDGE
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge least squares of one-hot ``labels`` on standardised ``frames`` [n, e], folded back
+    into (weights [e, classes], bias [classes]) on the raw frames."""
+    x = frames.astype(np.float64)
+    mean, scale = x.mean(0), x.std(0) + 1e-6
+    z = (x - mean) / scale
+    targets = np.eye(classes)[labels]
+    coefficients = np.linalg.solve(z.T @ z + ridge * len(z) * np.eye(z.shape[1]), z.T @ (targets - targets.mean(0)))
+    weights = coefficients / scale[:, None]
+    bias = targets.mean(0) - mean @ weights
+    return weights, bias
+
+
+def fit_probes(module: nn.Module, output_names: Sequence[str], clips: np.ndarray, about: str,
+               units: int = PROBE_UNITS) -> dict[str, Any]:
+    """One ``ProbeAgreement`` per hidden-state output, fitted on the float32 ``module``'s frames of ``clips``."""
+    from edgesdk.runtime.compare import ProbeAgreement
+
+    with torch.no_grad():
+        per_clip = [module(torch.from_numpy(clip[None])) for clip in clips]
+    checks = {}
+    for index, name in enumerate(output_names):
+        frames = np.concatenate([outputs[index][0].numpy() for outputs in per_clip])
+        labels = kmeans_units(frames, units)
+        weights, bias = fit_linear_probe(frames, labels, units)
+        fit_share = float(np.mean((frames @ weights + bias).argmax(1) == labels))
+        checks[name] = ProbeAgreement(
+            weights.astype(np.float32).tolist(), bias.astype(np.float32).tolist(), PROBE_MIN_AGREEMENT,
+            f"linear probe of {units} k-means acoustic units of float32 {name}, fitted on {len(frames)} frames of "
+            f"{about} (it matches the units on {fit_share:.1%} of them)")
+    return checks
+
+
+# Reduced precision keeps every convolution float (the waveform CNN and the positional conv),
+# found from the model as its Conv1d layers. Measured on the tiny supernet (random weights, 1 s
+# windows of the KWS clips), TFLite int8-dynamic: with the CNN quantized, hidden states of speech
+# clips fell to -0.8-2.5 dB SQNR (random noise and silence: 31-33 dB), with only block 0 float
+# 16-27 dB, with every convolution float 44 dB. LiteRT quantizes a convolution's input per call
+# over the whole tensor; block 0's GroupNorm (each channel over time) then scales the rounding
+# error of weak channels up to unit variance. ONNX keeps convolutions float anyway.
+CONV_REASON = ("a convolution of the waveform CNN or the positional conv: with them int8 (LiteRT dynamic range), "
+               "hidden states of speech fell to about 0 dB SQNR (44 dB with them float)")
+
+
+def convolution_weights(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Every Conv1d weight of ``module``, by name: what reduced precision keeps float."""
+    return {f"{name}.weight": layer.weight.detach() for name, layer in module.named_modules()
+            if isinstance(layer, nn.Conv1d)}
+
+
 def _layers_option(value: Any) -> "str | tuple[int, ...]":
     """The form of ``layers`` (the range is checked against the subnet by ``parse_layers``)."""
     if isinstance(value, str):
@@ -1144,6 +1268,10 @@ class LightHuBERTExportOptions(ExportOptions):
     fixed_shape: bool = option(
         False, "ONNX input fixed at batch 1 and window_seconds, as TFLite's: onnxruntime fuses more on fixed shapes "
         "(what edgesdk search measures)", BOOLEAN)
+    probe_data: str | None = option(
+        None, "folder of 16 kHz WAV files of speech: a linear probe fitted on the float32 hidden states of most of "
+        "them judges every artifact on the others (every fourth), which become validation cases", TEXT,
+        default_text="none")
 
 
 def recipe(model: nn.Module, mode: str, options: LightHuBERTExportOptions) -> ExportSpec:
@@ -1241,8 +1369,18 @@ def recipe(model: nn.Module, mode: str, options: LightHuBERTExportOptions) -> Ex
             }
         },
     }
+    module = HiddenStatesExport(standalone, layers).eval()
+    convolutions = convolution_weights(module)
+    checks, held_out = {}, []
+    if options.probe_data is not None:
+        fit_names, held_names, fit, held = read_speech_clips(options.probe_data, samples, config.sample_rate_hz,
+                                                             config.normalize)
+        checks = fit_probes(module, output_names, fit, f"{len(fit_names)} clips of {options.probe_data}")
+        held_out = [{"waveform": clip[None]} for clip in held]
+        metadata["extra"]["lighthubert"]["probe"] = {"fit_files": fit_names, "held_out_files": held_names,
+                                                     "units": PROBE_UNITS, "min_agreement": PROBE_MIN_AGREEMENT}
     return ExportSpec(
-        module=HiddenStatesExport(standalone, layers).eval(),
+        module=module,
         example_inputs={"waveform": example},
         output_names=output_names,
         mode="full",
@@ -1251,6 +1389,10 @@ def recipe(model: nn.Module, mode: str, options: LightHuBERTExportOptions) -> Ex
         # gives ~1e-5; the bound leaves room for LiteRT's kernels.
         atol=1e-3,
         rtol=1e-3,
+        output_checks=checks,
+        sample_inputs=held_out,
+        keep_float=convolutions,
+        keep_float_reasons={name: CONV_REASON for name in convolutions},
         metadata=metadata,
     )
 

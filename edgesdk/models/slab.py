@@ -1178,6 +1178,100 @@ def fold_error(reference: nn.Module, folded: nn.Module, images: Sequence[torch.T
     return {"max_abs": max_abs, "max_relative": max_rel}
 
 
+# Reduced precision: the layers that stay float, measured on the model itself. SLAB's folded
+# networks have no normaliser left to absorb an int8 layer's rounding, and with a trained
+# classifier's margins unknown here the floor is a whole-model SQNR; every layer's own cost is
+# measured by simulating dynamic int8 on it alone (the quantizers' scheme: per-output-channel
+# int8 weights, per-call uint8 activations over the whole tensor), then the costliest stay float
+# until the rest together reach the target on every image of the recipe.
+INT8_TARGET_DB = 33.0  # 3 dB over the 30 dB floor an int8 artifact is validated against
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """Simulated dynamic int8 of one weight layer alone: the logits' worst SQNR over the images."""
+
+    name: str
+    sqnr_db: float
+
+
+def _fake_int8_weight(weight: torch.Tensor) -> torch.Tensor:
+    scale = weight.abs().amax(dim=tuple(range(1, weight.dim())), keepdim=True).clamp_min(1e-12) / 127.0
+    return (weight / scale).round().clamp(-127, 127) * scale
+
+
+def _fake_uint8_activation(x: torch.Tensor) -> torch.Tensor:
+    axes = tuple(range(1, x.dim()))  # per image, as a batch-1 call computes it
+    low, high = x.amin(dim=axes, keepdim=True).clamp_max(0), x.amax(dim=axes, keepdim=True).clamp_min(0)
+    scale = (high - low).clamp_min(1e-12) / 255.0
+    zero = (-low / scale).round()
+    return ((x / scale).round() + zero).clamp(0, 255).sub(zero) * scale
+
+
+def _int8_layers(module: nn.Module) -> dict[str, nn.Module]:
+    """Layers the int8 quantizers can take: linear layers and dense convolutions (the shared
+    depthwise SLA kernel is tiled per head in the graph, never a weight of its own)."""
+    return {name: layer for name, layer in module.named_modules()
+            if isinstance(layer, nn.Linear) or (isinstance(layer, nn.Conv2d) and layer.groups == 1)}
+
+
+def _worst_sqnr(module: nn.Module, images: torch.Tensor, reference: np.ndarray, quantized: Sequence[str]) -> float:
+    """The lowest per-image logits SQNR with the ``quantized`` layers simulated in dynamic int8."""
+    from edgesdk.runtime.compare import sqnr_db
+
+    layers = _int8_layers(module)
+    saved = {}
+    try:
+        for name in quantized:
+            layer = layers[name]
+            saved[name] = layer.forward
+            if isinstance(layer, nn.Linear):
+                layer.forward = lambda x, layer=layer: F.linear(_fake_uint8_activation(x), _fake_int8_weight(layer.weight),
+                                                                layer.bias)
+            else:
+                layer.forward = lambda x, layer=layer: layer._conv_forward(
+                    _fake_uint8_activation(x), _fake_int8_weight(layer.weight), layer.bias)
+        with torch.no_grad():
+            got = module(images).numpy()
+    finally:
+        for name, forward in saved.items():
+            del layers[name].forward  # back to the class's forward
+    return min(sqnr_db(r, g) for r, g in zip(reference, got))
+
+
+def int8_float_layers(module: nn.Module, images: torch.Tensor, target_db: float = INT8_TARGET_DB
+                      ) -> tuple[list[LayerCost], list[LayerCost], float]:
+    """Which layers of the (folded) ``module`` stay float in int8 so that the rest reach ``target_db``.
+
+    Returns (the layers kept float, costliest first; every layer's cost; the simulated worst
+    SQNR with all the others int8). ``images``: (B, 3, S, S), the recipe's validation images.
+    """
+    with torch.no_grad():
+        reference = module(images).numpy()
+    names = list(_int8_layers(module))
+    costs = sorted((LayerCost(n, _worst_sqnr(module, images, reference, [n])) for n in names), key=lambda c: c.sqnr_db)
+    kept: list[LayerCost] = []
+    reached = _worst_sqnr(module, images, reference, names)
+    while reached < target_db and len(kept) < len(costs):
+        kept.append(costs[len(kept)])
+        reached = _worst_sqnr(module, images, reference, [c.name for c in costs[len(kept):]])
+    return kept, costs, reached
+
+
+def _keep_float_finder(module: nn.Module, images: Sequence[torch.Tensor]) -> Callable[[], tuple[dict, dict]]:
+    """ExportSpec.find_keep_float: measured only when a reduced precision is asked for."""
+    def find() -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        kept, costs, reached = int8_float_layers(module, torch.cat(list(images)))
+        others = [c.sqnr_db for c in costs if c not in kept]
+        layers = _int8_layers(module)
+        reasons = {f"{c.name}.weight": (
+            f"simulated dynamic int8 of this layer alone costs the logits {c.sqnr_db:.1f} dB SQNR (the other "
+            f"layers: {min(others, default=float('inf')):.1f} dB and above); kept float, the costliest first, until "
+            f"the rest together reach {reached:.1f} dB (target {INT8_TARGET_DB:g}) on the recipe's images") for c in kept}
+        return {f"{c.name}.weight": layers[c.name].weight.detach() for c in kept}, reasons
+    return find
+
+
 @dataclass(frozen=True)
 class SlabExportOptions(ExportOptions):
     """Options of the slab recipe (``--option NAME=VALUE``, or keywords of ``edgesdk.export``)."""
@@ -1269,6 +1363,7 @@ def export_recipe(model: nn.Module, mode: str, options: SlabExportOptions) -> Ex
         rtol=1e-4,
         sample_inputs=[{"image": sample} for sample in samples],
         metadata=metadata,
+        find_keep_float=_keep_float_finder(module, images),
     )
 
 

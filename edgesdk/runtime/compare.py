@@ -11,13 +11,16 @@ stream, step by step) apply it and return an ``OutputResult``; ``tick_line`` ren
 - A family check (data, carried in the manifest so the device applies the rule export applied)
   replaces the element-wise verdict of one output: ``BitAgreement`` for binary hash codes, where a
   sign flip near zero is expected; ``TopOneAgreement`` for logits that must also pick the same
-  class. A reduced-precision artifact must pass both its SQNR and the family check.
+  class. A reduced-precision artifact must pass both its SQNR (in place of the element-wise
+  tolerance) and the family check, except for binary codes: the SQNR of +-1 codes only restates
+  the flip count (99.9 % agreement is 24 dB), so their bit agreement alone judges them.
 
 Shapes are compared first, then finiteness, then values. Never imports torch.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from typing import Any, ClassVar, Mapping, Sequence, Union
 
 import numpy as np
@@ -94,6 +97,7 @@ class BitAgreement:
     min_agreement: float = 0.999
     codes: str = "sign"
     kind: ClassVar[str] = "bit_agreement"
+    replaces_sqnr: ClassVar[bool] = True  # see the module docstring
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_agreement <= 1.0:
@@ -119,6 +123,7 @@ class TopOneAgreement:
     min_agreement: float = 1.0
     axis: int = -1
     kind: ClassVar[str] = "top1_agreement"
+    replaces_sqnr: ClassVar[bool] = False
 
     def evaluate(self, reference: np.ndarray, candidate: np.ndarray, within: np.ndarray) -> dict[str, Any]:
         """Facts: passed, top1_agreement, required."""
@@ -138,6 +143,7 @@ class ShareWithinTolerance:
 
     min_share: float = 0.999
     kind: ClassVar[str] = "share_within_tolerance"
+    replaces_sqnr: ClassVar[bool] = False
 
     def evaluate(self, reference: np.ndarray, candidate: np.ndarray, within: np.ndarray) -> dict[str, Any]:
         """Facts: passed, agreement (the share within tolerance), required."""
@@ -145,13 +151,53 @@ class ShareWithinTolerance:
         return {"passed": bool(share >= self.min_share), "agreement": share, "required": self.min_share}
 
 
-FamilyCheck = Union[BitAgreement, TopOneAgreement, ShareWithinTolerance]
-FAMILY_CHECKS: dict[str, type] = {c.kind: c for c in (BitAgreement, TopOneAgreement, ShareWithinTolerance)}
+@dataclass(frozen=True)
+class ProbeAgreement:
+    """Family check for feature outputs (e.g. hidden states [..., features]): a linear probe
+    ``argmax(x @ weights + bias)`` fitted on the float32 model's features of real data must give
+    the same prediction on at least ``min_agreement`` of the feature vectors, and the element-wise
+    tolerance must hold (under an SQNR rule, the SQNR instead). ``weights``: [features][classes]."""
+
+    weights: tuple[tuple[float, ...], ...]
+    bias: tuple[float, ...]
+    min_agreement: float = 0.95
+    about: str = ""  # what the probe predicts and what it was fitted on, for the reader
+    kind: ClassVar[str] = "probe_agreement"
+    replaces_sqnr: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        weights = tuple(tuple(float(v) for v in row) for row in self.weights)
+        bias = tuple(float(v) for v in self.bias)
+        if not weights or len({len(row) for row in weights}) != 1 or len(weights[0]) != len(bias) or len(bias) < 2:
+            raise ValueError("weights must be [features][classes] with classes >= 2, and bias [classes]")
+        if not 0.0 <= self.min_agreement <= 1.0:
+            raise ValueError(f"min_agreement must be within [0, 1], not {self.min_agreement}")
+        object.__setattr__(self, "weights", weights)
+        object.__setattr__(self, "bias", bias)
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """The probe's class of every feature vector (the last axis), flattened."""
+        weights = np.asarray(self.weights, np.float64)
+        if features.shape[-1] != weights.shape[0]:
+            raise ValueError(f"the probe takes {weights.shape[0]} features, the output has {features.shape[-1]}")
+        return (features.reshape(-1, weights.shape[0]).astype(np.float64) @ weights + np.asarray(self.bias)).argmax(1)
+
+    def evaluate(self, reference: np.ndarray, candidate: np.ndarray, within: np.ndarray) -> dict[str, Any]:
+        """Facts: passed, probe_agreement, vectors, classes_seen (by the reference), required."""
+        want, got = self.predict(reference), self.predict(candidate)
+        agreement = float(np.mean(want == got)) if want.size else 1.0
+        return {"passed": bool(agreement >= self.min_agreement and within.all()), "probe_agreement": agreement,
+                "vectors": int(want.size), "classes_seen": int(np.unique(want).size), "required": self.min_agreement}
+
+
+FamilyCheck = Union[BitAgreement, TopOneAgreement, ShareWithinTolerance, ProbeAgreement]
+FAMILY_CHECKS: dict[str, type] = {c.kind: c for c in (BitAgreement, TopOneAgreement, ShareWithinTolerance,
+                                                      ProbeAgreement)}
 
 
 def family_check_to_manifest(check: FamilyCheck) -> dict[str, Any]:
     """``{"kind": ..., <fields>}`` for the manifest's ``validation.output_checks``."""
-    return {"kind": check.kind, **{f: getattr(check, f) for f in check.__dataclass_fields__}}
+    return {"kind": check.kind, **{f.name: getattr(check, f.name) for f in dataclass_fields(check)}}
 
 
 def family_check_from_manifest(data: Any) -> FamilyCheck:
@@ -162,7 +208,7 @@ def family_check_from_manifest(data: Any) -> FamilyCheck:
     if kind is None:
         raise ValueError(f"kind {data['kind']!r} is not one of {', '.join(FAMILY_CHECKS)}")
     fields = {k: v for k, v in data.items() if k != "kind"}
-    unknown = sorted(set(fields) - set(kind.__dataclass_fields__))
+    unknown = sorted(set(fields) - {f.name for f in dataclass_fields(kind)})
     if unknown:
         raise ValueError(f"unknown field(s) {', '.join(unknown)} for kind {data['kind']!r}")
     try:
@@ -331,8 +377,11 @@ def compare_output(name: str, reference: np.ndarray, candidate: np.ndarray, rule
         passed = bool(within.all())
     check = None
     if rule.check is not None:
-        check = rule.check.evaluate(reference, candidate, within)
-        passed = (passed and check["passed"]) if rule.sqnr is not None else check["passed"]
+        # Under an SQNR rule the element-wise tolerance does not apply (a reduced-precision artifact
+        # cannot meet it by design): the check sees every element as within.
+        check = rule.check.evaluate(reference, candidate, within if rule.sqnr is None else np.ones_like(within))
+        sqnr_judges = rule.sqnr is not None and not rule.check.replaces_sqnr
+        passed = (passed and check["passed"]) if sqnr_judges else check["passed"]
     return OutputResult(name, bool(passed), max_abs, mean_abs, tolerance.atol, tolerance.rtol, check=check, **facts)
 
 

@@ -104,6 +104,34 @@ def test_onnx_int8_folds_constants_so_the_quantizer_sees_computed_weights(tmp_pa
     assert any("Conv" in note for note in recipe["notes"])  # the int8-conv measurement is recorded
 
 
+class PerHeadWeight(torch.nn.Module):
+    """A per-head constant weight [1, heads, 64, 32] in a batched MatMul (EcoFormer's hash anchors),
+    then a plain 2-D one: onnxruntime rejects per-channel zero points of the first at run time."""
+
+    def __init__(self):
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.per_head = torch.nn.Parameter(torch.randn(1, 2, 64, 32, generator=generator) * 0.1)
+        self.out = torch.nn.Linear(32, 16)
+
+    def forward(self, x):
+        return self.out(torch.matmul(x, self.per_head))
+
+
+def test_onnx_int8_dynamic_keeps_a_batched_weight_float_and_runs(tmp_path):
+    module = PerHeadWeight().eval()
+    result = edgesdk.export(module, tmp_path / "own", formats=("onnx",), precision="int8-dynamic",
+                            example_inputs={"x": (1, 2, 8, 64)})
+    recipe = next(a for a in result.manifest["artifacts"] if a["file"] == "model.int8-dynamic.onnx")["recipe"]
+    kept = [k for k in recipe["kept_float"] if "b zero point is not valid" in k["reason"]]
+    assert len(kept) == 1 and len(kept[0]["ops"]) == 1 and sum(recipe["quantized_ops"].values()) == 1, recipe
+    x = np.random.default_rng(0).standard_normal((1, 2, 8, 64)).astype(np.float32)
+    got = edgesdk.load(tmp_path / "own", backend="onnxruntime", precision="int8-dynamic").run({"x": x})
+    with torch.no_grad():
+        want = module(torch.from_numpy(x)).numpy()
+    assert sqnr_db(want, next(iter(got.values()))) > 30.0
+
+
 def test_onnx_int8_counts_what_it_quantized_and_keeps_the_recurrence(bundle):
     ours = op_counts(bundle / "model.int8-dynamic.onnx")
     float_ops = op_counts(bundle / "model.onnx")

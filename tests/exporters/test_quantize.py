@@ -117,7 +117,6 @@ def test_bad_quantize_arguments_are_usage_errors(tmp_path, lmu_model, arguments,
 
 @pytest.mark.parametrize("family, preset, mode, message", [
     ("lmuformer", "tiny-spiking", "stream", "flip spikes"),
-    ("ecoformer", "tiny", "full", "hash-code bits"),
 ])
 def test_families_that_cannot_be_int8_say_why(tmp_path, family, preset, mode, message):
     model = edgesdk.create_model(family, preset=preset)

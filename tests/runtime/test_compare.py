@@ -10,6 +10,7 @@ from edgesdk.runtime.compare import (
     BitAgreement,
     CaseResult,
     OutputRule,
+    ProbeAgreement,
     Rules,
     ShareWithinTolerance,
     SqnrRule,
@@ -169,6 +170,8 @@ def test_an_old_manifest_without_rules_falls_back_to_the_share_within_tolerance(
     ({"kind": "bit_agreement", "threshold": 1}, "unknown field"),
     ({"kind": "bit_agreement", "min_agreement": 2.0}, "within \\[0, 1\\]"),
     ({"kind": "bit_agreement", "codes": "magnitude"}, "must be 'sign'"),
+    ({"kind": "probe_agreement", "weights": [[1.0, 0.0]], "bias": [0.0]}, "classes >= 2"),
+    ({"kind": "probe_agreement", "weights": [], "bias": []}, "features\\]\\[classes\\]"),
 ])
 def test_bad_family_checks_are_refused_with_a_reason(data, message):
     with pytest.raises(ValueError, match=message):
@@ -210,3 +213,43 @@ def test_a_result_reads_back_from_its_record():
     assert back.passed == result.passed and back.per_step_max_abs == (0.0, 1.0) and back.check == result.check
     assert back.notes == {"pytorch_step_max_abs": 0.25}
     assert tick_line(back, [("onnx", 6)]) == tick_line(result, [("onnx", 6)])
+
+
+def test_reduced_precision_codes_are_judged_by_bit_agreement_and_logits_by_sqnr_and_class():
+    codes = np.ones((1, 2, 500, 2), dtype=np.float32)  # 2000 bits
+    one_flip = codes.copy()
+    one_flip[0, 1, 9, 0] = -1.0  # 99.95 % agreement; as a signal, 10*log10(2000 / 4) = 27 dB
+    rule = OutputRule(Tolerance(1e-4, 0.0), SqnrRule(30.0), BitAgreement(0.999))
+    result = compare_output("codes", codes, one_flip, rule)
+    assert result.passed and result.sqnr_db == pytest.approx(10 * np.log10(500)) and result.sqnr_db < 30
+    one_flip[0, 0, :3, 1] = -1.0  # 4 flips: 99.8 %
+    assert not compare_output("codes", codes, one_flip, rule).passed
+    logits = np.array([[0.0, 1.0, 0.998], [2.0, 0.0, 0.0]])
+    noisy = logits + np.array([[1e-3, -5e-4, -1e-3], [-1e-3, 1e-3, 0.0]])  # 62 dB, outside atol 1e-4
+    rule = OutputRule(Tolerance(1e-4, 0.0), SqnrRule(30.0), TopOneAgreement())
+    assert compare_output("logits", logits, noisy, rule).passed
+    swapped = logits.copy()
+    swapped[0, 2] += 4e-3  # 55 dB, but row 0 now picks class 2
+    result = compare_output("logits", logits, swapped, rule)
+    assert not result.passed and result.sqnr_db > 50 and result.check["top1_agreement"] == 0.5
+
+
+def test_probe_agreement_counts_frames_whose_probe_class_changes():
+    # Two features, three classes: class = which of x0, x1, 0.5 is largest.
+    probe = ProbeAgreement(((1.0, 0.0, 0.0), (0.0, 1.0, 0.0)), (0.0, 0.0, 0.5), min_agreement=0.75, about="known")
+    frames = np.array([[[2.0, 0.0], [0.0, 2.0], [0.1, 0.2], [1.0, 0.9]]])  # [1, 4 frames, 2]: classes 0, 1, 2, 0
+    assert probe.predict(frames).tolist() == [0, 1, 2, 0]
+    moved = frames.copy()
+    moved[0, 3] = [0.9, 1.0]  # the last frame now decides class 1
+    rule = OutputRule(Tolerance(1e-4, 0.0), SqnrRule(10.0), probe)
+    result = compare_output("hidden", frames, moved, rule)
+    assert result.check["probe_agreement"] == 0.75 and result.check["vectors"] == 4 and result.check["classes_seen"] == 3
+    assert result.passed  # 75 % agreement meets 0.75, SQNR 10*log10(10.1 / 0.02) = 27 dB meets 10
+    moved[0, 2] = [0.6, 0.0]  # a second frame changes class: 50 %
+    assert not compare_output("hidden", frames, moved, rule).passed
+    # Float artifacts: the element-wise tolerance must hold as well.
+    assert not compare_output("hidden", frames, frames + 1e-3, OutputRule(Tolerance(1e-4, 0.0), None, probe)).passed
+    back = family_check_from_manifest(family_check_to_manifest(probe))
+    assert back == probe and isinstance(back.weights[0], tuple)
+    with pytest.raises(ValueError, match="takes 2 features"):
+        probe.predict(np.zeros((1, 3, 5)))

@@ -338,6 +338,15 @@ def _int8(source, target, precision, converter_log, workdir, keep_float, keep_re
         kept.append(KeptFloat(tuple(convs), f"{conv_note}: slower, so convolutions stay float"))
     excluded, family_kept = _exclusions(nodes, keep_float, keep_patterns, keep_reasons)
     kept += family_kept
+    if precision == "int8-dynamic":
+        # quantize_dynamic gives a batched (rank > 2) weight one zero point per column, shape (N,);
+        # onnxruntime's MatMulInteger takes that only for a 2-D weight and fails at run time ("b zero
+        # point is not valid"; EcoFormer's per-head hash anchors and projection, [1, heads, m, c]).
+        batched = [n.name for n, weight in nodes if weight.ndim > 2 and n.name not in excluded]
+        if batched:
+            excluded += batched
+            kept.append(KeptFloat(tuple(batched), "a batched (rank > 2) constant weight: onnxruntime's MatMulInteger "
+                                                  "rejects its per-channel zero points (\"b zero point is not valid\")"))
     quantized = Counter(n.op_type for n, _ in nodes if n.name not in excluded)
     if not quantized:
         raise ConversionError(f"ONNX {precision}: no MatMul/Gemm with a constant weight is left to quantize in "

@@ -84,7 +84,14 @@ class PrecisionPlan:
             if missing:
                 raise UsageError(f"--keep-float {', '.join(map(repr, missing))} matches no op in the exported "
                                  f"{' or '.join(formats)} graph; nothing would be kept float")
-        keep = {name: as_numpy(weight) for name, weight in spec.keep_float.items()}
+        weights, reasons = dict(spec.keep_float), dict(spec.keep_float_reasons)
+        if spec.find_keep_float is not None:
+            say("measuring which layers must stay float")
+            found, why = spec.find_keep_float()
+            weights.update(found)
+            reasons.update(why)
+        reasons = {**keep_float_reasons(weights), **reasons}
+        keep = {name: as_numpy(weight) for name, weight in weights.items()}
         workdir = folder / ".precision-work"
         workdir.mkdir()
         feeds = self._calibration_feeds(spec) if "int8-static" in self.precisions else None
@@ -104,7 +111,7 @@ class PrecisionPlan:
                 if fmt == "onnx":
                     state_pairs = [(float_facts["inputs"][s.input_name], float_facts["outputs"][s.output_name])
                                    for s in spec.states]
-                    recipe = quantize_onnx(float_path, target, precision, converter_log, workdir, keep, keep_float_reasons(keep),
+                    recipe = quantize_onnx(float_path, target, precision, converter_log, workdir, keep, reasons,
                                            self.keep_patterns, feeds, facts_of_calibration, state_pairs,
                                            self.activation_bits)
                     io = None
@@ -112,7 +119,7 @@ class PrecisionPlan:
                     backend_feeds = None if feeds is None else [
                         {float_facts["inputs"][n]: v for n, v in f.items()} for f in feeds]
                     recipe = quantize_tflite_precision(float_path, target, precision, converter_log, keep,
-                                                       keep_float_reasons(keep), self.keep_patterns, backend_feeds,
+                                                       reasons, self.keep_patterns, backend_feeds,
                                                        facts_of_calibration, self.activation_bits,
                                                        stateless=not spec.states)
                     io = io_quantization(target, float_facts["inputs"], float_facts["outputs"])
@@ -234,5 +241,9 @@ def validation_summary(format_report: Mapping[str, Any]) -> dict[str, Any]:
             for key, pick in (("sqnr_db", min), ("cosine_similarity", min), ("max_abs", max)):
                 if key in facts and isinstance(facts[key], (int, float)):
                     entry[key] = pick(entry[key], facts[key]) if key in entry else facts[key]
+            # the family's task figure (bit, top-1 or probe agreement): its lowest over the cases
+            for key, value in (facts.get("check") or {}).items():
+                if key.endswith("agreement") and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    entry[key] = min(entry[key], value) if key in entry else value
     cases = [c["name"] for c in format_report.get("cases", []) if "skipped" not in c]
     return {"passed": bool(format_report.get("passed")), "cases": cases, "outputs": outputs}

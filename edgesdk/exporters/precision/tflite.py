@@ -147,7 +147,7 @@ def quantize_tflite_precision(
     family_ops, found = ops_to_keep_float(source, dict(keep_float or {}))
     reasons = dict(keep_reasons or {})
     kept = [KeptFloat(tuple(sorted({scope for _, scope in family_ops})),
-                      "; ".join(reasons.get(name, f"the family's recipe keeps {name} float") for name in found))] if found else []
+                      "; ".join(dict.fromkeys(reasons.get(name, f"the family's recipe keeps {name} float") for name in found)))] if found else []
     user_ops = []
     scopes = op_scopes(source)
     # A full-integer DIV aborts when its quantized divisor rounds to the zero point (LiteRT's

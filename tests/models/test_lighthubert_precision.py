@@ -1,0 +1,110 @@
+"""LightHuBERT reduced precision judged on real speech: per-layer SQNR of the hidden states and the
+agreement of a linear probe fitted on the float32 model's hidden states (the bundled KWS clips).
+
+The tiny supernet (random weights, 1 s windows) keeps this to seconds of model time.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import edgesdk
+from edgesdk.errors import UsageError
+from edgesdk.models import lighthubert as lh
+from edgesdk.runtime.compare import family_check_from_manifest, sqnr_db
+
+CLIPS = Path(__file__).parent.parent.parent / "examples" / "kws" / "clips"  # 12 one-second 16 kHz WAVs
+
+
+def test_kmeans_and_probe_recover_constructed_clusters():
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((4, 6)) * 5.0
+    truth = np.repeat(np.arange(4), 50)
+    frames = centres[truth] + rng.standard_normal((200, 6)) * 0.3
+    units = lh.kmeans_units(frames, 4)
+    # the same partition up to renaming: every true cluster maps to exactly one unit
+    assert all(len(set(units[truth == k].tolist())) == 1 for k in range(4)) and len(set(units.tolist())) == 4
+    weights, bias = lh.fit_linear_probe(frames, units, 4)
+    assert np.array_equal((frames @ weights + bias).argmax(1), units)
+
+
+def test_probe_data_needs_a_folder_of_enough_wavs(tmp_path):
+    model = edgesdk.create_model("lighthubert", preset="tiny-supernet", seed=0)
+    with pytest.raises(UsageError, match="not a folder"):
+        lh.FAMILY.export_spec(model, "full", subnet="tiny", window_seconds=1.0, probe_data=str(tmp_path / "none"))
+    (tmp_path / "one.wav").write_bytes((CLIPS / "go.wav").read_bytes())
+    with pytest.raises(UsageError, match="holds 1 WAV file"):
+        lh.FAMILY.export_spec(model, "full", subnet="tiny", window_seconds=1.0, probe_data=str(tmp_path))
+
+
+@pytest.fixture(scope="module")
+def model():
+    return edgesdk.create_model("lighthubert", preset="tiny-supernet", seed=0)
+
+
+@pytest.fixture(scope="module")
+def bundle(model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("lighthubert") / "int8"
+    edgesdk.export(model, path, formats=("onnx", "tflite"), precision="fp32,int8-dynamic", subnet="tiny",
+                   layers="0,last", window_seconds=1.0, probe_data=str(CLIPS), random_weights=True)
+    return path
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "litert"])
+def test_int8_hidden_states_keep_the_probe_on_held_out_speech(bundle, model, backend):
+    manifest = json.loads((bundle / "edgesdk.json").read_text())
+    probe_facts = manifest["extra"]["lighthubert"]["probe"]
+    assert len(probe_facts["held_out_files"]) == 3 and not set(probe_facts["held_out_files"]) & set(probe_facts["fit_files"])
+    checks = {name: family_check_from_manifest(c) for name, c in manifest["validation"]["output_checks"].items()}
+    layers = manifest["extra"]["lighthubert"]["layers"]  # "0,last": 0 and 11
+    names = [f"hidden_state_{i}" for i in layers]
+    assert layers[0] == 0 and layers[1] > 1 and sorted(checks) == sorted(names)
+    loaded = edgesdk.load(bundle, backend=backend, precision="int8-dynamic")
+    assert loaded.artifact["validation"]["passed"]
+    # Independently of validation: the PyTorch subnet and the artifact on the held-out clips.
+    _, _, _, held_out = lh.read_speech_clips(CLIPS, 16000, 16000, normalize=True)
+    assert [n for n in sorted(p.name for p in CLIPS.glob("*.wav"))][3::4] == probe_facts["held_out_files"]
+    standalone = lh.HiddenStatesExport(lh.extract_subnet(model, "tiny"), layers).eval()
+    seen = {name: set() for name in names}
+    for clip in held_out:
+        with torch.no_grad():
+            want = [h.numpy() for h in standalone(torch.from_numpy(clip[None]))]
+        got = loaded.run({"waveform": clip[None]})
+        for name, reference in zip(names, want):
+            assert sqnr_db(reference, got[name]) >= 40.0  # measured 43.7-44.9 dB on both backends
+            probe = checks[name]
+            classes = probe.predict(reference)
+            seen[name] |= set(classes.tolist())
+            assert np.mean(classes == probe.predict(got[name])) >= 0.95  # measured 0.98-1.0 (49 frames)
+    assert all(len(classes) >= 3 for classes in seen.values())  # the probe tells frames apart
+    # validation.json reports the same figure per case, and the kept-float convolutions say why
+    report = json.loads((bundle / "validation.json").read_text())["formats"][f"{'onnx' if backend == 'onnxruntime' else 'tflite'}/int8-dynamic"]
+    figures = [facts["check"]["probe_agreement"] for case in report["cases"] for facts in case["outputs"].values()]
+    assert len(figures) == 2 * (1 + 3) and min(figures) >= lh.PROBE_MIN_AGREEMENT
+    if backend == "litert":
+        kept = [k for k in loaded.artifact["recipe"]["kept_float"] if k["reason"] == lh.CONV_REASON]
+        assert kept and len(kept[0]["ops"]) >= 7  # the CNN's convolutions, found as the model's Conv1d layers
+
+
+def test_inspect_and_the_artifact_entry_carry_the_lowest_probe_agreement(bundle, monkeypatch):
+    from click.testing import CliRunner
+
+    from edgesdk.cli import cli
+    from edgesdk.cli.common import human
+
+    manifest = json.loads((bundle / "edgesdk.json").read_text())
+    report = json.loads((bundle / "validation.json").read_text())["formats"]
+    for artifact in manifest["artifacts"]:
+        key = artifact["validation"]["key"]
+        for name, summary in artifact["validation"]["outputs"].items():
+            lowest = min(case["outputs"][name]["check"]["probe_agreement"] for case in report[key]["cases"])
+            assert summary["probe_agreement"] == lowest
+    monkeypatch.setattr(human, "width", 250)
+    result = CliRunner().invoke(cli, ["inspect", str(bundle)])
+    assert result.exit_code == 0, result.output
+    table = result.output[result.output.index("precisions"):]
+    assert "task agreement" in table and "probe " in table
