@@ -42,13 +42,15 @@ from edgesdk.errors import ValidationError  # noqa: E402
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-weight-only", "int8-static")
 BACKENDS = ("onnxruntime", "litert")
 CLIPS = ROOT / "examples" / "kws" / "clips"
+LIGHTHUBERT_SPEECH = ROOT / "tests" / "fixtures" / "lighthubert_speech_10s.flac"
 STEPS = 200
 
 
-def export_all(model, folder: Path, **options) -> dict:
+def export_all(model, folder: Path, precisions=PRECISIONS, **options) -> dict:
     try:
         result = edgesdk.export(model, folder, formats=("onnx", "tflite"), mode="stream", force=True,
-                                precision=",".join(PRECISIONS), calibration_data=CLIPS, **options)
+                                precision=",".join(precisions),
+                                calibration_data=CLIPS if "int8-static" in precisions else None, **options)
         return result.manifest
     except ValidationError:  # the bundle is kept; failing artifacts are marked and reported
         return json.loads((folder / "edgesdk.json").read_text())
@@ -81,9 +83,13 @@ class NaiveStream:
         self.states = manifest["state"]
         self.names = [o.name for o in self.session.get_outputs()]
         self.state = {s["input"]: np.full(s["shape"], s["init"], np.float32) for s in self.states}
+        # Inputs a push does not carry (end_frames: 0 while the stream goes on), as Stream.push fills them.
+        stated = {s["input"] for s in self.states}
+        self.quiet = {i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape], np.float32)
+                      for i in self.session.get_inputs() if i.name not in stated and i.name != "features"}
 
     def push(self, feeds):
-        results = dict(zip(self.names, self.session.run(None, {**feeds, **self.state})))
+        results = dict(zip(self.names, self.session.run(None, {**self.quiet, **feeds, **self.state})))
         self.state = {s["input"]: results[s["output"]] for s in self.states}
         return results
 
@@ -116,9 +122,10 @@ def kws_accuracy(folder: Path, backend: str, precision: str) -> tuple[float, int
     return correct / len(rows), len(rows)
 
 
-def bench(name: str, model, folder: Path, threads: int, eager_step, task: bool, options: dict) -> list[dict]:
+def bench(name: str, model, folder: Path, threads: int, eager_step, task: bool, options: dict,
+          precisions=PRECISIONS) -> list[dict]:
     started = time.perf_counter()
-    manifest = export_all(model, folder, **options)
+    manifest = export_all(model, folder, precisions, **options)
     logging.info("%s: export of every precision took %.0f s", name, time.perf_counter() - started)
     feeds = step_feeds(manifest, STEPS)
     runners, rows = {}, []
@@ -136,16 +143,12 @@ def bench(name: str, model, folder: Path, threads: int, eager_step, task: bool, 
                  "size": naive.stat().st_size, "sqnr": naive_sqnr(folder, naive, manifest, threads), "valid": None,
                  "key": ("onnxruntime", "naive")})
     runners[("pytorch", "eager")] = eager_step
-    timings = time_runners({k: v for k, v in runners.items()}, feeds)
-    for row in rows:
-        row["seconds"] = timings[row["key"]]
-        row["vs_fp32"] = timings[(row["backend"], "float32")] / row["seconds"]
-        row["vs_eager"] = timings[("pytorch", "eager")] / row["seconds"]
-        if task and row["recipe"] == "edgesdk":
-            row["accuracy"], row["clips"] = kws_accuracy(folder, row["backend"], row["precision"])
-    rows.append({"model": name, "backend": "pytorch", "precision": "float32", "recipe": "eager forward_step",
-                 "seconds": timings[("pytorch", "eager")], "vs_fp32": None, "vs_eager": 1.0, "size": None, "sqnr": None})
-    return rows
+    timings = time_runners(runners, feeds)
+    if task:
+        for row in rows:
+            if row["recipe"] == "edgesdk":
+                row["accuracy"], row["clips"] = kws_accuracy(folder, row["backend"], row["precision"])
+    return finish(rows, timings, name, "eager forward_step")
 
 
 def naive_sqnr(folder: Path, naive: Path, manifest: dict, threads: int) -> float:
@@ -173,26 +176,110 @@ def lmu_eager(model, threads: int):
     return push
 
 
-def table(rows: list[dict], threads: int) -> str:
-    lines = ["# Reduced precision: latency, ratios, size, SQNR, KWS accuracy", "",
-             f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {threads} thread(s), "
-             f"one streaming step (one frame), median of 5 alternating rounds of {STEPS} steps.", "",
-             "| model | backend | precision | recipe | µs/step | vs fp32 (same backend) | vs eager | size MB | SQNR mean_logits dB | KWS accuracy | valid |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+def lighthubert_rows(folder: Path, threads: int, precisions: tuple[str, ...]) -> list[dict]:
+    """LightHuBERT ``small`` (preset weights): one 4.565 s window of real speech per call, both
+    backends, fp32 and int8 against the PyTorch subnet, and the naive quantize_dynamic file."""
+    import soundfile
+    import torch
+
+    from edgesdk.models import lighthubert as lh
+    from edgesdk.runtime import chunking
+    from edgesdk.runtime.compare import sqnr_db
+
+    torch.set_num_threads(threads)
+    name = "LightHuBERT small (preset weights)"
+    model = edgesdk.create_model("lighthubert", preset="small-supernet", seed=0)
+    started = time.perf_counter()
+    try:
+        manifest = edgesdk.export(model, folder, formats=("onnx", "tflite"), subnet="small", layers="last", force=True,
+                                  random_weights=True, precision=",".join(precisions)).manifest
+    except ValidationError:
+        manifest = json.loads((folder / "edgesdk.json").read_text())
+    logging.info("%s: export took %.0f s", name, time.perf_counter() - started)
+    standalone = lh.extract_subnet(model, "small").eval()
+    samples = manifest["extra"]["lighthubert"]["example_window_samples"]
+    audio, rate = soundfile.read(LIGHTHUBERT_SPEECH, dtype="float32")
+    waveform = chunking.normalize_waveform(audio[:samples])[None].astype(np.float32)
+    with torch.no_grad():
+        reference = standalone(torch.from_numpy(waveform))[-1].numpy()
+    output = manifest["outputs"][-1]["name"]
+    runners, rows = {}, []
+
+    def runner(session_run):
+        return lambda feeds: session_run({"waveform": waveform})
+
+    for artifact in manifest["artifacts"]:
+        backend = "onnxruntime" if artifact["format"] == "onnx" else "litert"
+        loaded = edgesdk.load(folder, backend=backend, precision=artifact["precision"], num_threads=threads)
+        got = loaded.run({"waveform": waveform})[output]
+        runners[(backend, artifact["precision"])] = runner(loaded.run)
+        rows.append({"model": name, "backend": backend, "precision": artifact["precision"], "recipe": "edgesdk",
+                     "size": artifact["size_bytes"], "sqnr": sqnr_db(reference, got), "valid": artifact.get("valid"),
+                     "key": (backend, artifact["precision"])})
+    naive = naive_onnx(folder)
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(str(naive), options, providers=["CPUExecutionProvider"])
+    got = session.run([output], {"waveform": waveform})[0]
+    runners[("onnxruntime", "naive")] = lambda feeds: session.run([output], {"waveform": waveform})
+    rows.append({"model": name, "backend": "onnxruntime", "precision": "int8-dynamic",
+                 "recipe": "naive quantize_dynamic defaults", "size": naive.stat().st_size,
+                 "sqnr": sqnr_db(reference, got), "valid": None, "key": ("onnxruntime", "naive")})
+
+    def eager(feeds):
+        with torch.no_grad():
+            standalone(torch.from_numpy(waveform))
+
+    runners[("pytorch", "eager")] = eager
+    timings = time_runners(runners, [{}], rounds=7)
+    return finish(rows, timings, name, "eager forward (subnet)")
+
+
+def finish(rows: list[dict], timings: dict, name: str, eager_recipe: str) -> list[dict]:
     for row in rows:
-        accuracy = f"{100 * row['accuracy']:.1f}% ({round(row['accuracy'] * row['clips'])}/{row['clips']})" if "accuracy" in row else ""
-        lines.append("| " + " | ".join([
-            row["model"], row["backend"], row["precision"], row["recipe"], f"{row['seconds'] * 1e6:.0f}",
-            "" if row.get("vs_fp32") is None else f"{row['vs_fp32']:.2f}x", f"{row['vs_eager']:.2f}x",
-            "" if row.get("size") is None else f"{row['size'] / 1e6:.2f}",
-            "" if row.get("sqnr") is None else f"{row['sqnr']:.1f}", accuracy,
-            "" if row.get("valid") is None else str(row["valid"])]) + " |")
-    return "\n".join(lines) + "\n"
+        row["seconds"] = timings[row["key"]]
+        row["vs_fp32"] = timings[(row["backend"], "float32")] / row["seconds"]
+        row["vs_eager"] = timings[("pytorch", "eager")] / row["seconds"]
+    rows.append({"model": name, "backend": "pytorch", "precision": "float32", "recipe": eager_recipe,
+                 "seconds": timings[("pytorch", "eager")], "vs_fp32": None, "vs_eager": 1.0, "size": None, "sqnr": None})
+    return rows
+
+
+def table(sections: dict, threads: int) -> str:
+    lines = ["# Reduced precision: latency, ratios, size, SQNR, KWS accuracy", "",
+             f"{platform.machine()}, {threads} thread(s). Streaming families: one streaming step (one frame) per call, "
+             f"median of 5 alternating rounds of {STEPS} steps. LightHuBERT: one 4.565 s window of real speech per "
+             "call, median of 7 alternating rounds. Each family's rows come from one run (its command and time "
+             "below); ratios are within that run. SQNR: streaming families `mean_logits` against the fp32 PyTorch "
+             "step (validation cases); LightHuBERT the last hidden state against the PyTorch subnet on the speech.", ""]
+    for family, section in sections.items():
+        lines += [f"## {section['rows'][0]['model']}", "", f"`{section['command']}`, {section['when']}", "",
+                  "| backend | precision | recipe | µs/call | vs fp32 (same backend) | vs eager | size MB | SQNR dB | KWS accuracy | valid |",
+                  "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+        for row in section["rows"]:
+            accuracy = (f"{100 * row['accuracy']:.1f}% ({round(row['accuracy'] * row['clips'])}/{row['clips']})"
+                        if row.get("accuracy") is not None else "")
+            lines.append("| " + " | ".join([
+                row["backend"], row["precision"], row["recipe"], f"{row['seconds'] * 1e6:.0f}",
+                "" if row.get("vs_fp32") is None else f"{row['vs_fp32']:.2f}x", f"{row['vs_eager']:.2f}x",
+                "" if row.get("size") is None else f"{row['size'] / 1e6:.2f}",
+                "" if row.get("sqnr") is None else f"{row['sqnr']:.1f}", accuracy,
+                "" if row.get("valid") is None else str(row["valid"])]) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+FAMILIES = ("scv2", "kws", "lighthubert")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--family", choices=FAMILIES, nargs="+", default=list(FAMILIES),
+                        help="which models to run (each family's rows replace its earlier ones in the table)")
+    parser.add_argument("--quick", action="store_true", help="fp32 and int8-dynamic only (and the naive file)")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "precision.md")
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -200,17 +287,33 @@ def main() -> None:
     from examples.kws.demo import bundled_clips, clip_features
     from examples.kws.model import load_kws_model
 
-    rows = []
+    precisions = ("fp32", "int8-dynamic") if arguments.quick else PRECISIONS
+    rows_file = arguments.output.with_suffix(".rows.json")
+    sections = json.loads(rows_file.read_text()) if rows_file.exists() else {}
+    command = "python benchmarks/bench_precision.py " + " ".join(sys.argv[1:])
     with tempfile.TemporaryDirectory() as work:
-        scv2 = edgesdk.create_model("lmuformer", preset="scv2")
-        rows += bench("lmuformer scv2 (random weights)", scv2, Path(work) / "scv2", arguments.threads,
-                      lmu_eager(scv2, arguments.threads), False, {"random_weights": True})
-        kws = load_kws_model(CHECKPOINT)
-        clips = bundled_clips()
-        rows += bench("KWS spotter (trained)", kws, Path(work) / "kws", arguments.threads, lmu_eager(kws, arguments.threads),
-                      True, {"sample_features": clip_features([clips[0], clips[-1]])})
-    text = table(rows, arguments.threads)
+        for family in arguments.family:
+            if family == "scv2":
+                scv2 = edgesdk.create_model("lmuformer", preset="scv2")
+                rows = bench("lmuformer scv2 (random weights)", scv2, Path(work) / "scv2", arguments.threads,
+                             lmu_eager(scv2, arguments.threads), False, {"random_weights": True}, precisions)
+            elif family == "kws":
+                kws = load_kws_model(CHECKPOINT)
+                clips = bundled_clips()
+                rows = bench("KWS spotter (trained)", kws, Path(work) / "kws", arguments.threads,
+                             lmu_eager(kws, arguments.threads), True,
+                             {"sample_features": clip_features([clips[0], clips[-1]])}, precisions)
+            else:
+                rows = lighthubert_rows(Path(work) / "lighthubert", arguments.threads,
+                                        ("fp32", "int8-dynamic") if arguments.quick else ("fp32", "fp16", "int8-dynamic"))
+            for row in rows:
+                row.pop("key", None)
+            sections[family] = {"rows": rows, "command": command.strip(),
+                                "when": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"}
+    sections = {family: sections[family] for family in FAMILIES if family in sections}
+    text = table(sections, arguments.threads)
     arguments.output.parent.mkdir(parents=True, exist_ok=True)
+    rows_file.write_text(json.dumps(sections, indent=1) + "\n")
     notes = arguments.output.with_suffix(".notes.md")
     arguments.output.write_text(text + ("\n" + notes.read_text() if notes.exists() else ""))
     sys.stdout.write(text)

@@ -32,8 +32,39 @@ import numpy as np
 from edgesdk.errors import BackendUnavailable, ConversionError, UsageError
 from edgesdk.exporters.capture import ConverterLog
 from edgesdk.exporters.precision import A16_HEADROOM, KeptFloat, PrecisionRecipe, compile_patterns
+from edgesdk.exporters.precision.payoff import (
+    MIN_SPEEDUP,
+    ConvShape,
+    PayoffDecision,
+    activation_shapes,
+    conv_stride,
+    convs_as_matmul,
+    decide,
+    matmul_groups,
+    plain_conv1d,
+    time_conv,
+    time_group,
+)
 
 WEIGHT_OPS = ("MatMul", "Gemm")
+# int8-dynamic weights, as quantize_dynamic keywords besides per_channel (hashable: the payoff cache key).
+# FAST: signed 7-bit weights (reduce_range). onnxruntime's x86 AVX2 U8S8 kernel (vpmaddubsw) sums
+# pairs of u8 x s8 products in int16 and saturates with full 8-bit weights (measured 25 dB vs 40 dB
+# on the LMUFormer scv2 step); 7 bits cannot overflow (2 x 255 x 63 < 32767). Its packed weights are
+# one byte each (U8U8 packs two), so it is the faster of the two: measured 1.6-2.1x vs 1.2-1.7x over
+# float for one-row products of 256-1024 wide weights, 1.5-1.9x vs 1.2-1.4x at 228 rows.
+# ACCURATE: 8-bit weights stored as uint8 (U8U8): about 6 dB better, used where int8 is for size only.
+FAST_WEIGHTS: tuple[tuple[str, Any], ...] = (("weight_type", "QInt8"), ("reduce_range", True))
+ACCURATE_WEIGHTS: tuple[tuple[str, Any], ...] = (("weight_type", "QUInt8"), ("reduce_range", False))
+WEIGHT_SCHEMES = {
+    FAST_WEIGHTS: "quantize_dynamic: per-channel signed 7-bit weights (reduce_range, U8S8: no int16 saturation in "
+                  "onnxruntime's AVX2 kernels, one byte per packed weight), activations quantized per call "
+                  "(uint8), one DynamicQuantizeLinear per activation shared by the ops that read it; only the "
+                  "MatMul/Gemm groups measured to run faster in int8 at the model's rows per call, and the plain 1-D "
+                  "convolutions whose im2col MatMul measured faster in int8 than the float Conv",
+    ACCURATE_WEIGHTS: "quantize_dynamic: per-channel 8-bit weights stored as uint8 (U8U8), activations quantized per "
+                      "call (uint8), one DynamicQuantizeLinear per activation shared by the ops that read it",
+}
 # Ops in a written file that show the quantizer did something.
 QUANTIZED_MARKERS = ("MatMulInteger", "DynamicQuantizeLinear", "ConvInteger", "QuantizeLinear", "DequantizeLinear",
                      "QLinearMatMul", "QLinearConv")
@@ -271,11 +302,14 @@ def quantize_onnx(
     calibration_facts: Mapping[str, Any] | None = None,
     state_pairs: Sequence[tuple[str, str]] = (),
     activation_bits: int = 8,
+    shape_feeds: Mapping[str, np.ndarray] | None = None,
 ) -> PrecisionRecipe:
     """Write ``target``, the ``precision`` form of the float ``source``; return its recipe.
 
     ``state_pairs``: the (input, output) graph names of the streaming state; int8-static keeps
     the recurrence between them float. ``activation_bits``: int8-static activations, 8 or 16.
+    ``shape_feeds``: one call's feeds (graph input names); int8-dynamic then quantizes only the
+    MatMul/Gemm groups measured to run faster in int8 at that call's shapes (``payoff.py``).
     """
     try:
         with converter_log.capture("import onnxruntime.quantization"):
@@ -289,7 +323,7 @@ def quantize_onnx(
         elif precision in ("int8-dynamic", "int8-static"):
             recipe = _int8(source, target, precision, converter_log, workdir, dict(keep_float or {}),
                            dict(keep_reasons or {}), list(keep_patterns), calibration_feeds, calibration_facts, tool,
-                           list(state_pairs), activation_bits)
+                           list(state_pairs), activation_bits, shape_feeds)
         else:
             raise UsageError(f"ONNX cannot be written in {precision}")
     except (UsageError, ConversionError):
@@ -321,10 +355,20 @@ def _fp16(source: Path, target: Path, converter_log: ConverterLog) -> PrecisionR
 
 
 def _int8(source, target, precision, converter_log, workdir, keep_float, keep_reasons, keep_patterns,
-          calibration_feeds, calibration_facts, tool, state_pairs=(), activation_bits=8) -> PrecisionRecipe:
+          calibration_feeds, calibration_facts, tool, state_pairs=(), activation_bits=8,
+          shape_feeds=None) -> PrecisionRecipe:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
     prepared, steps = _prepare(source, workdir, converter_log)
+    rewritten: dict[str, str] = {}  # im2col MatMul -> the Conv it replaced
+    conv_kept: list[KeptFloat] = []
+    payoff_notes: list[str] = []
+    if precision == "int8-dynamic" and shape_feeds is not None:
+        with converter_log.capture("int8 payoff measurement (1-D convolutions)"):
+            prepared, rewritten, conv_kept, payoff_notes = _convs_that_pay(prepared, shape_feeds, keep_patterns)
+        if rewritten:
+            steps.append(f"{len(rewritten)} 1-D Conv rewritten as im2col MatMul (exact in float32) where its int8 form "
+                         "measured faster than the float Conv")
     speedup = conv_int8_speedup()
     op_types = list(WEIGHT_OPS)
     kept: list[KeptFloat] = []
@@ -334,23 +378,43 @@ def _int8(source, target, precision, converter_log, workdir, keep_float, keep_re
         op_types.append("Conv")
     nodes = _weight_nodes(prepared, op_types)
     convs = [n.name for n, _ in _weight_nodes(prepared, ("Conv",))]
+    kept += conv_kept
+    convs = [name for name in convs if not any(name in k.ops for k in conv_kept)]
     if convs and "Conv" not in op_types:
         kept.append(KeptFloat(tuple(convs), f"{conv_note}: slower, so convolutions stay float"))
     excluded, family_kept = _exclusions(nodes, keep_float, keep_patterns, keep_reasons)
     kept += family_kept
-    quantized = Counter(n.op_type for n, _ in nodes if n.name not in excluded)
+    quantized = Counter(rewritten.get(n.name) and "Conv" or n.op_type for n, _ in nodes if n.name not in excluded)
     if not quantized:
         raise ConversionError(f"ONNX {precision}: no MatMul/Gemm with a constant weight is left to quantize in "
                               f"{source.name} after folding; keep it float32")
     loop: list[str] = []
     if precision == "int8-dynamic":
-        scheme = ("quantize_dynamic: per-channel 8-bit weights stored as uint8 (U8U8), activations quantized "
-                  "per call (uint8). Signed int8 weights (U8S8) saturate in onnxruntime's x86 AVX2 kernels: "
-                  "measured 25 dB vs 40 dB SQNR and 1.3x vs 2.2x speed on the LMUFormer scv2 step")
+        weights = FAST_WEIGHTS
+        candidates = [(n, w) for n, w in nodes if n.op_type in WEIGHT_OPS and n.name not in excluded
+                      and n.name not in rewritten]
+        if shape_feeds is not None and candidates:
+            with converter_log.capture("int8 payoff measurement"):
+                decision = measure_payoff(prepared, candidates, shape_feeds)
+            payoff_notes += decision.notes()
+            if decision.quantize or rewritten:
+                for group, timing in decision.keep:
+                    kept.append(KeptFloat(group.nodes, decision.kept_reason(group, timing)))
+                    excluded = sorted(set(excluded) | set(group.nodes) | {f"{n}_MatMul" for n in group.nodes})
+            else:
+                weights = ACCURATE_WEIGHTS
+                best = max(decision.keep, key=lambda pair: pair[1].speedup)
+                payoff_notes.append(f"no MatMul/Gemm group pays for int8 here (best: {best[0].shape_text}, "
+                                    f"{best[1].text()}): every one is quantized anyway, for size, with 8-bit "
+                                    "weights; expect no speed-up over float32 on this machine")
+        elif shape_feeds is None:
+            weights = ACCURATE_WEIGHTS
+            payoff_notes.append("int8 payoff not measured (no example feed): every MatMul/Gemm is quantized")
+        scheme = WEIGHT_SCHEMES[weights]
         with converter_log.capture("onnxruntime quantize_dynamic"):
             quantize_dynamic(str(prepared), str(target), op_types_to_quantize=op_types, per_channel=True,
-                             weight_type=QuantType.QUInt8, nodes_to_exclude=excluded,
-                             extra_options={"MatMulConstBOnly": True})
+                             nodes_to_exclude=excluded, extra_options={"MatMulConstBOnly": True},
+                             **weight_options(weights))
     else:
         if not calibration_feeds:
             raise UsageError("int8-static needs calibration data (--calibration-data PATH)")
@@ -380,8 +444,62 @@ def _int8(source, target, precision, converter_log, workdir, keep_float, keep_re
     if not markers:
         raise ConversionError(f"ONNX {precision}: the quantizer wrote {target.name} without any quantized op")
     return PrecisionRecipe(
-        tool=tool, scheme=scheme, quantized_ops=dict(Counter(n.op_type for n, _ in nodes if n.name not in loop
-                                                             and n.name not in excluded)), kept_float=tuple(kept), steps=tuple(steps),
+        tool=tool, scheme=scheme, quantized_ops=dict(Counter(rewritten.get(n.name) and "Conv" or n.op_type for n, _ in nodes
+                                                             if n.name not in loop and n.name not in excluded)), kept_float=tuple(kept), steps=tuple(steps),
         calibration=dict(calibration_facts) if calibration_facts else None, source=source.name,
-        notes=("written file: " + ", ".join(f"{count} {op}" for op, count in markers.items()), conv_note),
+        notes=("written file: " + ", ".join(f"{count} {op}" for op, count in markers.items()), conv_note, *payoff_notes),
     )
+
+
+def weight_options(options: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+    """FAST_WEIGHTS / ACCURATE_WEIGHTS as quantize_dynamic keywords (the weight type named by its QuantType)."""
+    from onnxruntime.quantization import QuantType
+
+    return {key: QuantType[value] if key == "weight_type" else value for key, value in options}
+
+
+def measure_payoff(prepared: Path, candidates: Sequence[tuple[Any, np.ndarray]],
+                   shape_feeds: Mapping[str, np.ndarray]) -> PayoffDecision:
+    """Time every group of ``candidates`` (ops reading one activation) float vs int8 at the rows
+    per call the model runs with on ``shape_feeds``; see ``precision/payoff.py``."""
+    groups = matmul_groups(prepared, candidates, shape_feeds)
+    footprint = sum(4 * weight.size for _, weight in candidates)
+    timings = [time_group(g.rows, g.depth, g.widths, footprint, FAST_WEIGHTS) for g in groups]
+    return decide(groups, timings)
+
+
+def _convs_that_pay(prepared: Path, shape_feeds: Mapping[str, np.ndarray], keep_patterns: Sequence[str]
+                    ) -> tuple[Path, dict[str, str], list[KeptFloat], list[str]]:
+    """Rewrite every plain 1-D Conv whose int8 im2col MatMul measures faster than the float Conv
+    at the shape it runs at (``payoff.time_conv``); the others stay float with their figures.
+    Returns the file to quantize, {new MatMul: Conv}, the kept-float entries and the notes."""
+    import onnx
+
+    patterns = compile_patterns(keep_patterns)
+    candidates = [(node, weight) for node, weight in _weight_nodes(prepared, ("Conv",)) if plain_conv1d(node, weight)
+                  and not any(c.search(node.name) or c.search(node.op_type) or any(c.search(i) for i in node.input)
+                              for c in patterns)]
+    if not candidates:
+        return prepared, {}, [], []
+    lengths = activation_shapes(prepared, sorted({node.input[0] for node, _ in candidates}), shape_feeds)
+    paying, kept, notes = [], [], []
+    for node, weight in candidates:
+        batch, _, length = lengths[node.input[0]]
+        shape = ConvShape(in_channels=int(weight.shape[1]), out_channels=int(weight.shape[0]), kernel=int(weight.shape[2]),
+                          stride=conv_stride(node), length=int(length), batch=int(batch))
+        timing = time_conv(shape, FAST_WEIGHTS)
+        if timing.speedup >= MIN_SPEEDUP:
+            paying.append(node.name)
+            notes.append(f"{node.name}: {shape.text} rewritten as an int8 im2col MatMul: float Conv {timing.float_us:.0f} us "
+                         f"vs int8 MatMul {timing.int8_us:.0f} us per call ({timing.speedup:.2f}x; thread CPU time, one thread)")
+        else:
+            kept.append(KeptFloat((node.name,), f"{shape.text}: its int8 im2col MatMul measured {timing.int8_us:.0f} us "
+                                                f"vs float Conv {timing.float_us:.0f} us per call ({timing.speedup:.2f}x, "
+                                                f"below the {MIN_SPEEDUP:.2f}x it must gain), so it stays a float Conv"))
+    if not paying:
+        return prepared, {}, kept, notes
+    model = onnx.load(str(prepared))
+    matmuls = convs_as_matmul(model, paying)
+    target = prepared.with_name(prepared.stem + ".im2col.onnx")
+    onnx.save(model, str(target))
+    return target, dict(zip(matmuls, paying)), kept, notes

@@ -104,9 +104,10 @@ class PrecisionPlan:
                 if fmt == "onnx":
                     state_pairs = [(float_facts["inputs"][s.input_name], float_facts["outputs"][s.output_name])
                                    for s in spec.states]
+                    shape_feeds = {float_facts["inputs"][n]: v for n, v in timing_feed.items() if n in float_facts["inputs"]}
                     recipe = quantize_onnx(float_path, target, precision, converter_log, workdir, keep, keep_float_reasons(keep),
                                            self.keep_patterns, feeds, facts_of_calibration, state_pairs,
-                                           self.activation_bits)
+                                           self.activation_bits, shape_feeds)
                     io = None
                 else:
                     backend_feeds = None if feeds is None else [
