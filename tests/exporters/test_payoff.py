@@ -154,3 +154,40 @@ def test_padded_or_grouped_convs_are_not_rewritten():
     for pads, group in (((1, 1), 1), ((0, 0), 2)):
         model, initializers = _conv_model(6, 6, 3, 1, False, pads=pads, group=group)
         assert not payoff.plain_conv1d(model.graph.node[0], numpy_helper.to_array(initializers[0]))
+
+
+def _conv_then_matmul(path):
+    rng = np.random.default_rng(5)
+    weights = [numpy_helper.from_array((rng.standard_normal((16, 8, 3)) * 0.2).astype(np.float32), "cw"),
+               numpy_helper.from_array((rng.standard_normal((16, 32)) * 0.2).astype(np.float32), "mw")]
+    nodes = [helper.make_node("Conv", ["x", "cw"], ["c"], name="conv", strides=[2]),
+             helper.make_node("Transpose", ["c"], ["t"], name="transpose", perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["t", "mw"], ["y"], name="matmul")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, "n"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], weights)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return {"x": rng.standard_normal((1, 8, 41)).astype(np.float32)}
+
+
+@pytest.mark.parametrize("floor", [0.0, 200.0])
+def test_int8_convolutions_are_kept_only_while_the_file_stays_above_the_floor(tmp_path, monkeypatch, floor):
+    path = tmp_path / "g.onnx"
+    feeds = _conv_then_matmul(path)
+    monkeypatch.setattr("edgesdk.exporters.precision.onnx.time_conv", lambda shape, options: GroupTiming(100.0, 50.0, 2.0, 1))
+    monkeypatch.setattr("edgesdk.exporters.precision.onnx.time_group",
+                        lambda rows, depth, widths, footprint, options: GroupTiming(10.0, 5.0, 2.0, 1))
+    work = tmp_path / "work"
+    work.mkdir()
+    target = tmp_path / "g.int8.onnx"
+    recipe = quantize_onnx(path, target, "int8-dynamic", ConverterLog(), work, shape_feeds=feeds, min_sqnr_db=floor)
+    written = op_counts(target)
+    conv_reasons = [k.reason for k in recipe.kept_float if k.ops == ("conv",)]
+    if floor == 0.0:  # the conv becomes an int8 MatMul (its 19 frames x K=24), and the recipe says what it measured
+        assert "Conv" not in written and written["MatMulInteger"] == 2 and recipe.quantized_ops == {"Conv": 1, "MatMul": 1}
+        assert any(note.startswith("conv: Conv1d 8->16 k=3 s=2 on a length of 41 (20 outputs; as MatMul 20 row(s) x K=24")
+                   and "2.00x" in note for note in recipe.notes)
+        assert not conv_reasons
+    else:  # 200 dB cannot be reached: written again with the conv float, and why
+        assert written["Conv"] == 1 and written["MatMulInteger"] == 1 and recipe.quantized_ops == {"MatMul": 1}
+        assert len(conv_reasons) == 1 and "below the 200 dB floor" in conv_reasons[0] and "2.00x" in conv_reasons[0]
+        assert not any(note.startswith("conv:") for note in recipe.notes)
