@@ -1,22 +1,31 @@
-"""Reduced precision benchmark: every backend x precision, in one run, with ratios.
+"""Reduced precision benchmark: every backend x precision, in one run per family, with ratios.
 
-For the LMUFormer scv2 streaming step (random weights: SQNR only) and the trained KWS spotter
-(examples/kws: SQNR and the task figure), one bundle per model holds every precision edgesdk
-writes: fp32, fp16, int8-dynamic, int8-weight-only (TFLite only) and int8-static (calibrated
-on the bundled KWS clips). Beside edgesdk's ONNX int8 recipe, the naive
-``onnxruntime.quantization.quantize_dynamic(model.onnx, ...)`` with its defaults runs on the
-same float file.
+Families (``--family``, default all three):
 
-Per row: backend, precision, per-step latency (median of alternating rounds, one thread), its
-ratio to fp32 on the same backend (>1: faster) and to PyTorch eager, file size, the lowest SQNR
-of ``mean_logits`` against the fp32 PyTorch step over the validation cases, and, for the KWS
-spotter, held-out accuracy on the bundled clips through the streaming runtime, with the demo's
-decision rule (early exit at p >= 0.98 held for 30 frames, else the window's end), as
-tests/examples/test_kws.py runs them.
+- ``scv2``: the LMUFormer scv2 streaming step (random weights: SQNR only);
+- ``kws``: the trained KWS spotter (examples/kws: SQNR and the task figure, held-out accuracy on
+  the 12 bundled clips through the streaming runtime with the demo's decision rule: early exit at
+  p >= 0.98 held for 30 frames, else the window's end, as tests/examples/test_kws.py runs them);
+- ``lighthubert``: LightHuBERT ``small`` (preset weights), one 4.565 s window of real speech
+  (tests/fixtures/lighthubert_speech_10s.flac) per call; SQNR of the last hidden state against the
+  PyTorch subnet on that speech. Exported at the issue's 25 dB floor (``min_sqnr_db=25``) and, for
+  ONNX int8-dynamic, again at the SDK's default 30 dB floor, where the recipe keeps the CNN float.
 
-    python benchmarks/bench_precision.py [--threads 1]
+For the streaming families one bundle holds every precision edgesdk writes: fp32, fp16,
+int8-dynamic, int8-weight-only (TFLite only) and int8-static (calibrated on the bundled KWS clips).
+Beside edgesdk's ONNX int8 recipe, the naive ``onnxruntime.quantization.quantize_dynamic(model.onnx,
+...)`` with its defaults runs on the same float file.
 
-Writes benchmarks/results/precision.md (``--output``) and prints it.
+Per row: backend, precision, latency per call (median of alternating rounds, one thread), its
+ratio to fp32 on the same backend (>1: faster) and to PyTorch eager, file size, SQNR, and for the
+KWS spotter the accuracy. Each reduced artifact's recipe (notes, kept-float reasons with their
+measured figures) and validation go to stderr.
+
+    python benchmarks/bench_precision.py [--family scv2 kws lighthubert] [--quick] [--threads 1]
+
+``--quick``: fp32 and int8-dynamic only. Each family's rows are kept in
+benchmarks/results/precision.rows.json and replaced when that family runs again;
+benchmarks/results/precision.md (``--output``) is the table of all of them plus precision.notes.md.
 """
 from __future__ import annotations
 
