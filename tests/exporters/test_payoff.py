@@ -191,3 +191,24 @@ def test_int8_convolutions_are_kept_only_while_the_file_stays_above_the_floor(tm
         assert written["Conv"] == 1 and written["MatMulInteger"] == 1 and recipe.quantized_ops == {"MatMul": 1}
         assert len(conv_reasons) == 1 and "below the 200 dB floor" in conv_reasons[0] and "2.00x" in conv_reasons[0]
         assert not any(note.startswith("conv:") for note in recipe.notes)
+
+
+def test_a_gemm_kept_float_is_written_back_as_the_gemm_it_was(tmp_path, monkeypatch):
+    path = tmp_path / "g.onnx"
+    feeds = _two_activation_graph(path, rows=2)  # the Gemm (transB) is measured not to pay, the MatMul pair to pay
+    monkeypatch.setattr("edgesdk.exporters.precision.onnx.time_group",
+                        lambda rows, depth, widths, footprint, options:
+                        GroupTiming(9.0, 10.0, 0.9, 1) if widths == (16,) else GroupTiming(9.0, 4.5, 2.0, 1))
+    work = tmp_path / "work"
+    work.mkdir()
+    target = tmp_path / "g.int8.onnx"
+    quantize_onnx(path, target, "int8-dynamic", ConverterLog(), work, shape_feeds=feeds)
+    written = onnx.load(str(target))
+    gemm = next(n for n in written.graph.node if n.op_type == "Gemm")
+    assert gemm.name == "gemm_c" and list(gemm.input) == ["r", "C"] and op_counts(target)["MatMulInteger"] == 2
+    assert "Add" not in op_counts(target)  # quantize_dynamic's MatMul + Add split is gone
+    import onnxruntime
+
+    want = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["yc"], feeds)[0]
+    got = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"]).run(["yc"], feeds)[0]
+    np.testing.assert_array_equal(got, want)  # float, bit for bit
