@@ -325,6 +325,8 @@ def main() -> None:
     parser.add_argument("--family", choices=FAMILIES, nargs="+", default=list(FAMILIES),
                         help="which models to run (each family's rows replace its earlier ones in the table)")
     parser.add_argument("--quick", action="store_true", help="fp32 and int8-dynamic only (and the naive file)")
+    parser.add_argument("--rebuild", action="store_true",
+                        help="run nothing: rewrite the table from precision.rows.json and the notes file")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "precision.md")
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -337,7 +339,7 @@ def main() -> None:
     sections = json.loads(rows_file.read_text()) if rows_file.exists() else {}
     command = "python benchmarks/bench_precision.py " + " ".join(sys.argv[1:])
     with tempfile.TemporaryDirectory() as work:
-        for family in arguments.family:
+        for family in [] if arguments.rebuild else arguments.family:
             if family == "scv2":
                 scv2 = edgesdk.create_model("lmuformer", preset="scv2")
                 rows = bench("lmuformer scv2 (random weights)", scv2, Path(work) / "scv2", arguments.threads,
