@@ -1,11 +1,15 @@
 """ONNX reduced precision through onnxruntime's own tools.
 
 int8-dynamic: constant folding, shape inference (``quant_pre_process``), then
-``quantize_dynamic`` on MatMul/Gemm with per-channel int8 weights. The folding matters: the
+``quantize_dynamic`` on MatMul/Gemm with per-channel weights. The folding matters: the
 dynamo exporter leaves some Gemm weights behind in-graph Reshape/Transpose nodes, and the
-quantizer only quantizes a node whose weight is a constant initializer. Convolutions join the
-quantized ops only where a measurement on this CPU says int8 convolutions are faster
-(:func:`conv_int8_speedup`); onnxruntime's ConvInteger is slow on many x86 CPUs.
+quantizer only quantizes a node whose weight is a constant initializer. Given one call's feeds,
+the recipe quantizes only what measures faster in int8 on this machine (``payoff.py``): the
+MatMul/Gemm groups at the rows per call the model runs with, and plain 1-D convolutions rewritten
+as an exact im2col MatMul (kept only while the written file stays above the validation floor);
+the rest stays float, each with its figures. Other convolutions join the quantized ops only where
+a measurement on this CPU says int8 convolutions are faster (:func:`conv_int8_speedup`);
+onnxruntime's ConvInteger is slow on many x86 CPUs.
 
 int8-static: the same preparation, then ``quantize_static`` (QDQ format, per-channel weights,
 MinMax calibration on real data); inputs and outputs stay float32.
@@ -32,7 +36,6 @@ import numpy as np
 from edgesdk.errors import BackendUnavailable, ConversionError, UsageError
 from edgesdk.exporters.capture import ConverterLog
 from edgesdk.exporters.precision import A16_HEADROOM, KeptFloat, PrecisionRecipe, compile_patterns
-from edgesdk.runtime.compare import MIN_SQNR_DB, sqnr_db
 from edgesdk.exporters.precision.payoff import (
     MIN_SPEEDUP,
     ConvShape,
@@ -46,6 +49,7 @@ from edgesdk.exporters.precision.payoff import (
     time_conv,
     time_group,
 )
+from edgesdk.runtime.compare import MIN_SQNR_DB, sqnr_db
 
 WEIGHT_OPS = ("MatMul", "Gemm")
 # int8 convolutions stay only if the written file is this far above the validation floor on the
