@@ -676,7 +676,7 @@ def _write_bundle(spec, model, folder: Path, formats, opset, converter_log, say,
             artifact_facts[fmt].update(quantize_tflite(path, keep, converter_log))
             interrupts.check()
     if plan is not None:
-        plan.derive(spec, folder, formats, artifact_facts, files, converter_log, say)
+        plan.derive(spec, folder, formats, artifact_facts, files, converter_log, say, min_sqnr_db)
         interrupts.check()
 
     say("validating " + " and ".join(formats) + (f" over {spec.validation_steps} steps" if spec.mode == "stream" else ""))

@@ -1,11 +1,15 @@
 """ONNX reduced precision through onnxruntime's own tools.
 
 int8-dynamic: constant folding, shape inference (``quant_pre_process``), then
-``quantize_dynamic`` on MatMul/Gemm with per-channel int8 weights. The folding matters: the
+``quantize_dynamic`` on MatMul/Gemm with per-channel weights. The folding matters: the
 dynamo exporter leaves some Gemm weights behind in-graph Reshape/Transpose nodes, and the
-quantizer only quantizes a node whose weight is a constant initializer. Convolutions join the
-quantized ops only where a measurement on this CPU says int8 convolutions are faster
-(:func:`conv_int8_speedup`); onnxruntime's ConvInteger is slow on many x86 CPUs.
+quantizer only quantizes a node whose weight is a constant initializer. Given one call's feeds,
+the recipe quantizes only what measures faster in int8 on this machine (``payoff.py``): the
+MatMul/Gemm groups at the rows per call the model runs with, and plain 1-D convolutions rewritten
+as an exact im2col MatMul (kept only while the written file stays above the validation floor);
+the rest stays float, each with its figures. Other convolutions join the quantized ops only where
+a measurement on this CPU says int8 convolutions are faster (:func:`conv_int8_speedup`);
+onnxruntime's ConvInteger is slow on many x86 CPUs.
 
 int8-static: the same preparation, then ``quantize_static`` (QDQ format, per-channel weights,
 MinMax calibration on real data); inputs and outputs stay float32.
@@ -32,8 +36,43 @@ import numpy as np
 from edgesdk.errors import BackendUnavailable, ConversionError, UsageError
 from edgesdk.exporters.capture import ConverterLog
 from edgesdk.exporters.precision import A16_HEADROOM, KeptFloat, PrecisionRecipe, compile_patterns
+from edgesdk.exporters.precision.payoff import (
+    MIN_SPEEDUP,
+    ConvShape,
+    PayoffDecision,
+    activation_shapes,
+    conv_stride,
+    convs_as_matmul,
+    decide,
+    matmul_groups,
+    plain_conv1d,
+    time_conv,
+    time_group,
+)
+from edgesdk.runtime.compare import MIN_SQNR_DB, sqnr_db
 
 WEIGHT_OPS = ("MatMul", "Gemm")
+# int8 convolutions stay only if the written file is this far above the validation floor on the
+# example feed: validation's own cases differ, and real speech was 0.5-1 dB lower than them.
+CONV_MARGIN_DB = 1.0
+# int8-dynamic weights, as quantize_dynamic keywords besides per_channel (hashable: the payoff cache key).
+# FAST: signed 7-bit weights (reduce_range). onnxruntime's x86 AVX2 U8S8 kernel (vpmaddubsw) sums
+# pairs of u8 x s8 products in int16 and saturates with full 8-bit weights (measured 25 dB vs 40 dB
+# on the LMUFormer scv2 step); 7 bits cannot overflow (2 x 255 x 63 < 32767). Its packed weights are
+# one byte each (U8U8 packs two), so it is the faster of the two: measured 1.6-2.1x vs 1.2-1.7x over
+# float for one-row products of 256-1024 wide weights, 1.5-1.9x vs 1.2-1.4x at 228 rows.
+# ACCURATE: 8-bit weights stored as uint8 (U8U8): about 6 dB better, used where int8 is for size only.
+FAST_WEIGHTS: tuple[tuple[str, Any], ...] = (("weight_type", "QInt8"), ("reduce_range", True))
+ACCURATE_WEIGHTS: tuple[tuple[str, Any], ...] = (("weight_type", "QUInt8"), ("reduce_range", False))
+WEIGHT_SCHEMES = {
+    FAST_WEIGHTS: "quantize_dynamic: per-channel signed 7-bit weights (reduce_range, U8S8: no int16 saturation in "
+                  "onnxruntime's AVX2 kernels, one byte per packed weight), activations quantized per call "
+                  "(uint8), one DynamicQuantizeLinear per activation shared by the ops that read it; only the "
+                  "MatMul/Gemm groups measured to run faster in int8 at the model's rows per call, and the plain 1-D "
+                  "convolutions whose im2col MatMul measured faster in int8 than the float Conv",
+    ACCURATE_WEIGHTS: "quantize_dynamic: per-channel 8-bit weights stored as uint8 (U8U8), activations quantized per "
+                      "call (uint8), one DynamicQuantizeLinear per activation shared by the ops that read it",
+}
 # Ops in a written file that show the quantizer did something.
 QUANTIZED_MARKERS = ("MatMulInteger", "DynamicQuantizeLinear", "ConvInteger", "QuantizeLinear", "DequantizeLinear",
                      "QLinearMatMul", "QLinearConv")
@@ -216,6 +255,7 @@ def conv_int8_speedup(repeats: int = 30) -> float:
     import onnxruntime
     from onnx import TensorProto, helper, numpy_helper
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     rng = np.random.default_rng(0)
     weight = numpy_helper.from_array((rng.standard_normal((64, 64, 3, 3)) * 0.05).astype(np.float32), "w")
@@ -228,7 +268,11 @@ def conv_int8_speedup(repeats: int = 30) -> float:
     with tempfile.TemporaryDirectory() as folder:
         float_path, int8_path = Path(folder) / "conv.onnx", Path(folder) / "conv.int8.onnx"
         onnx.save(model, str(float_path))
-        quantize_dynamic(str(float_path), str(int8_path), op_types_to_quantize=["Conv"], weight_type=QuantType.QInt8)
+        # Prepared as the model is: quantize_dynamic warns "Please consider to run pre-processing"
+        # for any file without quant_pre_process's tag, and this timing graph was its only source.
+        prepared = Path(folder) / "conv.prepared.onnx"
+        quant_pre_process(str(float_path), str(prepared), skip_optimization=True)
+        quantize_dynamic(str(prepared), str(int8_path), op_types_to_quantize=["Conv"], weight_type=QuantType.QInt8)
         timings = []
         for path in (float_path, int8_path):
             options = onnxruntime.SessionOptions()
@@ -271,11 +315,17 @@ def quantize_onnx(
     calibration_facts: Mapping[str, Any] | None = None,
     state_pairs: Sequence[tuple[str, str]] = (),
     activation_bits: int = 8,
+    shape_feeds: Mapping[str, np.ndarray] | None = None,
+    min_sqnr_db: float | None = None,
 ) -> PrecisionRecipe:
     """Write ``target``, the ``precision`` form of the float ``source``; return its recipe.
 
     ``state_pairs``: the (input, output) graph names of the streaming state; int8-static keeps
     the recurrence between them float. ``activation_bits``: int8-static activations, 8 or 16.
+    ``shape_feeds``: one call's feeds (graph input names); int8-dynamic then quantizes only the
+    MatMul/Gemm groups measured to run faster in int8 at that call's shapes (``payoff.py``).
+    ``min_sqnr_db``: the validation floor (default: the SDK's); int8 convolutions are given up
+    when the file written with them falls below it (plus a margin) on ``shape_feeds``.
     """
     try:
         with converter_log.capture("import onnxruntime.quantization"):
@@ -289,7 +339,8 @@ def quantize_onnx(
         elif precision in ("int8-dynamic", "int8-static"):
             recipe = _int8(source, target, precision, converter_log, workdir, dict(keep_float or {}),
                            dict(keep_reasons or {}), list(keep_patterns), calibration_feeds, calibration_facts, tool,
-                           list(state_pairs), activation_bits)
+                           list(state_pairs), activation_bits, shape_feeds,
+                           MIN_SQNR_DB if min_sqnr_db is None else min_sqnr_db)
         else:
             raise UsageError(f"ONNX cannot be written in {precision}")
     except (UsageError, ConversionError):
@@ -321,10 +372,21 @@ def _fp16(source: Path, target: Path, converter_log: ConverterLog) -> PrecisionR
 
 
 def _int8(source, target, precision, converter_log, workdir, keep_float, keep_reasons, keep_patterns,
-          calibration_feeds, calibration_facts, tool, state_pairs=(), activation_bits=8) -> PrecisionRecipe:
+          calibration_feeds, calibration_facts, tool, state_pairs=(), activation_bits=8,
+          shape_feeds=None, min_sqnr_db=MIN_SQNR_DB) -> PrecisionRecipe:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
     prepared, steps = _prepare(source, workdir, converter_log)
+    unrewritten = prepared
+    rewritten: dict[str, str] = {}  # im2col MatMul -> the Conv it replaced
+    conv_kept: list[KeptFloat] = []
+    payoff_notes: list[str] = []
+    if precision == "int8-dynamic" and shape_feeds is not None:
+        with converter_log.capture("int8 payoff measurement (1-D convolutions)"):
+            prepared, rewritten, conv_kept, payoff_notes = _convs_that_pay(prepared, shape_feeds, keep_patterns)
+        if rewritten:
+            steps.append(f"{len(rewritten)} 1-D Conv rewritten as im2col MatMul (exact in float32) where its int8 form "
+                         "measured faster than the float Conv")
     speedup = conv_int8_speedup()
     op_types = list(WEIGHT_OPS)
     kept: list[KeptFloat] = []
@@ -334,6 +396,8 @@ def _int8(source, target, precision, converter_log, workdir, keep_float, keep_re
         op_types.append("Conv")
     nodes = _weight_nodes(prepared, op_types)
     convs = [n.name for n, _ in _weight_nodes(prepared, ("Conv",))]
+    kept += conv_kept
+    convs = [name for name in convs if not any(name in k.ops for k in conv_kept)]
     if convs and "Conv" not in op_types:
         kept.append(KeptFloat(tuple(convs), f"{conv_note}: slower, so convolutions stay float"))
     excluded, family_kept = _exclusions(nodes, keep_float, keep_patterns, keep_reasons)
@@ -342,24 +406,71 @@ def _int8(source, target, precision, converter_log, workdir, keep_float, keep_re
         # quantize_dynamic gives a batched (rank > 2) weight one zero point per column, shape (N,);
         # onnxruntime's MatMulInteger takes that only for a 2-D weight and fails at run time ("b zero
         # point is not valid"; EcoFormer's per-head hash anchors and projection, [1, heads, m, c]).
-        batched = [n.name for n, weight in nodes if weight.ndim > 2 and n.name not in excluded]
+        batched = [n.name for n, weight in nodes
+                   if n.op_type == "MatMul" and weight.ndim > 2 and n.name not in excluded]
         if batched:
             excluded += batched
             kept.append(KeptFloat(tuple(batched), "a batched (rank > 2) constant weight: onnxruntime's MatMulInteger "
                                                   "rejects its per-channel zero points (\"b zero point is not valid\")"))
-    quantized = Counter(n.op_type for n, _ in nodes if n.name not in excluded)
+    quantized = Counter(rewritten.get(n.name) and "Conv" or n.op_type for n, _ in nodes if n.name not in excluded)
     if not quantized:
         raise ConversionError(f"ONNX {precision}: no MatMul/Gemm with a constant weight is left to quantize in "
                               f"{source.name} after folding; keep it float32")
     loop: list[str] = []
     if precision == "int8-dynamic":
-        scheme = ("quantize_dynamic: per-channel 8-bit weights stored as uint8 (U8U8), activations quantized "
-                  "per call (uint8). Signed int8 weights (U8S8) saturate in onnxruntime's x86 AVX2 kernels: "
-                  "measured 25 dB vs 40 dB SQNR and 1.3x vs 2.2x speed on the LMUFormer scv2 step")
+        weights = FAST_WEIGHTS
+        candidates = [(n, w) for n, w in nodes if n.op_type in WEIGHT_OPS and n.name not in excluded
+                      and n.name not in rewritten]
+        if shape_feeds is not None and candidates:
+            with converter_log.capture("int8 payoff measurement"):
+                decision = measure_payoff(prepared, candidates, shape_feeds)
+            payoff_notes += decision.notes()
+            if decision.quantize or rewritten:
+                for group, timing in decision.keep:
+                    kept.append(KeptFloat(group.nodes, decision.kept_reason(group, timing)))
+                    excluded = sorted(set(excluded) | set(group.nodes) | {f"{n}_MatMul" for n in group.nodes})
+            else:
+                weights = ACCURATE_WEIGHTS
+                best = max(decision.keep, key=lambda pair: pair[1].speedup)
+                payoff_notes.append(f"no MatMul/Gemm group pays for int8 here (best: {best[0].shape_text}, "
+                                    f"{best[1].text()}): every one is quantized anyway, for size, with 8-bit "
+                                    "weights; expect no speed-up over float32 on this machine")
+        elif shape_feeds is None:
+            weights = ACCURATE_WEIGHTS
+            payoff_notes.append("int8 payoff not measured (no example feed): every MatMul/Gemm is quantized")
+        scheme = WEIGHT_SCHEMES[weights]
         with converter_log.capture("onnxruntime quantize_dynamic"):
             quantize_dynamic(str(prepared), str(target), op_types_to_quantize=op_types, per_channel=True,
-                             weight_type=QuantType.QUInt8, nodes_to_exclude=excluded,
-                             extra_options={"MatMulConstBOnly": True})
+                             nodes_to_exclude=excluded, extra_options={"MatMulConstBOnly": True},
+                             **weight_options(weights))
+        restore_float_gemms(prepared, target, excluded)
+        if rewritten:
+            # int8 convolutions round every frame's window once more: keep them only while the
+            # written file stays clear of the floor on the example feed (validation checks it again).
+            with converter_log.capture("int8 convolutions: accuracy on the example feed"):
+                reached = output_sqnr(source, target, shape_feeds)
+            if reached < min_sqnr_db + CONV_MARGIN_DB:
+                drop = list(rewritten)
+                figures = "; ".join(f"{note.split(':', 1)[0]} {note.rsplit(': ', 1)[1]}" for note in payoff_notes
+                                    if note.split(":", 1)[0] in rewritten.values())
+                kept.append(KeptFloat(tuple(rewritten.values()), (
+                    f"int8 1-D convolutions (im2col MatMul) would be faster ({figures}), but the file written with "
+                    f"them measured {reached:.1f} dB SQNR against float32 on the example feed, below the "
+                    f"{min_sqnr_db:g} dB floor + {CONV_MARGIN_DB:g} dB margin; written again with them as float "
+                    "Convs (export with a lower min_sqnr_db to accept them)")))
+                payoff_notes = [note for note in payoff_notes if note.split(":", 1)[0] not in rewritten.values()]
+                rewritten = {}
+                steps[-1] = "1-D Conv im2col rewrite tried and undone (accuracy, see kept float)"
+                prepared = unrewritten
+                nodes = [(node, weight) for node, weight in nodes if node.name not in drop]
+                with converter_log.capture("onnxruntime quantize_dynamic (convolutions float)"):
+                    quantize_dynamic(str(prepared), str(target), op_types_to_quantize=op_types, per_channel=True,
+                                     nodes_to_exclude=excluded, extra_options={"MatMulConstBOnly": True},
+                                     **weight_options(weights))
+                restore_float_gemms(prepared, target, excluded)
+            else:
+                payoff_notes.append(f"with int8 convolutions the written file measured {reached:.1f} dB SQNR against "
+                                    f"float32 on the example feed (floor {min_sqnr_db:g} dB + {CONV_MARGIN_DB:g} dB margin)")
     else:
         if not calibration_feeds:
             raise UsageError("int8-static needs calibration data (--calibration-data PATH)")
@@ -389,8 +500,126 @@ def _int8(source, target, precision, converter_log, workdir, keep_float, keep_re
     if not markers:
         raise ConversionError(f"ONNX {precision}: the quantizer wrote {target.name} without any quantized op")
     return PrecisionRecipe(
-        tool=tool, scheme=scheme, quantized_ops=dict(Counter(n.op_type for n, _ in nodes if n.name not in loop
-                                                             and n.name not in excluded)), kept_float=tuple(kept), steps=tuple(steps),
+        tool=tool, scheme=scheme, quantized_ops=dict(Counter(rewritten.get(n.name) and "Conv" or n.op_type for n, _ in nodes
+                                                             if n.name not in loop and n.name not in excluded)), kept_float=tuple(kept), steps=tuple(steps),
         calibration=dict(calibration_facts) if calibration_facts else None, source=source.name,
-        notes=("written file: " + ", ".join(f"{count} {op}" for op, count in markers.items()), conv_note),
+        notes=("written file: " + ", ".join(f"{count} {op}" for op, count in markers.items()), conv_note, *payoff_notes),
     )
+
+
+def weight_options(options: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+    """FAST_WEIGHTS / ACCURATE_WEIGHTS as quantize_dynamic keywords (the weight type named by its QuantType)."""
+    from onnxruntime.quantization import QuantType
+
+    return {key: QuantType[value] if key == "weight_type" else value for key, value in options}
+
+
+def measure_payoff(prepared: Path, candidates: Sequence[tuple[Any, np.ndarray]],
+                   shape_feeds: Mapping[str, np.ndarray]) -> PayoffDecision:
+    """Time every group of ``candidates`` (ops reading one activation) float vs int8 at the rows
+    per call the model runs with on ``shape_feeds``; see ``precision/payoff.py``."""
+    groups = matmul_groups(prepared, candidates, shape_feeds)
+    footprint = sum(4 * weight.size for _, weight in candidates)
+    timings = [time_group(g.rows, g.depth, g.widths, footprint, FAST_WEIGHTS) for g in groups]
+    return decide(groups, timings)
+
+
+def _convs_that_pay(prepared: Path, shape_feeds: Mapping[str, np.ndarray], keep_patterns: Sequence[str]
+                    ) -> tuple[Path, dict[str, str], list[KeptFloat], list[str]]:
+    """Rewrite every plain 1-D Conv whose int8 im2col MatMul measures faster than the float Conv
+    at the shape it runs at (``payoff.time_conv``); the others stay float with their figures.
+    Returns the file to quantize, {new MatMul: Conv}, the kept-float entries and the notes."""
+    import onnx
+
+    patterns = compile_patterns(keep_patterns)
+    candidates = [(node, weight) for node, weight in _weight_nodes(prepared, ("Conv",)) if plain_conv1d(node, weight)
+                  and not any(c.search(node.name) or c.search(node.op_type) or any(c.search(i) for i in node.input)
+                              for c in patterns)]
+    if not candidates:
+        return prepared, {}, [], []
+    lengths = activation_shapes(prepared, sorted({node.input[0] for node, _ in candidates}), shape_feeds)
+    paying, kept, notes = [], [], []
+    for node, weight in candidates:
+        batch, _, length = lengths[node.input[0]]
+        shape = ConvShape(in_channels=int(weight.shape[1]), out_channels=int(weight.shape[0]), kernel=int(weight.shape[2]),
+                          stride=conv_stride(node), length=int(length), batch=int(batch))
+        timing = time_conv(shape, FAST_WEIGHTS)
+        if timing.speedup >= MIN_SPEEDUP:
+            paying.append(node.name)
+            notes.append(f"{node.name}: {shape.text} rewritten as an int8 im2col MatMul: float Conv {timing.float_us:.0f} us "
+                         f"vs int8 MatMul {timing.int8_us:.0f} us per call ({timing.speedup:.2f}x; thread CPU time, one thread)")
+        else:
+            kept.append(KeptFloat((node.name,), f"{shape.text}: its int8 im2col MatMul measured {timing.int8_us:.0f} us "
+                                                f"vs float Conv {timing.float_us:.0f} us per call ({timing.speedup:.2f}x, "
+                                                f"below the {MIN_SPEEDUP:.2f}x it must gain), so it stays a float Conv"))
+    if not paying:
+        return prepared, {}, kept, notes
+    model = onnx.load(str(prepared))
+    matmuls = convs_as_matmul(model, paying)
+    target = prepared.with_name(prepared.stem + ".im2col.onnx")
+    onnx.save(model, str(target))
+    return target, dict(zip(matmuls, paying)), kept, notes
+
+
+def output_sqnr(source: Path, target: Path, feeds: Mapping[str, np.ndarray]) -> float:
+    """Lowest SQNR over the outputs of ``target`` against the float ``source`` on one call of ``feeds``."""
+    import onnxruntime
+
+    results = []
+    for path in (source, target):
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        wanted = {i.name for i in session.get_inputs()}
+        results.append(session.run(None, {k: v for k, v in feeds.items() if k in wanted}))
+    return min(sqnr_db(want, got) for want, got in zip(*results)
+               if np.issubdtype(np.asarray(want).dtype, np.floating) and np.any(want))
+
+
+def restore_float_gemms(prepared: Path, target: Path, excluded: Sequence[str]) -> int:
+    """Put back, in the written ``target``, the float Gemm of every excluded Gemm of ``prepared``.
+
+    quantize_dynamic rewrites *every* Gemm as MatMul + Add (a transposed weight copy when transB),
+    the ones it leaves float included. On a one-frame step each extra Add is a kernel launch that
+    float32 does not pay (measured: 9 such pairs on the KWS spotter), so a Gemm kept float is
+    written back as the Gemm it was, with its own initializers. Returns how many were restored.
+    """
+    import onnx
+
+    original = onnx.load(str(prepared))
+    gemms = {node.name: node for node in original.graph.node if node.op_type == "Gemm" and node.name in set(excluded)}
+    if not gemms:
+        return 0
+    model = onnx.load(str(target))
+    graph = model.graph
+    by_name = {node.name: node for node in graph.node}
+    swap, drop = {}, set()
+    for name, gemm in gemms.items():
+        matmul, add = by_name.get(f"{name}_MatMul"), by_name.get(f"{name}_Add")
+        if matmul is None or matmul.op_type != "MatMul" or matmul.input[0] != gemm.input[0]:
+            continue
+        if len(gemm.input) > 2 and (add is None or list(add.output) != list(gemm.output)):
+            continue
+        if len(gemm.input) <= 2 and list(matmul.output) != list(gemm.output):
+            continue
+        swap[matmul.name] = gemm
+        drop |= {add.name} if add is not None and len(gemm.input) > 2 else set()
+    if not swap:
+        return 0
+    rebuilt = []
+    for node in graph.node:
+        if node.name in swap:
+            rebuilt.append(swap[node.name])
+        elif node.name not in drop:
+            rebuilt.append(node)
+    del graph.node[:]
+    graph.node.extend(rebuilt)
+    present = {i.name for i in graph.initializer}
+    wanted = {name for gemm in swap.values() for name in gemm.input[1:]}
+    graph.initializer.extend(i for i in original.graph.initializer if i.name in wanted and i.name not in present)
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    kept = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    onnx.save(model, str(target))
+    return len(swap)

@@ -70,8 +70,10 @@ class PrecisionPlan:
         return tuple(p for p in self.precisions if p != "fp32")
 
     def derive(self, spec: ExportSpec, folder: Path, formats: Sequence[str], artifact_facts: dict[str, dict[str, Any]],
-               files: dict[str, str], converter_log: ConverterLog, say: Callable[[str], None]) -> None:
-        """Write every reduced-precision artifact from the float ones (``files``: label -> file name)."""
+               files: dict[str, str], converter_log: ConverterLog, say: Callable[[str], None],
+               min_sqnr_db: float | None = None) -> None:
+        """Write every reduced-precision artifact from the float ones (``files``: label -> file name);
+        ``min_sqnr_db``: the floor validation applies (ONNX int8-dynamic keeps above it what it can)."""
         from edgesdk.exporters.precision.onnx import node_names, quantize_onnx
         from edgesdk.exporters.precision.tflite import io_quantization, op_scopes, quantize_tflite_precision
 
@@ -111,9 +113,10 @@ class PrecisionPlan:
                 if fmt == "onnx":
                     state_pairs = [(float_facts["inputs"][s.input_name], float_facts["outputs"][s.output_name])
                                    for s in spec.states]
+                    shape_feeds = {float_facts["inputs"][n]: v for n, v in timing_feed.items() if n in float_facts["inputs"]}
                     recipe = quantize_onnx(float_path, target, precision, converter_log, workdir, keep, reasons,
                                            self.keep_patterns, feeds, facts_of_calibration, state_pairs,
-                                           self.activation_bits)
+                                           self.activation_bits, shape_feeds, min_sqnr_db)
                     io = None
                 else:
                     backend_feeds = None if feeds is None else [
