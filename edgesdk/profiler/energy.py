@@ -474,9 +474,17 @@ def _summarize(sensor: Sensor, plan: WindowPlan, trace: Trace, windows: list[Win
         flags.append(("counter-wrap", f"the energy counter wrapped {wraps} time(s) during the run (undone; reads were "
                                       f"at most {gaps.max() * 1e3:.0f} ms apart, far less than one wrap)"))
     flags += condition_flags(snapshots)
+    # With few windows the interval can miss zero by chance (five windows all a hair positive), so
+    # the extra power must also stand above the idle baseline's own spread from window to window.
+    extra_power_w = float(np.median([r["active_power_w"] - r["idle_power_w"] for r in rows]))
+    idle_spread_w = idle[2] - idle[1]
     if net[1] <= 0:
         flags.append(("not-resolved", "the 95% interval of the net energy reaches zero: active power is not resolved "
                                       "from the idle baseline"))
+    elif extra_power_w <= idle_spread_w:
+        flags.append(("not-resolved", f"the active power exceeds idle by {extra_power_w:.3g} W, no more than the idle "
+                                      f"power's own spread across windows ({idle_spread_w:.3g} W): active power is not "
+                                      "resolved from the idle baseline"))
     elif max(net[0] - net[1], net[2] - net[0]) > ci_target * net[0]:
         flags.append(("wide-interval", f"the 95% interval of the net energy is wider than ±{ci_target:.0%} of its median "
                                        f"after {len(rows)} windows ({stop_reason})"))

@@ -98,6 +98,8 @@ def test_net_energy_per_inference_matches_the_extra_power(sensor_class, toleranc
     assert [row["inferences"] for row in summary["per_window"]] == [summary["inferences_per_window"]] * summary["windows"]
     assert len(measurement.inference_windows) == summary["windows"] * summary["inferences_per_window"]
     assert summary["inferences_per_window"] >= 10  # the window rule's minimum
+    # 3 W over a steady 2 W baseline is resolved.
+    assert all(flag["flag"] != "not-resolved" for flag in summary["flags"])
     assert summary["achieved_sample_period_s"] < 0.02
     assert summary["sampler_overhead_fraction"] is not None
 
