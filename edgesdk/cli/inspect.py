@@ -37,6 +37,16 @@ def _number(value: Any) -> str:
     return f"{value:.4g}"
 
 
+def _kept_float_summary(kept: list[dict[str, Any]]) -> str:
+    """Kept-float ops counted per reason headline (the text before its first ':'); the measured
+    figures after it differ per op and stay in the manifest (``--json``)."""
+    counts: dict[str, int] = {}
+    for entry in kept:
+        headline = entry["reason"].split(":", 1)[0]
+        counts[headline] = counts.get(headline, 0) + len(entry["ops"])
+    return "; ".join(f"{count} op(s): {headline}" for headline, count in counts.items())
+
+
 def _precision_table(entries: list[dict[str, Any]]) -> ResultsTable:
     """Every artifact's precision side by side: size, speed and agreement with fp32 PyTorch, recipe."""
     table = ResultsTable(title="precisions")
@@ -62,7 +72,7 @@ def _precision_table(entries: list[dict[str, Any]]) -> ResultsTable:
             f"{min(sqnrs):.1f}" if sqnrs else "", f"{min(cosines):.5f}" if cosines else "",
             ", ".join(f"{key.replace('_agreement', '').replace('_', ' ')} {value:.2%}" for key, value in agreements.items()),
             escape(", ".join(f"{op} {count}" for op, count in (recipe.get("quantized_ops") or {}).items())),
-            escape("; ".join(f"{len(k['ops'])} op(s): {k['reason']}" for k in recipe.get("kept_float", []))),
+            escape(_kept_float_summary(recipe.get("kept_float", []))),
             escape(recipe.get("tool", "")),
         )
     return table

@@ -202,6 +202,15 @@ def test_inspect_shows_precisions_side_by_side(bundle, monkeypatch):
         assert text in table, text
 
 
+def test_inspect_counts_kept_float_ops_per_reason_headline():
+    from edgesdk.cli.inspect import _kept_float_summary
+
+    kept = [{"ops": ["a"], "reason": "too small to pay for int8 at 1 row(s) per call: K x N = 192 x 64, 1.04x"},
+            {"ops": ["b", "c"], "reason": "too small to pay for int8 at 1 row(s) per call: K x N = 64 x 12, 0.88x"},
+            {"ops": ["lmu"], "reason": "LMU recurrence: eigenvalues next to 1"}]
+    assert _kept_float_summary(kept) == "3 op(s): too small to pay for int8 at 1 row(s) per call; 1 op(s): LMU recurrence"
+
+
 def test_cosine_similarity_known_answers():
     x = np.array([1.0, 2.0, 3.0])
     assert cosine_similarity(x, x) == pytest.approx(1.0)
