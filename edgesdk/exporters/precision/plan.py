@@ -52,6 +52,8 @@ def keep_float_reasons(names: Iterable[str]) -> dict[str, str]:
         if reason is not None:
             reasons[name] = reason
     return reasons
+
+
 SLOWER_THAN_FLOAT = 1.0  # a reduced-precision artifact below this speed ratio gets a warning
 
 
@@ -134,7 +136,7 @@ class PrecisionPlan:
                 ratio = speed_ratio(fmt, float_path, target, float_facts, io, timing_feed)
                 facts["speed_vs_float32"] = ratio
                 if ratio is not None and ratio < SLOWER_THAN_FLOAT:
-                    message = (f"warning: {target.name} runs at {ratio:.2f}x the speed of {float_path.name} on this "
+                    message = (f"warning: {target.name} runs at {ratio:.3g}x the speed of {float_path.name} on this "
                                "machine (slower than float32); keep float32 as the default here")
                     log.warning(message)
                     say(message)
