@@ -48,6 +48,7 @@ from edgesdk.exporters.precision.payoff import (
     plain_conv1d,
     time_conv,
     time_group,
+    weight_options,
 )
 from edgesdk.runtime.compare import MIN_SQNR_DB, sqnr_db
 
@@ -374,7 +375,7 @@ def _fp16(source: Path, target: Path, converter_log: ConverterLog) -> PrecisionR
 def _int8(source, target, precision, converter_log, workdir, keep_float, keep_reasons, keep_patterns,
           calibration_feeds, calibration_facts, tool, state_pairs=(), activation_bits=8,
           shape_feeds=None, min_sqnr_db=MIN_SQNR_DB) -> PrecisionRecipe:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     prepared, steps = _prepare(source, workdir, converter_log)
     unrewritten = prepared
@@ -440,10 +441,7 @@ def _int8(source, target, precision, converter_log, workdir, keep_float, keep_re
             payoff_notes.append("int8 payoff not measured (no example feed): every MatMul/Gemm is quantized")
         scheme = WEIGHT_SCHEMES[weights]
         with converter_log.capture("onnxruntime quantize_dynamic"):
-            quantize_dynamic(str(prepared), str(target), op_types_to_quantize=op_types, per_channel=True,
-                             nodes_to_exclude=excluded, extra_options={"MatMulConstBOnly": True},
-                             **weight_options(weights))
-        restore_float_gemms(prepared, target, excluded)
+            _write_dynamic(prepared, target, op_types, excluded, weights)
         if rewritten:
             # int8 convolutions round every frame's window once more: keep them only while the
             # written file stays clear of the floor on the example feed (validation checks it again).
@@ -464,10 +462,7 @@ def _int8(source, target, precision, converter_log, workdir, keep_float, keep_re
                 prepared = unrewritten
                 nodes = [(node, weight) for node, weight in nodes if node.name not in drop]
                 with converter_log.capture("onnxruntime quantize_dynamic (convolutions float)"):
-                    quantize_dynamic(str(prepared), str(target), op_types_to_quantize=op_types, per_channel=True,
-                                     nodes_to_exclude=excluded, extra_options={"MatMulConstBOnly": True},
-                                     **weight_options(weights))
-                restore_float_gemms(prepared, target, excluded)
+                    _write_dynamic(prepared, target, op_types, excluded, weights)
             else:
                 payoff_notes.append(f"with int8 convolutions the written file measured {reached:.1f} dB SQNR against "
                                     f"float32 on the example feed (floor {min_sqnr_db:g} dB + {CONV_MARGIN_DB:g} dB margin)")
@@ -507,11 +502,15 @@ def _int8(source, target, precision, converter_log, workdir, keep_float, keep_re
     )
 
 
-def weight_options(options: Sequence[tuple[str, Any]]) -> dict[str, Any]:
-    """FAST_WEIGHTS / ACCURATE_WEIGHTS as quantize_dynamic keywords (the weight type named by its QuantType)."""
-    from onnxruntime.quantization import QuantType
+def _write_dynamic(prepared: Path, target: Path, op_types: Sequence[str], excluded: Sequence[str],
+                   weights: tuple[tuple[str, Any], ...]) -> None:
+    """quantize_dynamic as the recipe runs it, then the float Gemms put back (``restore_float_gemms``)."""
+    from onnxruntime.quantization import quantize_dynamic
 
-    return {key: QuantType[value] if key == "weight_type" else value for key, value in options}
+    quantize_dynamic(str(prepared), str(target), op_types_to_quantize=list(op_types), per_channel=True,
+                     nodes_to_exclude=list(excluded), extra_options={"MatMulConstBOnly": True},
+                     **weight_options(weights))
+    restore_float_gemms(prepared, target, excluded)
 
 
 def measure_payoff(prepared: Path, candidates: Sequence[tuple[Any, np.ndarray]],

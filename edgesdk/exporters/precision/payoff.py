@@ -217,12 +217,18 @@ def _sessions(*paths: Path) -> list[Any]:
     return sessions
 
 
+def weight_options(options: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+    """Weight options as hashable pairs (onnx.py's FAST_WEIGHTS / ACCURATE_WEIGHTS) turned into
+    quantize_dynamic keywords, the weight type named by its QuantType."""
+    from onnxruntime.quantization import QuantType
+
+    return {key: QuantType[value] if key == "weight_type" else value for key, value in options}
+
+
 def _quantize_matmuls(float_path: Path, int8_path: Path, quantize_options: tuple[tuple[str, Any], ...]) -> None:
     """The recipe's own int8-dynamic MatMul quantization, preparation included, on a timing graph."""
     from onnxruntime.quantization import quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from edgesdk.exporters.precision.onnx import weight_options
 
     prepared = float_path.with_suffix(".prepared.onnx")
     quant_pre_process(str(float_path), str(prepared), skip_optimization=True)
