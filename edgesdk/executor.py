@@ -226,6 +226,7 @@ class InProcessExecutor(Executor):
         self._pools: dict[str, futures.ProcessPoolExecutor] = {}
         self._attempts: dict[str, int] = {}
         self._pool_of: dict[Any, futures.ProcessPoolExecutor] = {}
+        self._solo_pools: list[futures.ProcessPoolExecutor] = []  # one per retried task
         # Children that existed before this executor are someone else's: abort() spares them.
         self._older_children = {child.pid for child in multiprocessing.active_children()}
 
@@ -269,6 +270,7 @@ class InProcessExecutor(Executor):
                 # Alone in a process of its own, so a task that kills its worker again takes
                 # no one else with it.
                 solo = futures.ProcessPoolExecutor(max_workers=1, mp_context=self._context)
+                self._solo_pools.append(solo)
                 retry = solo.submit(_call, task.function, task.arguments)
                 retry.add_done_callback(lambda _: solo.shutdown(wait=False))
                 self._pool_of[retry] = solo
@@ -287,15 +289,19 @@ class InProcessExecutor(Executor):
         self._pools.clear()
 
     def abort(self) -> None:
-        for pool in self._pools.values():
-            pool.shutdown(wait=False, cancel_futures=True)
-        self._pools.clear()
         # The pools' workers are the multiprocessing children born since this executor was made:
-        # end them rather than wait for an export that may take minutes.
+        # end them rather than wait for an export that may take minutes. They are ended first and
+        # then each pool's own manager thread reaps them (shutdown waits for that thread): joining
+        # them here while that thread also waits on them races it for the exit status, and the
+        # loser sees a dead child as still running.
         ours = [child for child in multiprocessing.active_children() if child.pid not in self._older_children]
         for child in ours:
             child.terminate()
-        for child in ours:
+        for pool in [*self._pools.values(), *self._solo_pools]:
+            pool.shutdown(wait=True, cancel_futures=True)
+        self._pools.clear()
+        self._solo_pools.clear()
+        for child in ours:  # a pool already shut down (a finished retry) no longer reaps its worker
             child.join(timeout=5)
 
 
