@@ -164,6 +164,39 @@ def test_fp16_keeps_float32_inputs_and_outputs(bundle):
     assert any(t["dtype"] == np.float16 for t in tensors)
     recipe = next(a for a in read_manifest(bundle)["artifacts"] if a["file"] == "model.fp16.onnx")["recipe"]
     assert any("expected slower" in note for note in recipe["notes"])
+    assert any(k["reason"].startswith("LMU recurrence") for k in recipe["kept_float"])  # as in the int8 recipes
+
+
+def test_fp16_ops_kept_float_compute_on_unrounded_tensors(tmp_path):
+    """A constructed case with a known answer: x @ W1 -> Relu -> @ W2, both MatMuls kept float
+    (--keep-float), W1 and W2 exact in float16, x = k/3 (not exact in float16). The converter
+    alone rounds x and the tensors between the kept ops to float16 (error ~1e-4); the written
+    file must compute them in float32 and match numpy's float32 answer."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgesdk.exporters.capture import ConverterLog
+    from edgesdk.exporters.precision.onnx import quantize_onnx
+    import onnxruntime
+
+    w1 = np.array([[1, -2, 0.5, 4], [3, 1, -1, 0.25], [-0.5, 2, 1, 1], [1, 1, -3, 2]], np.float32)
+    w2 = np.array([[0.5], [-1], [2], [0.75]], np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w1"], ["h"], name="first"), helper.make_node("Relu", ["h"], ["r"], name="relu"),
+         helper.make_node("MatMul", ["r", "w2"], ["y"], name="second")],
+        "kept", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 1])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
+    source, target = tmp_path / "float.onnx", tmp_path / "half.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(source))
+    x = (np.arange(8, dtype=np.float32).reshape(2, 4) + 1) / 3
+    want = np.maximum(x @ w1, 0) @ w2
+    assert np.abs(x.astype(np.float16).astype(np.float32) - x).max() > 1e-4  # the rounding the test would see
+
+    recipe = quantize_onnx(source, target, "fp16", ConverterLog(), tmp_path, keep_patterns=("MatMul",))
+    (got,) = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    assert np.abs(got - want).max() < 1e-5
+    assert any("Cast pairs" in step for step in recipe.steps)
+    assert any(k.ops == ("relu",) for k in recipe.kept_float)  # between the two kept MatMuls
 
 
 @pytest.mark.parametrize("backend, precision, file", [

@@ -12,6 +12,7 @@ those is asserted too.
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 
 import edgesdk
@@ -96,15 +97,10 @@ def test_int8_static_tflite_keeps_divisions_float_and_runs(slab_bundle, photos):
 
 @pytest.fixture(scope="module")
 def ecoformer_bundle(tmp_path_factory):
-    from edgesdk.errors import ValidationError
-
     model = edgesdk.create_model("ecoformer", preset="tiny")
     path = tmp_path_factory.mktemp("ecoformer") / "bundle"
-    # the one artifact below its floor (see below); the message carries its figures
-    with pytest.raises(ValidationError, match=r"failed for onnx/fp16;.*\(onnx/fp16: hash_codes_s\d+b\d+ bit_agreement "
-                                              r"0\.99[0-8]\d* needs 0\.999"):
-        edgesdk.export(model, path, formats=("onnx", "tflite"), precision="fp16,int8-dynamic,int8-weight-only",
-                       random_weights=True)
+    edgesdk.export(model, path, formats=("onnx", "tflite"), precision="fp16,int8-dynamic,int8-weight-only",
+                   random_weights=True)  # raises ValidationError (exit 4) if any artifact falls below its floor
     return path, model
 
 
@@ -123,8 +119,9 @@ def test_ecoformer_hash_path_is_found_from_the_model():
     assert reasons["model.blocks.0.0.attn.to_qk.weight"].startswith("feeds a hash code")
 
 
-@pytest.mark.parametrize("backend, precision", [("onnxruntime", "int8-dynamic"), ("litert", "int8-dynamic"),
-                                                ("litert", "int8-weight-only"), ("litert", "fp16")])
+@pytest.mark.parametrize("backend, precision", [("onnxruntime", "int8-dynamic"), ("onnxruntime", "fp16"),
+                                                ("litert", "int8-dynamic"), ("litert", "int8-weight-only"),
+                                                ("litert", "fp16")])
 def test_ecoformer_reduced_precision_keeps_hash_codes_on_real_photographs(ecoformer_bundle, photos, backend, precision):
     import torch
     from edgesdk.models import ecoformer
@@ -154,19 +151,27 @@ def test_ecoformer_reduced_precision_keeps_hash_codes_on_real_photographs(ecofor
     assert decided >= 10 and agreed == decided  # one photograph has a 1e-4 margin (of 0.27)
 
 
-def test_ecoformer_onnx_fp16_fails_on_flipped_bits_and_says_where(ecoformer_bundle):
-    """onnxruntime's float16 conversion computes the hash in float16 too: a few bits flip on
-    the smooth validation images (99.74-99.8 %), so validation fails it by name (exit 4)."""
-    import json
-
+def test_ecoformer_onnx_fp16_computes_the_hash_path_in_float32(ecoformer_bundle):
+    """onnxruntime's float16 converter, even with the hash path's ops blocked, rounds every tensor
+    between two blocked ops (and the image) to float16; that flipped 0.1-0.26 % of the bits and
+    failed validation. The recipe keeps those tensors float32: no Cast to float16 may sit between
+    two kept-float ops."""
     path, _ = ecoformer_bundle
-    report = json.loads((path / "validation.json").read_text())["formats"]
-    assert not report["onnx/fp16"]["passed"] and all(report[k]["passed"] for k in report if k != "onnx/fp16")
-    failed = {name for case in report["onnx/fp16"]["cases"] for name, facts in case["outputs"].items()
-              if not facts["passed"]}
-    assert failed and all(name.startswith("hash_codes_") for name in failed)
-    assert all(facts["check"]["bit_agreement"] < 0.999 for case in report["onnx/fp16"]["cases"]
-               for name, facts in case["outputs"].items() if name in failed and not facts["passed"])
+    loaded = edgesdk.load(path, backend="onnxruntime", precision="fp16")
+    recipe = loaded.artifact["recipe"]
+    kept = {op for k in recipe["kept_float"] for op in k["ops"]}
+    assert any("Cast pairs" in step for step in recipe["steps"])
+    model = onnx.load(str(path / loaded.artifact["file"]))
+    producer = {output: node for node in model.graph.node for output in node.output}
+    for node in model.graph.node:
+        if node.name in kept:
+            for name in node.input:
+                cast = producer.get(name)
+                if cast is not None and cast.op_type == "Cast":
+                    before = producer.get(cast.input[0])
+                    assert not (before is not None and before.op_type == "Cast" and before.input[0] in {
+                        o for n in model.graph.node if n.name in kept for o in n.output}), node.name
+    assert sum(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer) > 0  # the rest is float16
 
 
 # SLAB swin-t at full size (224x224, 28 M parameters, random weights: no trained checkpoint here).

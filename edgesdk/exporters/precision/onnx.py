@@ -16,7 +16,10 @@ MinMax calibration on real data); inputs and outputs stay float32.
 
 fp16: ``onnxruntime.transformers.float16`` with float32 inputs and outputs kept
 (``keep_io_types``), meant for GPU/NPU providers; on a CPU provider it is expected to be slower
-than float32 (casts around every op without a float16 kernel). Its latency is measured.
+than float32 (casts around every op without a float16 kernel). Its latency is measured. The
+family's kept-float ops (and ``--keep-float``) stay float32 as in int8, with the ops between them,
+and the converter's float32 -> float16 -> float32 Cast pairs between them are removed
+(``_drop_round_trips``): without that, blocked ops still read float16-rounded tensors.
 
 Every transform keeps the float file's ``metadata_props`` (``edgesdk.*``): quantizers write a new
 ModelProto and drop them, so they are copied back and checked.
@@ -336,7 +339,8 @@ def quantize_onnx(
     tool = f"onnxruntime.quantization {onnxruntime_version()}"
     try:
         if precision == "fp16":
-            recipe = _fp16(source, target, converter_log)
+            recipe = _fp16(source, target, converter_log, workdir, dict(keep_float or {}), dict(keep_reasons or {}),
+                           list(keep_patterns))
         elif precision in ("int8-dynamic", "int8-static"):
             recipe = _int8(source, target, precision, converter_log, workdir, dict(keep_float or {}),
                            dict(keep_reasons or {}), list(keep_patterns), calibration_feeds, calibration_facts, tool,
@@ -353,23 +357,149 @@ def quantize_onnx(
     return recipe
 
 
-def _fp16(source: Path, target: Path, converter_log: ConverterLog) -> PrecisionRecipe:
+def _fp16(source: Path, target: Path, converter_log: ConverterLog, workdir: Path,
+          keep_float: Mapping[str, np.ndarray], keep_reasons: Mapping[str, str],
+          keep_patterns: Sequence[str]) -> PrecisionRecipe:
     import onnx
     from onnxruntime.transformers import float16
 
+    kept = [KeptFloat(("inputs", "outputs"), "float32 at the interface, so callers feed float32 as always")]
+    steps: list[str] = []
+    model_path, blocked = source, []
+    if keep_float or keep_patterns:
+        # Constants folded first, so the family's weights are initializers found by content.
+        model_path = workdir.resolve() / f"{source.stem}.folded.onnx"
+        with converter_log.capture("onnxruntime constant folding"):
+            fold_constants(source, model_path)
+        steps.append("constant folding (onnxruntime ORT_ENABLE_BASIC, saved offline)")
+        weight_nodes = _weight_nodes(model_path, (*WEIGHT_OPS, "Conv"))
+        blocked, family_kept = _exclusions(weight_nodes, keep_float, keep_patterns, keep_reasons)
+        between = _nodes_between(model_path, blocked, [node.name for node, _ in weight_nodes])
+        kept += family_kept
+        if between:
+            blocked = sorted(set(blocked) | set(between))
+            kept.append(KeptFloat(tuple(between), "on a path from one kept-float op to another that passes no other "
+                                                  "weight op (a hash's anchors to its projection, the residual stream "
+                                                  "into a hashed to_qk): float16 there would round what they compute"))
     with converter_log.capture("onnxruntime.transformers.float16"):
-        model = float16.convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+        model = float16.convert_float_to_float16(onnx.load(str(model_path)), keep_io_types=True,
+                                                 node_block_list=blocked or None)
+    round_trips = _drop_round_trips(model, set(blocked), _float32_outputs(model_path)) if blocked else 0
+    if round_trips:
+        steps.append(f"{round_trips} float32 -> float16 -> float32 Cast pairs between kept-float ops removed (the "
+                     "converter rounds every tensor it passes between two blocked nodes, the graph input included)")
     onnx.save(model, str(target))
     after = op_counts(target)
     return PrecisionRecipe(
         tool=f"onnxruntime.transformers.float16 {onnxruntime_version()}",
-        scheme="convert_float_to_float16(keep_io_types=True): float16 weights and compute, float32 inputs/outputs",
+        scheme="convert_float_to_float16(keep_io_types=True): float16 weights and compute, float32 inputs/outputs"
+               + (f"; {len(blocked)} ops kept float32 (node_block_list)" if blocked else ""),
         quantized_ops={op: count for op, count in after.items() if op != "Cast"},
-        kept_float=(KeptFloat(("inputs", "outputs"), "float32 at the interface, so callers feed float32 as always"),),
-        steps=(), source=source.name,
+        kept_float=tuple(kept), steps=tuple(steps), source=source.name,
         notes=(f"{after.get('Cast', 0)} Cast nodes in the written file",
                "for GPU/NPU providers; expected slower than float32 on a CPU provider (measured in the benchmark)"),
     )
+
+
+def _float32_outputs(path: Path) -> dict[str, tuple[bool, ...]]:
+    """For each node of the (float) model at ``path``: which of its outputs are float32."""
+    import onnx
+    from onnx import TensorProto, shape_inference
+
+    graph = shape_inference.infer_shapes(onnx.load(str(path))).graph
+    float32 = {v.name for v in (*graph.input, *graph.value_info, *graph.output)
+               if v.type.tensor_type.elem_type == TensorProto.FLOAT}
+    return {node.name: tuple(output in float32 for output in node.output) for node in graph.node}
+
+
+def _drop_round_trips(model: Any, blocked: set[str], float32_outputs: Mapping[str, tuple[bool, ...]]) -> int:
+    """Remove Cast(to float16) -> Cast(to float32) pairs whose first Cast reads a float32 tensor.
+
+    ``convert_float_to_float16`` gives a blocked node's float32 output a Cast to float16 and the
+    next blocked node a Cast back, so a tensor between two kept-float ops is rounded all the same
+    (with the graph input: the image itself). Readers of the second Cast read the first Cast's
+    input instead; a Cast left without readers goes. ``blocked``: the nodes kept float32;
+    ``float32_outputs``: which outputs of each node were float32 before conversion (a blocked
+    node still writes them in float32, under new names); float32 graph inputs are kept too.
+    """
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    producer = {output: node for node in graph.node for output in node.output}
+    float32 = {i.name for i in graph.input if i.type.tensor_type.elem_type == TensorProto.FLOAT}
+    for node in graph.node:
+        if node.name in blocked:
+            float32 |= {output for output, is_float in zip(node.output, float32_outputs.get(node.name, ()))
+                        if is_float}
+
+    def cast_to(node: Any) -> int | None:
+        if node is None or node.op_type != "Cast":
+            return None
+        return next((helper.get_attribute_value(a) for a in node.attribute if a.name == "to"), None)
+
+    outputs = {o.name for o in graph.output}
+    replace: dict[str, str] = {}
+    trips = 0
+    for node in graph.node:
+        if cast_to(node) != TensorProto.FLOAT:
+            continue
+        first = producer.get(node.input[0])
+        if cast_to(first) == TensorProto.FLOAT16 and first.input[0] in float32:
+            if node.output[0] in outputs:  # a graph output keeps its name: its Cast now reads float32
+                node.input[0] = first.input[0]
+                trips += 1
+            else:
+                replace[node.output[0]] = first.input[0]
+    if not replace and not trips:
+        return 0
+    for node in graph.node:
+        for index, name in enumerate(node.input):
+            if name in replace:
+                node.input[index] = replace[name]
+    for value in graph.value_info:  # the converter typed a blocked node's output float16
+        if value.name in float32:
+            value.type.tensor_type.elem_type = TensorProto.FLOAT
+    read = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    while True:
+        unread = [node for node in graph.node if node.op_type == "Cast" and node.output[0] not in read]
+        if not unread:
+            break
+        for node in unread:
+            graph.node.remove(node)
+        read = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    return len(replace) + trips
+
+
+def _nodes_between(path: Path, names: Sequence[str], walls: Sequence[str]) -> list[str]:
+    """Nodes (not among ``names``) downstream of one node of ``names`` and upstream of another,
+    on paths that pass no node of ``walls`` (the other weight ops, which bound each float region)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    chosen = set(names)
+    stop = set(walls) - chosen
+    by_name = {node.name: node for node in graph.node}
+    producer = {output: node for node in graph.node for output in node.output}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def reach(start: list[Any], step) -> set[str]:
+        seen: set[str] = set()
+        stack = list(start)
+        while stack:
+            node = stack.pop()
+            for following in step(node):
+                if following.name not in seen and following.name not in stop:
+                    seen.add(following.name)
+                    stack.append(following)
+        return seen
+
+    starts = [by_name[name] for name in chosen if name in by_name]
+    downstream = reach(starts, lambda node: [c for output in node.output for c in consumers.get(output, [])])
+    upstream = reach(starts, lambda node: [producer[i] for i in node.input if i in producer])
+    return sorted((downstream & upstream) - chosen)
 
 
 def _int8(source, target, precision, converter_log, workdir, keep_float, keep_reasons, keep_patterns,
