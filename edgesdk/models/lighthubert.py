@@ -1146,23 +1146,10 @@ def read_speech_clips(folder: str | Path, samples: int, sample_rate_hz: int, nor
 
 
 def speech_windows(files: Sequence[Path], samples: int, sample_rate_hz: int, normalize: bool) -> np.ndarray:
-    """WAV files as model inputs [clips, samples]: int16 / 32768, utterance-normalised where the
-    model's front end does it, then centred in the window (zero-padded) or centre-cropped to it."""
-    from edgesdk.runtime.audio import read_wav
-    from edgesdk.runtime.chunking import normalize_waveform
+    """WAV files as model inputs [clips, samples] (each as ``runtime.chunking.speech_window`` reads it)."""
+    from edgesdk.runtime.chunking import speech_window
 
-    clips = []
-    for path in files:
-        waveform = read_wav(path, sample_rate_hz).astype(np.float32) / np.float32(32768.0)
-        if normalize:
-            waveform = normalize_waveform(waveform)
-        if len(waveform) >= samples:
-            start = (len(waveform) - samples) // 2
-            clips.append(waveform[start:start + samples])
-        else:
-            left = (samples - len(waveform)) // 2
-            clips.append(np.pad(waveform, (left, samples - len(waveform) - left)))
-    return np.stack(clips).astype(np.float32)
+    return np.stack([speech_window(path, samples, sample_rate_hz, normalize, LAYER_NORM_EPS) for path in files])
 
 
 # Synthesized sentences shipped with the package (data/speech/clips.json says how each was made):

@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -60,6 +61,26 @@ def normalize_waveform(waveform: np.ndarray, eps: float = 1e-5) -> np.ndarray:
     mean = x.mean(axis=-1, keepdims=True)
     variance = x.var(axis=-1, keepdims=True)
     return ((x - mean) / np.sqrt(variance + eps)).astype(np.float32)
+
+
+def speech_window(path: str | Path, samples: int, sample_rate_hz: int = 16000, normalize: bool = False,
+                  eps: float = 1e-5) -> np.ndarray:
+    """One WAV file as one model window [samples], float32: int16 / 32768, utterance-normalised
+    when the front end does it, then centred in the window (zero-padded) or centre-cropped to it.
+
+    For calibration and validation sets of whole-window models (LightHuBERT); a wrong sample
+    rate or encoding is a UsageError (``read_wav``).
+    """
+    from edgesdk.runtime.audio import read_wav
+
+    waveform = read_wav(path, sample_rate_hz).astype(np.float32) / np.float32(32768.0)
+    if normalize:
+        waveform = normalize_waveform(waveform, eps)
+    if len(waveform) >= samples:
+        start = (len(waveform) - samples) // 2
+        return waveform[start:start + samples]
+    left = (samples - len(waveform)) // 2
+    return np.pad(waveform, (left, samples - len(waveform) - left)).astype(np.float32)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Calibration and validation data for reduced precision, from real files.
 
 A folder of WAV files (audio families: read through the model's own front-end, described in the
-export's ``frontend`` section) or of images (vision families: resized, centre-cropped and
+export's ``frontend`` section: log-mel features, or for a waveform model one window of samples) or of images (vision families: resized, centre-cropped and
 normalised with the ImageNet statistics the vision families are trained with). Files are split
 by a fixed rule into two disjoint sets: every fourth file (sorted by name) validates, the others
 calibrate, so the data an artifact is judged on is never the data its scales were fitted to.
@@ -81,12 +81,15 @@ def load_calibration(path: str | Path, spec: ExportSpec) -> CalibrationSet:
     audio = [p for p in files if p.suffix.lower() in AUDIO_SUFFIXES]
     images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
     frontend = spec.metadata.get("frontend")
-    wants_audio = isinstance(frontend, Mapping) and frontend.get("type") == "kaldi_fbank"
+    wants_fbank = isinstance(frontend, Mapping) and frontend.get("type") == "kaldi_fbank"
     name, shape = _float_input(spec)
+    wants_waveform = (isinstance(frontend, Mapping) and frontend.get("kind") == "waveform" and spec.mode == "full"
+                      and len(shape) == 2 and shape[0] == 1)
+    wants_audio = wants_fbank or wants_waveform
     wants_images = not wants_audio and len(shape) == 4 and shape[1] == 3 and spec.mode == "full"
     if not (wants_audio or wants_images):
         raise UsageError(f"calibration from files is not available for this model (input {name!r} {list(shape)}, "
-                         "no kaldi_fbank front-end and not an RGB image): edgesdk reads WAV folders for fbank "
+                         "no kaldi_fbank or waveform front-end and not an RGB image): edgesdk reads WAV folders for "
                          "audio models and image folders for vision models")
     chosen, modality = (audio, "audio") if wants_audio else (images, "images")
     if not chosen:
@@ -97,7 +100,9 @@ def load_calibration(path: str | Path, spec: ExportSpec) -> CalibrationSet:
         raise UsageError(f"calibration data {folder} holds {len(chosen)} {modality} file(s); at least "
                          f"{VALIDATION_EVERY} are needed (a disjoint validation split is taken from them)")
     calibration_files, validation_files = _split(chosen)
-    read: Callable[[Path], np.ndarray] = (_audio_reader(frontend) if wants_audio else _image_reader(shape))
+    read: Callable[[Path], np.ndarray] = (_audio_reader(frontend) if wants_fbank else
+                                          _waveform_reader(frontend, int(shape[1])) if wants_waveform else
+                                          _image_reader(shape))
     def cases(paths: list[Path]) -> list[dict[str, np.ndarray]]:
         return [_as_case(spec, name, shape, read(p)) for p in paths]
     return CalibrationSet(str(folder), modality, tuple(p.name for p in calibration_files),
@@ -110,6 +115,15 @@ def _audio_reader(section: Mapping[str, Any]) -> Callable[[Path], np.ndarray]:
     frontend = KaldiFbankFrontend.from_manifest(section, "the export recipe's metadata")
     # read_wav refuses another sample rate, float or compressed encodings, stereo: UsageError.
     return lambda p: frontend.model_input(read_wav(p, frontend.sample_rate_hz))
+
+
+def _waveform_reader(section: Mapping[str, Any], samples: int) -> Callable[[Path], np.ndarray]:
+    from edgesdk.runtime.chunking import speech_window
+    from edgesdk.runtime.sections import WaveformFrontend
+
+    frontend = WaveformFrontend.from_manifest(section, "the export recipe's metadata")
+    return lambda p: speech_window(p, samples, frontend.sample_rate_hz, frontend.normalizes,
+                                   frontend.normalization_eps)[None]
 
 
 def _image_reader(shape: tuple[int, ...]) -> Callable[[Path], np.ndarray]:
@@ -137,7 +151,7 @@ def _image_reader(shape: tuple[int, ...]) -> Callable[[Path], np.ndarray]:
 
 def _as_case(spec: ExportSpec, name: str, shape: tuple[int, ...], data: np.ndarray) -> dict[str, np.ndarray]:
     """One file's data as one case: a feed dict (full) or a step sequence (stream)."""
-    if data.ndim == 4:  # an image, already [1, 3, H, W]
+    if data.ndim == 4 or tuple(data.shape) == tuple(shape):  # an image [1, 3, H, W] or a waveform window [1, samples]
         return {name: data}
     features = data  # [frames, mel]
     if shape[-1] != features.shape[-1] or int(np.prod(shape[:-2], dtype=np.int64)) != 1:
