@@ -197,6 +197,7 @@ def test_fp16_ops_kept_float_compute_on_unrounded_tensors(tmp_path):
     assert np.abs(got - want).max() < 1e-5
     assert any("Cast pairs" in step for step in recipe.steps)
     assert any(k.ops == ("relu",) for k in recipe.kept_float)  # between the two kept MatMuls
+    assert recipe.quantized_ops == {}  # every op is kept float32 here, none counts as float16
 
 
 @pytest.mark.parametrize("backend, precision, file", [

@@ -390,11 +390,13 @@ def _fp16(source: Path, target: Path, converter_log: ConverterLog, workdir: Path
                      "converter rounds every tensor it passes between two blocked nodes, the graph input included)")
     onnx.save(model, str(target))
     after = op_counts(target)
+    in_float16 = Counter(node.op_type for node in model.graph.node
+                         if node.op_type != "Cast" and node.name not in set(blocked))
     return PrecisionRecipe(
         tool=f"onnxruntime.transformers.float16 {onnxruntime_version()}",
         scheme="convert_float_to_float16(keep_io_types=True): float16 weights and compute, float32 inputs/outputs"
                + (f"; {len(blocked)} ops kept float32 (node_block_list)" if blocked else ""),
-        quantized_ops={op: count for op, count in after.items() if op != "Cast"},
+        quantized_ops=dict(in_float16),  # the ops that compute in float16
         kept_float=tuple(kept), steps=tuple(steps), source=source.name,
         notes=(f"{after.get('Cast', 0)} Cast nodes in the written file",
                "for GPU/NPU providers; expected slower than float32 on a CPU provider (measured in the benchmark)"),
