@@ -1,8 +1,9 @@
 """Calibration and validation data for reduced precision, from real files.
 
 A folder of WAV files (audio families: read through the model's own front-end, described in the
-export's ``frontend`` section: log-mel features, or for a waveform model one window of samples) or of images (vision families: resized, centre-cropped and
-normalised with the ImageNet statistics the vision families are trained with). Files are split
+export's ``frontend`` section: log-mel features, or for a waveform model one window of samples)
+or of images (vision families: resized, centre-cropped and normalised with the ImageNet
+statistics the vision families are trained with). Files are split
 by a fixed rule into two disjoint sets: every fourth file (sorted by name) validates, the others
 calibrate, so the data an artifact is judged on is never the data its scales were fitted to.
 
@@ -151,7 +152,7 @@ def _image_reader(shape: tuple[int, ...]) -> Callable[[Path], np.ndarray]:
 
 def _as_case(spec: ExportSpec, name: str, shape: tuple[int, ...], data: np.ndarray) -> dict[str, np.ndarray]:
     """One file's data as one case: a feed dict (full) or a step sequence (stream)."""
-    if data.ndim == 4 or tuple(data.shape) == tuple(shape):  # an image [1, 3, H, W] or a waveform window [1, samples]
+    if data.ndim == 4 or tuple(data.shape) == tuple(shape):  # an image [1, 3, H, W], a waveform window [1, samples]
         return {name: data}
     features = data  # [frames, mel]
     if shape[-1] != features.shape[-1] or int(np.prod(shape[:-2], dtype=np.int64)) != 1:

@@ -373,7 +373,8 @@ def _fp16(source: Path, target: Path, converter_log: ConverterLog, workdir: Path
             fold_constants(source, model_path)
         steps.append("constant folding (onnxruntime ORT_ENABLE_BASIC, saved offline)")
         weight_nodes = _weight_nodes(model_path, (*WEIGHT_OPS, "Conv"))
-        blocked, family_kept = _exclusions(weight_nodes, keep_float, keep_patterns, keep_reasons)
+        excluded, family_kept = _exclusions(weight_nodes, keep_float, keep_patterns, keep_reasons)
+        blocked = [node.name for node, _ in weight_nodes if node.name in set(excluded)]  # (not int8's "_MatMul" aliases)
         between = _nodes_between(model_path, blocked, [node.name for node, _ in weight_nodes])
         kept += family_kept
         if between:
@@ -390,8 +391,9 @@ def _fp16(source: Path, target: Path, converter_log: ConverterLog, workdir: Path
                      "converter rounds every tensor it passes between two blocked nodes, the graph input included)")
     onnx.save(model, str(target))
     after = op_counts(target)
+    kept_names = set(blocked)
     in_float16 = Counter(node.op_type for node in model.graph.node
-                         if node.op_type != "Cast" and node.name not in set(blocked))
+                         if node.op_type != "Cast" and node.name not in kept_names)
     return PrecisionRecipe(
         tool=f"onnxruntime.transformers.float16 {onnxruntime_version()}",
         scheme="convert_float_to_float16(keep_io_types=True): float16 weights and compute, float32 inputs/outputs"
