@@ -1,11 +1,31 @@
-"""Putting a finished folder in place atomically: shared by export (exporters/bundle.py) and
-wrap (runtime/wrap.py), which both write a bundle into a hidden staging folder first. Torch-free."""
+"""Bundle folders on disk, torch-free. Putting a finished folder in place atomically: shared by
+export (exporters/bundle.py) and wrap (runtime/wrap.py), which both write a bundle into a hidden
+staging folder first. A folder as bytes and back: how sweeps and latency tables send bundles to
+Ray workers that share no file system."""
 from __future__ import annotations
 
+import io
 import os
 import shutil
+import tarfile
 import tempfile
 from pathlib import Path
+
+
+def pack_bundle(folder: Path) -> bytes:
+    """``folder`` as a gzipped tar archive (paths relative to it)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        archive.add(folder, arcname=".")
+    return buffer.getvalue()
+
+
+def unpack_bundle(data: bytes, folder: Path) -> Path:
+    """Unpack ``pack_bundle``'s bytes into ``folder`` (made if missing); returns ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+        archive.extractall(folder, filter="data")  # the data filter refuses links and paths out of folder
+    return folder
 
 
 def replace_folder(staging: Path, output: Path) -> None:

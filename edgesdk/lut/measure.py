@@ -144,13 +144,10 @@ def measure_bundle(request: MeasureRequest) -> Measurement:
         raise BundleError("a measurement needs a bundle folder or its archive")
     with tempfile.TemporaryDirectory(prefix="edgesdk-lut-") as scratch:
         bundle = Path(request.bundle) if request.bundle is not None else Path(scratch)
-        if request.archive is not None:  # sent by value (Ray): unpacked with tarfile's data filter
-            import io
-            import tarfile
+        if request.archive is not None:  # sent by value (Ray), packed by table.py with pack_bundle
+            from edgesdk.folders import unpack_bundle  # tarfile's data filter: no links, no paths out
 
-            bundle = Path(scratch) / "bundle"
-            with tarfile.open(fileobj=io.BytesIO(request.archive), mode="r:gz") as archive:
-                archive.extractall(bundle, filter="data")  # refuses links and paths out of the folder
+            bundle = unpack_bundle(request.archive, Path(scratch) / "bundle")
             if request.bundle is not None:  # a lone model file inside the archive
                 bundle = bundle / request.bundle
         return _measure_folder(request, bundle)

@@ -471,7 +471,7 @@ def export_subnet(supernet, subnet, folder: Path, conditions: "TableConditions")
 def _request(key: str, folder: Path, input_name: str, shape: tuple[int, ...], fmt: str, precision: str,
              threads: int, runs: int, warmup: int, energy: str, archive: bool) -> MeasureRequest:
     if archive:  # the executor's workers may not share this file system (Ray)
-        from edgesdk.sweep.tasks import pack_bundle
+        from edgesdk.folders import pack_bundle
 
         inner = None if folder.is_dir() else folder.name  # a lone model file: named inside the archive
         packed = pack_bundle(folder if folder.is_dir() else folder.parent)

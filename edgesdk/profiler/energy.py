@@ -476,14 +476,22 @@ def _summarize(sensor: Sensor, plan: WindowPlan, trace: Trace, windows: list[Win
     flags += condition_flags(snapshots)
     # With few windows the interval can miss zero by chance (five windows all a hair positive), so
     # the extra power must also stand above the idle baseline's own spread from window to window.
+    # Nor can it be a step or two of the sensor's own resolution: a power monitor's last bit
+    # flickering in step with the windows gives a steady, narrow, meaningless difference.
     extra_power_w = float(np.median([r["active_power_w"] - r["idle_power_w"] for r in rows]))
     idle_spread_w = idle[2] - idle[1]
+    steps = np.abs(np.diff(values)) if sensor.quantity == "power" and values.size > 1 else np.zeros(0)
+    resolution_w = float(steps[steps > 0].min()) if np.any(steps > 0) else 0.0
     if net[1] <= 0:
         flags.append(("not-resolved", "the 95% interval of the net energy reaches zero: active power is not resolved "
                                       "from the idle baseline"))
     elif extra_power_w <= idle_spread_w:
         flags.append(("not-resolved", f"the active power exceeds idle by {extra_power_w:.3g} W, no more than the idle "
                                       f"power's own spread across windows ({idle_spread_w:.3g} W): active power is not "
+                                      "resolved from the idle baseline"))
+    elif extra_power_w <= 2 * resolution_w:
+        flags.append(("not-resolved", f"the active power exceeds idle by {extra_power_w:.3g} W, within two steps of the "
+                                      f"{sensor.name} readings' resolution ({resolution_w:.3g} W): active power is not "
                                       "resolved from the idle baseline"))
     elif max(net[0] - net[1], net[2] - net[0]) > ci_target * net[0]:
         flags.append(("wide-interval", f"the 95% interval of the net energy is wider than ±{ci_target:.0%} of its median "

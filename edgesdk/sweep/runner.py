@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from edgesdk.executor import Executor, Task, TaskOutcome
+from edgesdk.folders import pack_bundle, unpack_bundle
 from edgesdk.sweep.matrix import LOCAL_DEVICE, Cell, Matrix
-from edgesdk.sweep.tasks import (ExportRequest, ExportSummary, MeasureRequest, MeasureSummary, export_cell,
-                                 measure_cell, pack_bundle, unpack_bundle)
+from edgesdk.sweep.tasks import ExportRequest, ExportSummary, MeasureRequest, MeasureSummary, export_cell, measure_cell
 
 logger = logging.getLogger(__name__)
 

@@ -6,9 +6,7 @@ an export comes back as a tar archive of its bundle and a measurement unpacks it
 """
 from __future__ import annotations
 
-import io
 import sys
-import tarfile
 import tempfile
 import time
 import warnings
@@ -17,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgesdk.errors import BundleError, BundleWarning
+from edgesdk.folders import pack_bundle, unpack_bundle
 from edgesdk.sweep.matrix import RUNTIME_PACKAGES, ModelEntry, package_versions
 
 BACKEND_OF_FORMAT = {"onnx": "onnxruntime", "tflite": "litert"}
@@ -69,20 +68,6 @@ class MeasureSummary:
     backend: str
     peak_rss_mib: float | None
     runtime_versions: tuple[tuple[str, str | None], ...]
-
-
-def pack_bundle(folder: Path) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        archive.add(folder, arcname=".")
-    return buffer.getvalue()
-
-
-def unpack_bundle(data: bytes, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
-        archive.extractall(folder, filter="data")  # the data filter refuses links and paths out of folder
-    return folder
 
 
 def _errors(validation: dict, fmt: str) -> tuple[float | None, float | None]:

@@ -9,10 +9,10 @@ from click.testing import CliRunner
 from edgesdk.cli import cli
 from edgesdk.devices.detect import detect_device
 from edgesdk.executor import InProcessExecutor
+from edgesdk.folders import pack_bundle
 from edgesdk.sweep.matrix import load_matrix
 from edgesdk.sweep.runner import run_sweep
-
-from edgesdk.sweep.tasks import MeasureRequest, measure_cell, pack_bundle
+from edgesdk.sweep.tasks import MeasureRequest, measure_cell
 from tests.sweep.workloads import MATRIX, read_rows
 
 
