@@ -194,28 +194,45 @@ def recurrence_nodes(path: Path, state_pairs: Sequence[tuple[str, str]]) -> list
     """
     import onnx
 
-    graph = onnx.load(str(path), load_external_data=False).graph
-    producer = {output: node for node in graph.node for output in node.output}
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    wiring = _Wiring(onnx.load(str(path), load_external_data=False).graph)
     found: set[str] = set()
     for state_input, state_output in state_pairs:
-        downstream, stack = set(), [state_input]
-        while stack:
-            for node in consumers.get(stack.pop(), []):
-                if node.name not in downstream:
-                    downstream.add(node.name)
-                    stack += list(node.output)
-        upstream, stack = set(), [state_output]
-        while stack:
-            node = producer.get(stack.pop())
-            if node is not None and node.name not in upstream:
-                upstream.add(node.name)
-                stack += list(node.input)
-        found |= downstream & upstream
+        found |= wiring.downstream([state_input]) & wiring.upstream([state_output])
     return sorted(found)
+
+
+class _Wiring:
+    """Which node writes and which nodes read each tensor of a graph, and what lies on paths."""
+
+    def __init__(self, graph: Any):
+        self.nodes = {node.name: node for node in graph.node}
+        self.producer = {output: node for node in graph.node for output in node.output}
+        self.consumers: dict[str, list[Any]] = {}
+        for node in graph.node:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(node)
+
+    def downstream(self, tensors: Sequence[str], stop: frozenset[str] = frozenset()) -> set[str]:
+        """Names of the nodes that read ``tensors``, directly or through other nodes (not through ``stop``)."""
+        seen: set[str] = set()
+        stack = list(tensors)
+        while stack:
+            for node in self.consumers.get(stack.pop(), []):
+                if node.name not in seen and node.name not in stop:
+                    seen.add(node.name)
+                    stack += list(node.output)
+        return seen
+
+    def upstream(self, tensors: Sequence[str], stop: frozenset[str] = frozenset()) -> set[str]:
+        """Names of the nodes that ``tensors`` are computed from (not through ``stop``)."""
+        seen: set[str] = set()
+        stack = list(tensors)
+        while stack:
+            node = self.producer.get(stack.pop())
+            if node is not None and node.name not in seen and node.name not in stop:
+                seen.add(node.name)
+                stack += list(node.input)
+        return seen
 
 
 def _calibrated_ranges(prepared: Path, feeds: Sequence[Mapping[str, np.ndarray]], workdir: Path,
@@ -479,30 +496,12 @@ def _nodes_between(path: Path, names: Sequence[str], walls: Sequence[str]) -> li
     on paths that pass no node of ``walls`` (the other weight ops, which bound each float region)."""
     import onnx
 
-    graph = onnx.load(str(path), load_external_data=False).graph
+    wiring = _Wiring(onnx.load(str(path), load_external_data=False).graph)
     chosen = set(names)
-    stop = set(walls) - chosen
-    by_name = {node.name: node for node in graph.node}
-    producer = {output: node for node in graph.node for output in node.output}
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-
-    def reach(start: list[Any], step) -> set[str]:
-        seen: set[str] = set()
-        stack = list(start)
-        while stack:
-            node = stack.pop()
-            for following in step(node):
-                if following.name not in seen and following.name not in stop:
-                    seen.add(following.name)
-                    stack.append(following)
-        return seen
-
-    starts = [by_name[name] for name in chosen if name in by_name]
-    downstream = reach(starts, lambda node: [c for output in node.output for c in consumers.get(output, [])])
-    upstream = reach(starts, lambda node: [producer[i] for i in node.input if i in producer])
+    stop = frozenset(set(walls) - chosen)
+    starts = [wiring.nodes[name] for name in chosen if name in wiring.nodes]
+    downstream = wiring.downstream([output for node in starts for output in node.output], stop)
+    upstream = wiring.upstream([name for node in starts for name in node.input], stop)
     return sorted((downstream & upstream) - chosen)
 
 
